@@ -1,0 +1,441 @@
+"""``PartialState``: which process this is, on which device, and how processes coordinate."""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import functools
+import os
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import torch
+
+from accel.state import env
+from accel.state.backends import CollectiveBackend, default_backend, get_backend
+from accel.state.devices import detect_device_type
+from accel.state.enums import DistributedType, PrecisionType
+from accel.state.splitting import split_for_process
+from accel.state.world import WorldInfo, discover_world
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_INIT_KWARGS = ("backend", "init_method", "timeout")
+
+
+def _skipped(function: F) -> F:
+    @functools.wraps(function)
+    def skipped(*args: Any, **kwargs: Any) -> None:
+        return None
+
+    return skipped  # type: ignore[return-value]
+
+
+class PartialState:
+    """Process and device information, shared by every instance (the first one sets it up).
+
+    Created with plain ``python`` it describes one process. Started by ``accel launch``,
+    ``torchrun`` or an MPI launcher with several processes, the first instance joins them in a
+    ``torch.distributed`` process group (gloo on CPU, nccl on CUDA, ...). ``cpu=True`` ignores
+    accelerators; keyword arguments (``backend``, ``timeout``, ``init_method``, e.g. from
+    ``InitProcessGroupKwargs(...).to_kwargs()``) go to ``init_process_group``.
+
+    Example:
+        >>> from accel.state import PartialState
+        >>> state = PartialState()
+        >>> state.num_processes, state.process_index
+        (1, 0)
+    """
+
+    _shared_state: dict[str, Any] = {}
+
+    def __init__(self, cpu: bool = False, **kwargs: Any) -> None:
+        self.__dict__ = self._shared_state
+        if not self.initialized:
+            unknown = sorted(set(kwargs) - set(_INIT_KWARGS))
+            if unknown:
+                raise TypeError(
+                    f"PartialState got unexpected keyword arguments {unknown}; accepted: "
+                    f"cpu and {', '.join(_INIT_KWARGS)} (see InitProcessGroupKwargs)"
+                )
+            try:
+                self._setup(cpu or env.read_flag(env.USE_CPU), dict(kwargs))
+            except BaseException:
+                self._shared_state.clear()
+                raise
+        self.fork_launched = env.str_to_bool(os.environ.get("FORK_LAUNCHED", "0"), "FORK_LAUNCHED")
+
+    def _setup(self, cpu: bool, kwargs: dict[str, Any]) -> None:
+        self._cpu = cpu
+        self.debug = env.read_flag(env.DEBUG_MODE)
+        self._mixed_precision = env.read_choice(env.MIXED_PRECISION, PrecisionType.list(), "no")
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized():
+            world, backend = self._adopt_existing_group()
+        else:
+            world = discover_world()
+            backend = None
+            if world.world_size > 1:
+                backend = self._choose_backend(cpu, kwargs.pop("backend", None))
+                self._start_process_group(world, backend, kwargs)
+        self._backend = backend
+        self.backend = backend.name if backend is not None else None
+        if backend is None:
+            self.distributed_type = DistributedType.NO
+        else:
+            self.distributed_type = DistributedType(backend.distributed_type)
+        self.num_processes = world.world_size
+        self.process_index = world.rank
+        self.local_process_index = world.local_rank
+        self.device = None
+        self.set_device()
+
+    def _adopt_existing_group(self) -> tuple[WorldInfo, CollectiveBackend]:
+        dist = torch.distributed
+        name = str(dist.get_backend())
+        try:
+            backend = get_backend(name, source="the existing process group's backend")
+        except ValueError:
+            backend = CollectiveBackend(name, "cpu", DistributedType.MULTI_CPU.value)
+        rank, size = dist.get_rank(), dist.get_world_size()
+        found = discover_world()
+        local_rank = found.local_rank if found.world_size == size else rank
+        local_size = found.local_world_size if found.world_size == size else size
+        return WorldInfo(rank, size, local_rank, local_size, "existing process group"), backend
+
+    def _choose_backend(self, cpu: bool, requested: str | None) -> CollectiveBackend:
+        source = "backend argument"
+        if requested is None:
+            requested = env.read_env(env.BACKEND)
+            source = f"{env.PREFIX}{env.BACKEND}"
+        if requested is not None:
+            backend = get_backend(requested, source=source)
+            if cpu and backend.device_type != "cpu":
+                raise ValueError(
+                    f"{source}={requested!r} serves {backend.device_type} devices but cpu=True "
+                    "was asked for; use backend 'gloo' (or 'mpi') on CPU"
+                )
+            if not backend.is_available():
+                raise ValueError(f"{source}={requested!r}: this torch build lacks that backend")
+            return backend
+        device_type = detect_device_type(cpu)
+        backend = default_backend(device_type)
+        if backend is None:
+            raise RuntimeError(
+                f"no collective backend serves device type {device_type!r} for a multi-process "
+                "job; pass cpu=True (or set ACCEL_USE_CPU=1) to run the processes on CPU"
+            )
+        return backend
+
+    def _start_process_group(
+        self, world: WorldInfo, backend: CollectiveBackend, kwargs: dict[str, Any]
+    ) -> None:
+        os.environ.setdefault("RANK", str(world.rank))
+        os.environ.setdefault("WORLD_SIZE", str(world.world_size))
+        os.environ.setdefault("LOCAL_RANK", str(world.local_rank))
+        os.environ.setdefault("LOCAL_WORLD_SIZE", str(world.local_world_size))
+        if kwargs.get("init_method") is None:
+            if "MASTER_ADDR" not in os.environ:
+                if world.is_multi_node:
+                    raise ValueError(
+                        f"a multi-node job ({world.world_size} processes, {world.local_world_size} "
+                        f"on this node, from {world.source}) needs MASTER_ADDR set to the "
+                        "address of the node running rank 0"
+                    )
+                os.environ["MASTER_ADDR"] = "127.0.0.1"
+            os.environ.setdefault("MASTER_PORT", "29500")
+        if backend.device_type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+            torch.set_num_threads(max(1, (cores or os.cpu_count() or 1) // world.local_world_size))
+        backend.init_process_group(rank=world.rank, world_size=world.world_size, **kwargs)
+
+    def __repr__(self) -> str:
+        backend = f"  Backend: {self.backend}" if self.backend else ""
+        return (
+            f"Distributed environment: {self.distributed_type}{backend}\n"
+            f"Num processes: {self.num_processes}\n"
+            f"Process index: {self.process_index}\n"
+            f"Local process index: {self.local_process_index}\n"
+            f"Device: {self.device}\n"
+        )
+
+    @classmethod
+    def _reset_state(cls) -> None:
+        """Forget the shared state (Accelerate's spelling; prefer :func:`accel.state.reset_state`).
+
+        Example:
+            >>> PartialState._reset_state()
+        """
+        cls._shared_state.clear()
+
+    @property
+    def initialized(self) -> bool:
+        """Whether the shared state has been set up.
+
+        Example:
+            >>> PartialState().initialized
+            True
+        """
+        return self._shared_state != {}
+
+    @property
+    def use_distributed(self) -> bool:
+        """Whether more than one process takes part.
+
+        Example:
+            >>> PartialState().use_distributed
+            False
+        """
+        return self.distributed_type != DistributedType.NO and self.num_processes > 1
+
+    @property
+    def mixed_precision(self) -> str:
+        """The mixed-precision mode asked for through ``ACCEL_MIXED_PRECISION`` (default ``"no"``).
+
+        Example:
+            >>> PartialState().mixed_precision
+            'no'
+        """
+        return self._mixed_precision
+
+    @property
+    def is_last_process(self) -> bool:
+        """Whether this is the process with the highest index.
+
+        Example:
+            >>> PartialState().is_last_process
+            True
+        """
+        return self.process_index == self.num_processes - 1
+
+    @property
+    def is_main_process(self) -> bool:
+        """Whether this is process 0 (the last process under Megatron-LM).
+
+        Example:
+            >>> PartialState().is_main_process
+            True
+        """
+        if self.distributed_type == DistributedType.MEGATRON_LM:
+            return self.is_last_process
+        return self.process_index == 0
+
+    @property
+    def is_local_main_process(self) -> bool:
+        """Whether this is the first process on its machine.
+
+        Example:
+            >>> PartialState().is_local_main_process
+            True
+        """
+        if self.distributed_type == DistributedType.MEGATRON_LM:
+            return self.is_last_process
+        return self.local_process_index == 0
+
+    @property
+    def default_device(self) -> torch.device:
+        """The accelerator this machine offers, or the CPU.
+
+        Example:
+            >>> PartialState().default_device.type in ("cpu", "cuda", "mps", "xpu", "npu")
+            True
+        """
+        return torch.device(detect_device_type())
+
+    def set_device(self) -> None:
+        """Pick ``self.device`` for this process (and make it current on the accelerator).
+
+        ``ACCEL_TORCH_DEVICE`` overrides the choice. Does nothing once a device is set.
+
+        Example:
+            >>> PartialState().set_device()
+        """
+        if self.device is not None:
+            return
+        forced = env.read_env(env.TORCH_DEVICE)
+        if forced:
+            self.device = torch.device(forced)
+        elif self._backend is not None:
+            self.device = self._backend.device(self.local_process_index)
+        else:
+            self.device = torch.device(detect_device_type(self._cpu))
+
+    def wait_for_everyone(self) -> None:
+        """Block until every process has reached this call; no-op with one process.
+
+        Example:
+            >>> PartialState().wait_for_everyone()
+        """
+        if self.use_distributed:
+            self._backend.barrier(self.device)
+
+    @contextlib.contextmanager
+    def _goes_first(self, is_first: bool) -> Iterator[None]:
+        if not is_first:
+            self.wait_for_everyone()
+        try:
+            yield
+        finally:
+            if is_first:
+                self.wait_for_everyone()
+
+    def main_process_first(self) -> contextlib.AbstractContextManager[None]:
+        """Run a block on the main process first, then on all the others.
+
+        The main process releases the others even if its block raises, so they never hang.
+
+        Example:
+            >>> state = PartialState()
+            >>> with state.main_process_first():
+            ...     pass  # e.g. download or preprocess once, then the others read the cache
+        """
+        return self._goes_first(self.is_main_process)
+
+    def local_main_process_first(self) -> contextlib.AbstractContextManager[None]:
+        """Run a block on each machine's first process first, then on that machine's others.
+
+        Example:
+            >>> with PartialState().local_main_process_first():
+            ...     pass
+        """
+        return self._goes_first(self.is_local_main_process)
+
+    @contextlib.contextmanager
+    def split_between_processes(self, inputs: Any, apply_padding: bool = False) -> Iterator[Any]:
+        """Give this process its contiguous share of ``inputs`` inside a ``with`` block.
+
+        ``inputs`` may be a list, tuple, tensor, dict of those (all of one length), or a
+        dataset with ``select``. With ``apply_padding`` every share has the same length, made
+        up by repeating the last element (drop the repeats after gathering).
+
+        Example:
+            >>> with PartialState().split_between_processes(["A", "B", "C"]) as share:
+            ...     share  # on 2 processes: ['A', 'B'] on process 0, ['C'] on process 1
+            ['A', 'B', 'C']
+        """
+        if self.num_processes == 1:
+            yield inputs
+            return
+        yield split_for_process(inputs, self.process_index, self.num_processes, apply_padding)
+
+    def _run_if(self, condition: bool, function: F) -> F:
+        if condition or not self.use_distributed:
+            return function
+        return _skipped(function)
+
+    def on_main_process(self, function: F | None = None) -> F:
+        """Decorator: run the function only on the main process (``None`` elsewhere).
+
+        Example:
+            >>> @PartialState().on_main_process
+            ... def report():
+            ...     return "done"
+            >>> report()
+            'done'
+        """
+        if function is None:
+            return self.on_main_process  # type: ignore[return-value]
+        return self._run_if(self.is_main_process, function)
+
+    def on_local_main_process(self, function: F | None = None) -> F:
+        """Decorator: run the function only on each machine's first process.
+
+        Example:
+            >>> @PartialState().on_local_main_process
+            ... def report():
+            ...     return "done"
+            >>> report()
+            'done'
+        """
+        if function is None:
+            return self.on_local_main_process  # type: ignore[return-value]
+        return self._run_if(self.is_local_main_process, function)
+
+    def on_last_process(self, function: F) -> F:
+        """Decorator: run the function only on the last process.
+
+        Example:
+            >>> @PartialState().on_last_process
+            ... def report():
+            ...     return "done"
+            >>> report()
+            'done'
+        """
+        return self._run_if(self.is_last_process, function)
+
+    def _check_index(self, name: str, value: Any, count: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name}={value!r} must be an int")
+        limit = count if self.use_distributed else None
+        if value < 0 or (limit is not None and value >= limit):
+            valid = f"0..{limit - 1}" if limit is not None else "a non-negative int"
+            raise ValueError(
+                f"{name}={value} is out of range; this job has {count} such processes, so "
+                f"valid values are {valid}"
+            )
+
+    def on_process(self, function: F | None = None, process_index: int | None = None) -> F:
+        """Decorator: run the function only on the process with index ``process_index``.
+
+        Example:
+            >>> @PartialState().on_process(process_index=0)
+            ... def report():
+            ...     return "done"
+            >>> report()
+            'done'
+        """
+        self._check_index("process_index", process_index, self.num_processes)
+        if function is None:
+            return functools.partial(self.on_process, process_index=process_index)  # type: ignore[return-value]
+        return self._run_if(self.process_index == process_index, function)
+
+    def on_local_process(
+        self, function: F | None = None, local_process_index: int | None = None
+    ) -> F:
+        """Decorator: run the function only on the process with this index on each machine.
+
+        Example:
+            >>> @PartialState().on_local_process(local_process_index=0)
+            ... def report():
+            ...     return "done"
+            >>> report()
+            'done'
+        """
+        local_count = int(os.environ.get("LOCAL_WORLD_SIZE", self.num_processes))
+        self._check_index("local_process_index", local_process_index, local_count)
+        if function is None:
+            return functools.partial(  # type: ignore[return-value]
+                self.on_local_process, local_process_index=local_process_index
+            )
+        return self._run_if(self.local_process_index == local_process_index, function)
+
+    def print(self, *args: Any, **kwargs: Any) -> None:
+        """``print`` on each machine's first process only.
+
+        Example:
+            >>> PartialState().print("hello")
+            hello
+        """
+        if self.is_local_main_process:
+            builtins.print(*args, **kwargs)
+
+    def destroy_process_group(self, group: Any = None) -> None:
+        """Destroy ``group`` (default: the default process group) if one exists.
+
+        Does nothing for the default group of a fork-launched notebook job.
+
+        Example:
+            >>> PartialState().destroy_process_group()
+        """
+        if self.fork_launched and group is None:
+            return
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group(group)
+
+    def __getattr__(self, name: str) -> Any:
+        if not name.startswith("__") and not self._shared_state:
+            raise AttributeError(
+                f"PartialState has no attribute {name!r} because its state was reset; create "
+                "PartialState() (or an Accelerator) again before using it"
+            )
+        raise AttributeError(f"'PartialState' object has no attribute {name!r}")
