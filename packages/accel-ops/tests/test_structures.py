@@ -178,7 +178,9 @@ def test_recursively_apply_passes_args_and_kwargs():
 
 
 def test_recursively_apply_custom_test_type():
-    out = recursively_apply(lambda s: s.upper(), ["a", ("b", 1)], test_type=lambda o: isinstance(o, str))
+    out = recursively_apply(
+        lambda s: s.upper(), ["a", ("b", 1)], test_type=lambda o: isinstance(o, str)
+    )
     assert out == ["A", ("B", 1)]
 
 
@@ -291,7 +293,11 @@ def test_ignorant_find_batch_size():
 
 
 def test_listify():
-    data = {"loss": torch.tensor(0.5), "ids": (torch.tensor([[1, 2]]),), "bf": torch.ones(2, dtype=torch.bfloat16)}
+    data = {
+        "loss": torch.tensor(0.5),
+        "ids": (torch.tensor([[1, 2]]),),
+        "bf": torch.ones(2, dtype=torch.bfloat16),
+    }
     out = listify(data)
     assert out == {"loss": 0.5, "ids": ([[1, 2]],), "bf": [1.0, 1.0]}
 

@@ -1,0 +1,96 @@
+"""accel.ops: collectives on nested structures, structure helpers, and randomness.
+
+Names are loaded on first use, so importing the package costs almost nothing beyond torch.
+
+Example:
+    >>> import torch
+    >>> from accel.ops import gather, send_to_device
+    >>> gather(send_to_device({"x": torch.ones(2)}, "cpu"))["x"]
+    tensor([1., 1.])
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "broadcast": "collectives",
+    "broadcast_object_list": "collectives",
+    "gather": "collectives",
+    "gather_object": "collectives",
+    "pad_across_processes": "collectives",
+    "reduce": "collectives",
+    "DistributedOperationException": "exceptions",
+    "ConvertOutputsToFp32": "structures",
+    "TensorInformation": "structures",
+    "concatenate": "structures",
+    "convert_outputs_to_fp32": "structures",
+    "convert_to_fp32": "structures",
+    "find_batch_size": "structures",
+    "find_device": "structures",
+    "get_data_structure": "structures",
+    "get_shape": "structures",
+    "honor_type": "structures",
+    "ignorant_find_batch_size": "structures",
+    "initialize_tensors": "structures",
+    "is_namedtuple": "structures",
+    "is_tensor_information": "structures",
+    "is_torch_tensor": "structures",
+    "listify": "structures",
+    "recursively_apply": "structures",
+    "send_to_device": "structures",
+    "slice_tensors": "structures",
+    "set_seed": "randomness",
+    "synchronize_rng_state": "randomness",
+    "synchronize_rng_states": "randomness",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'accel.ops' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"accel.ops.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+if TYPE_CHECKING:
+    from accel.ops.collectives import (
+        broadcast,
+        broadcast_object_list,
+        gather,
+        gather_object,
+        pad_across_processes,
+        reduce,
+    )
+    from accel.ops.exceptions import DistributedOperationException
+    from accel.ops.randomness import set_seed, synchronize_rng_state, synchronize_rng_states
+    from accel.ops.structures import (
+        ConvertOutputsToFp32,
+        TensorInformation,
+        concatenate,
+        convert_outputs_to_fp32,
+        convert_to_fp32,
+        find_batch_size,
+        find_device,
+        get_data_structure,
+        get_shape,
+        honor_type,
+        ignorant_find_batch_size,
+        initialize_tensors,
+        is_namedtuple,
+        is_tensor_information,
+        is_torch_tensor,
+        listify,
+        recursively_apply,
+        send_to_device,
+        slice_tensors,
+    )

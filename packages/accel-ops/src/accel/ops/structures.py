@@ -219,9 +219,16 @@ def _move(obj: Any, device: Any, non_blocking: bool) -> Any:
 def _send(obj: Any, device: Any, non_blocking: bool, skip_keys: Any) -> Any:
     if isinstance(obj, torch.Tensor) or hasattr(obj, "to"):
         return _move(obj, device, non_blocking)
+    cls = type(obj)
+    if cls is dict:
+        return {
+            k: v if k in skip_keys else _send(v, device, non_blocking, skip_keys)
+            for k, v in obj.items()
+        }
+    if cls is list:
+        return [_send(o, device, non_blocking, skip_keys) for o in obj]
     if isinstance(obj, (list, tuple)):
-        moved = [_send(o, device, non_blocking, skip_keys) for o in obj]
-        return moved if type(obj) is list else honor_type(obj, moved)
+        return honor_type(obj, [_send(o, device, non_blocking, skip_keys) for o in obj])
     if isinstance(obj, Mapping):
         items = {
             k: v if k in skip_keys else _send(v, device, non_blocking, skip_keys)
@@ -449,7 +456,9 @@ def concatenate(data: list | tuple, dim: int = 0) -> Any:
                     f"Cannot concatenate: element {index} lacks the keys {missing} that "
                     "element 0 has; all elements must have the same structure."
                 )
-        return _rebuild_mapping(first, {k: concatenate([d[k] for d in data], dim=dim) for k in first})
+        return _rebuild_mapping(
+            first, {k: concatenate([d[k] for d in data], dim=dim) for k in first}
+        )
     if isinstance(first, torch.Tensor):
         _check_same_kind(data, torch.Tensor, "a tensor")
         return torch.cat(data, dim=dim)
