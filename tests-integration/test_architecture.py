@@ -1,0 +1,129 @@
+"""The package rules of DESIGN.md, checked on the source tree.
+
+- ``accel`` stays a namespace package: no wheel ships ``accel/__init__.py``.
+- Each wheel ships exactly its own ``accel/<name>/``.
+- Packages import each other only along the declared dependency arrows, and the arrows match
+  each wheel's ``pyproject.toml`` dependencies.
+- The launcher-facing modules of accel-state import without torch.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ROOT / "packages"
+
+# What each distribution may import, per DESIGN.md (besides itself).
+ALLOWED = {
+    "accel-state": set(),
+    "accel-ops": {"accel-state"},
+    "accel-big-model": {"accel-state", "accel-ops"},
+    "accel-launch": {"accel-state"},
+    "accel-core": {"accel-state", "accel-ops", "accel-big-model", "accel-launch"},
+    "accel-xla": {"accel-state", "accel-ops", "accel-big-model", "accel-launch", "accel-core"},
+    "accel-deepspeed": {
+        "accel-state",
+        "accel-ops",
+        "accel-big-model",
+        "accel-launch",
+        "accel-core",
+    },
+}
+
+TORCH_FREE_MODULES = [
+    "accel.state.env",
+    "accel.state.enums",
+    "accel.state.environment",
+    "accel.state.backends",
+    "accel.state.world",
+    "accel.state.kwargs",
+]
+
+
+def distributions() -> list[Path]:
+    return sorted(p for p in PACKAGES.iterdir() if (p / "pyproject.toml").is_file())
+
+
+def subpackage_of(dist: Path) -> str:
+    names = [p.name for p in (dist / "src" / "accel").iterdir() if p.is_dir() and p.name != "__pycache__"]
+    assert len(names) == 1, f"{dist.name} must ship exactly one accel/<name>/, found {names}"
+    return names[0]
+
+
+def imported_accel_subpackages(source: Path) -> set[str]:
+    found: set[str] = set()
+    for file in source.rglob("*.py"):
+        tree = ast.parse(file.read_text(), filename=str(file))
+        for node in ast.walk(tree):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            for name in names:
+                parts = name.split(".")
+                if parts[0] == "accel" and len(parts) > 1:
+                    found.add(parts[1])
+    return found
+
+
+def test_every_distribution_is_known_to_the_rules() -> None:
+    assert {d.name for d in distributions()} <= set(ALLOWED)
+
+
+@pytest.mark.parametrize("dist", distributions(), ids=lambda d: d.name)
+def test_accel_is_a_namespace_package(dist: Path) -> None:
+    assert not (dist / "src" / "accel" / "__init__.py").exists()
+    subpackage_of(dist)
+
+
+@pytest.mark.parametrize("dist", distributions(), ids=lambda d: d.name)
+def test_imports_follow_the_dependency_arrows(dist: Path) -> None:
+    owner = {subpackage_of(d): d.name for d in distributions()}
+    own = subpackage_of(dist)
+    used = imported_accel_subpackages(dist / "src") - {own}
+    unknown = used - set(owner)
+    assert not unknown, f"{dist.name} imports accel.{sorted(unknown)}, which no wheel provides"
+    forbidden = {owner[name] for name in used} - ALLOWED[dist.name]
+    assert not forbidden, f"{dist.name} may not import {sorted(forbidden)} (see DESIGN.md)"
+
+
+@pytest.mark.parametrize("dist", distributions(), ids=lambda d: d.name)
+def test_pyproject_pins_siblings_it_imports_in_lockstep(dist: Path) -> None:
+    meta = tomllib.loads((dist / "pyproject.toml").read_text())["project"]
+    owner = {subpackage_of(d): d.name for d in distributions()}
+    versions = {
+        d.name: tomllib.loads((d / "pyproject.toml").read_text())["project"]["version"]
+        for d in distributions()
+    }
+    used = {owner[n] for n in imported_accel_subpackages(dist / "src") if n in owner}
+    used.discard(dist.name)
+    declared = {dep.split("==")[0].strip(): dep for dep in meta.get("dependencies", [])}
+    for sibling in used:
+        assert sibling in declared, f"{dist.name} imports {sibling} but does not depend on it"
+        assert declared[sibling] == f"{sibling}=={versions[sibling]}", (
+            f"{dist.name} must pin {sibling}=={versions[sibling]} exactly, has {declared[sibling]!r}"
+        )
+    assert meta["version"] == versions["accel-state"], "all wheels share one version"
+
+
+def test_launcher_facing_modules_import_without_torch() -> None:
+    code = (
+        "import sys\n"
+        + "".join(f"import {m}\n" for m in TORCH_FREE_MODULES)
+        + "from accel.state.backends import get_backend\n"
+        + "get_backend('gloo')\n"
+        + "heavy = sorted(m for m in ('torch', 'numpy') if m in sys.modules)\n"
+        + "print(','.join(heavy))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "", f"imported: {out.stdout.strip()}"
