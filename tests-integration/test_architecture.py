@@ -12,10 +12,10 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ROOT / "packages"
@@ -52,7 +52,9 @@ def distributions() -> list[Path]:
 
 
 def subpackage_of(dist: Path) -> str:
-    names = [p.name for p in (dist / "src" / "accel").iterdir() if p.is_dir() and p.name != "__pycache__"]
+    names = [
+        p.name for p in (dist / "src" / "accel").iterdir() if p.is_dir() and p.name != "__pycache__"
+    ]
     assert len(names) == 1, f"{dist.name} must ship exactly one accel/<name>/, found {names}"
     return names[0]
 

@@ -49,9 +49,7 @@ def test_each_wheel_ships_only_its_own_subpackage(wheels: list[Path]) -> None:
         assert not strays, f"{wheel.name} ships files outside {expected}: {strays}"
 
 
-def test_wheels_install_into_a_fresh_venv_and_work(
-    wheels: list[Path], tmp_path: Path
-) -> None:
+def test_wheels_install_into_a_fresh_venv_and_work(wheels: list[Path], tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     subprocess.run([_uv(), "venv", "-q", "--python", sys.executable, str(venv)], check=True)
     python = venv / "bin" / "python"

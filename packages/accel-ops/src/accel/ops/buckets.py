@@ -49,8 +49,26 @@ class Bucket:
             >>> [p.tolist() for p in b.parts(b.flat)]
             [[1.0, 1.0], [0.0]]
         """
-        for start, end in zip(self.offsets, self.offsets[1:], strict=False):
-            yield buffer[..., start:end]
+        # One split_with_sizes call makes all the views at once (much cheaper than slicing
+        # the buffer once per tensor in Python).
+        sizes = [end - start for start, end in zip(self.offsets, self.offsets[1:])]
+        return iter(torch.split(buffer, sizes, dim=-1))
+
+    def views(self, buffer: torch.Tensor) -> list[torch.Tensor]:
+        """Views of a buffer laid out like ``flat``, one per tensor, in its shape and dtype.
+
+        Example:
+            >>> b = next(make_buckets([torch.ones(2, 2), torch.zeros(1)]))
+            >>> [tuple(v.shape) for v in b.views(b.flat)]
+            [(2, 2), (1,)]
+        """
+        pieces = self.parts(from_wire(buffer, self.dtype))
+        # view_as only where the shape differs: a Python-level view call costs microseconds,
+        # which adds up over hundreds of tensors, and 1-d tensors already have their shape.
+        return [
+            piece if piece.shape == original.shape else piece.view_as(original)
+            for piece, original in zip(pieces, self.tensors)
+        ]
 
 
 def as_wire(tensor: torch.Tensor) -> torch.Tensor:
@@ -74,11 +92,12 @@ def from_wire(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return tensor if tensor.dtype == dtype else tensor.view(dtype)
 
 
-def make_buckets(tensors: list[torch.Tensor]) -> Iterator[Bucket]:
+def make_buckets(tensors: list[torch.Tensor], pack: bool = True) -> Iterator[Bucket]:
     """Group ``tensors`` by (dtype, device) and pack each group into one flat, contiguous buffer.
 
     A group of one tensor is not copied: its buffer is a flat view of it (made contiguous
-    only if it was not).
+    only if it was not). With ``pack=False`` a group of several tensors gets an uninitialised
+    buffer of the right size instead (for a process that only receives into it).
 
     Example:
         >>> [b.indices for b in make_buckets([torch.ones(1), torch.ones(1, dtype=torch.int64)])]
@@ -100,6 +119,9 @@ def make_buckets(tensors: list[torch.Tensor]) -> Iterator[Bucket]:
         bucket.offsets = offsets
         if len(bucket.tensors) == 1:
             bucket.flat = as_wire(bucket.tensors[0].contiguous().view(-1))
-        else:
+        elif pack:
             bucket.flat = as_wire(torch.cat([t.reshape(-1) for t in bucket.tensors]))
+        else:
+            first = bucket.tensors[0]
+            bucket.flat = as_wire(first.new_empty(offsets[-1]))
         yield bucket

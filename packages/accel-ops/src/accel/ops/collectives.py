@@ -145,8 +145,8 @@ def reduce(tensor: Any, reduction: str = "mean", scale: float = 1.0) -> Any:
             buffer.div_(state.num_processes)
         if scale != 1.0:
             buffer.mul_(scale)
-        for index, original, part in zip(bucket.indices, bucket.tensors, bucket.parts(buffer)):
-            results[index] = from_wire(part, original.dtype).view(original.shape)
+        for index, view in zip(bucket.indices, bucket.views(buffer)):
+            results[index] = view
     return _rebuild(tensor, results)
 
 
@@ -169,13 +169,18 @@ def broadcast(tensor: Any, from_process: int = 0) -> Any:
     _check_source(from_process, state)
     leaves = _leaves(tensor, "broadcast")
     _verify(state, "broadcast", tensor, leaves)
-    for bucket in make_buckets(leaves):
+    sending = state.process_index == from_process
+    # Receivers do not pack their own values (they are about to be overwritten): they
+    # receive into an empty buffer and copy it back with one batched copy per bucket.
+    for bucket in make_buckets(leaves, pack=sending):
         dist.broadcast(bucket.flat, src=from_process)
-        if state.process_index == from_process:
+        if sending:
             continue
-        for original, part in zip(bucket.tensors, bucket.parts(bucket.flat)):
-            if part.data_ptr() != original.data_ptr() or not original.is_contiguous():
-                original.copy_(from_wire(part, original.dtype).view(original.shape))
+        if len(bucket.tensors) == 1:
+            original = bucket.tensors[0]
+            if bucket.flat.data_ptr() == original.data_ptr() and original.is_contiguous():
+                continue  # received straight into the tensor
+        torch._foreach_copy_(bucket.tensors, bucket.views(bucket.flat))
     return tensor
 
 

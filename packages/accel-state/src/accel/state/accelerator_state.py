@@ -77,32 +77,37 @@ class AcceleratorState:
             precision = env.read_choice(env.MIXED_PRECISION, PrecisionType.list(), "no")
         else:
             precision = _check_precision(mixed_precision, "mixed_precision")
-        distributed_type = partial.distributed_type
-        self.dynamo_plugin = dynamo_plugin
-        self.torch_tp_plugin = torch_tp_plugin
-        self.parallelism_config = parallelism_config
-        self.megatron_lm_plugin = megatron_lm_plugin
-        self.fsdp_plugin = None
-        self.deepspeed_plugins = None
-        self.device_mesh = None
-        if deepspeed_plugin is not None or env.read_flag(env.USE_DEEPSPEED):
-            distributed_type = DistributedType.DEEPSPEED
-            self.deepspeed_plugins = deepspeed_plugin
-            for plugin in self._all_deepspeed_plugins():
-                if hasattr(plugin, "set_mixed_precision"):
-                    plugin.set_mixed_precision(precision)
-            if isinstance(deepspeed_plugin, dict) and deepspeed_plugin:
-                self.select_deepspeed_plugin(next(iter(deepspeed_plugin)))
-        elif distributed_type in _MULTI_DEVICE_TYPES and (
-            fsdp_plugin is not None or env.read_flag(env.USE_FSDP)
-        ):
-            distributed_type = DistributedType.FSDP
-            self.fsdp_plugin = fsdp_plugin
-            if precision != "no" and hasattr(fsdp_plugin, "set_mixed_precision"):
-                fsdp_plugin.set_mixed_precision(precision)
-        self._mixed_precision = precision
-        self.distributed_type = distributed_type
-        partial.distributed_type = distributed_type
+        try:
+            distributed_type = partial.distributed_type
+            self.dynamo_plugin = dynamo_plugin
+            self.torch_tp_plugin = torch_tp_plugin
+            self.parallelism_config = parallelism_config
+            self.megatron_lm_plugin = megatron_lm_plugin
+            self.fsdp_plugin = None
+            self.deepspeed_plugins = None
+            self.device_mesh = None
+            if deepspeed_plugin is not None or env.read_flag(env.USE_DEEPSPEED):
+                distributed_type = DistributedType.DEEPSPEED
+                self.deepspeed_plugins = deepspeed_plugin
+                for plugin in self._all_deepspeed_plugins():
+                    if hasattr(plugin, "set_mixed_precision"):
+                        plugin.set_mixed_precision(precision)
+                if isinstance(deepspeed_plugin, dict) and deepspeed_plugin:
+                    self.select_deepspeed_plugin(next(iter(deepspeed_plugin)))
+            elif distributed_type in _MULTI_DEVICE_TYPES and (
+                fsdp_plugin is not None or env.read_flag(env.USE_FSDP)
+            ):
+                distributed_type = DistributedType.FSDP
+                self.fsdp_plugin = fsdp_plugin
+                if precision != "no" and hasattr(fsdp_plugin, "set_mixed_precision"):
+                    fsdp_plugin.set_mixed_precision(precision)
+            self._mixed_precision = precision
+            self.distributed_type = distributed_type
+            partial.distributed_type = distributed_type
+        except BaseException:
+            # a failing plugin must not leave a half-set-up state behind
+            self._shared_state.clear()
+            raise
 
     def _check_unchanged(self, mixed_precision: str | None, cpu: bool) -> None:
         hint = "it was already set up; call accel.state.reset_state() first to start over"

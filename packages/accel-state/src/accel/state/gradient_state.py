@@ -130,7 +130,10 @@ class GradientState:
 
     @property
     def remainder(self) -> int:
-        """Samples the active dataloader added as padding to its last batch (-1 outside one).
+        """Genuine samples in the active dataloader's last, incomplete global batch (-1 outside one).
+
+        ``gather_for_metrics`` keeps this many samples of the last gathered batch and drops
+        the ones repeated to even it out; 0 means the last batch was complete.
 
         Example:
             >>> GradientState().remainder

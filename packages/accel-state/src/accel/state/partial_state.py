@@ -254,7 +254,14 @@ class PartialState:
             return
         forced = env.read_env(env.TORCH_DEVICE)
         if forced:
-            self.device = torch.device(forced)
+            try:
+                self.device = torch.device(forced)
+            except RuntimeError as error:
+                name = next(k for k in env.env_names(env.TORCH_DEVICE) if k in os.environ)
+                raise ValueError(
+                    f"{name}={forced!r} is not a torch device ({error}); expected e.g. "
+                    "'cpu', 'cuda', 'cuda:1', 'xpu', 'mps'"
+                ) from None
         elif self._backend is not None:
             self.device = self._backend.device(self.local_process_index)
         else:

@@ -52,9 +52,11 @@ def _is_dataset(inputs: Any) -> bool:
 
 def _take(inputs: Any, start: int, end: int, padded_length: int | None) -> Any:
     if isinstance(inputs, Mapping):
-        return type(inputs)(
-            {key: _take(value, start, end, padded_length) for key, value in inputs.items()}
-        )
+        shares = {key: _take(value, start, end, padded_length) for key, value in inputs.items()}
+        try:
+            return type(inputs)(shares)
+        except TypeError:
+            return shares
     if isinstance(inputs, (list, tuple, torch.Tensor)):
         part = inputs[start:end]
         missing = 0 if padded_length is None else padded_length - (end - start)
@@ -63,7 +65,7 @@ def _take(inputs: Any, start: int, end: int, padded_length: int | None) -> Any:
         if isinstance(inputs, torch.Tensor):
             filler = inputs[-1:].expand(missing, *inputs.shape[1:])
             return torch.cat([part, filler])
-        return part + type(inputs)([inputs[-1]] * missing)
+        return part + type(part)([inputs[-1]] * missing)
     indices = list(range(start, end))
     if padded_length is not None:
         indices += [len(inputs) - 1] * (padded_length - len(indices))

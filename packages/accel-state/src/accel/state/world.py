@@ -68,6 +68,8 @@ def _check(info: WorldInfo) -> WorldInfo:
             f"rank {info.rank} {where} is outside [0, {info.world_size}) for world size "
             f"{info.world_size}"
         )
+    if info.local_world_size < 1:
+        raise ValueError(f"local world size {info.local_world_size} {where} must be at least 1")
     if not 0 <= info.local_rank < info.local_world_size:
         raise ValueError(
             f"local rank {info.local_rank} {where} is outside [0, {info.local_world_size})"
@@ -87,13 +89,13 @@ def discover_world(environ: Mapping[str, str] | None = None) -> WorldInfo:
         world_size = read_int(["WORLD_SIZE"], 1, environ)
         rank = read_int(["RANK"], 0, environ)
         local_world_size = read_int(["LOCAL_WORLD_SIZE"], world_size, environ)
-        local_rank = read_int(["LOCAL_RANK"], rank % local_world_size, environ)
+        local_rank = read_int(["LOCAL_RANK"], rank % max(local_world_size, 1), environ)
         return _check(WorldInfo(rank, world_size, local_rank, local_world_size, "RANK/WORLD_SIZE"))
     for name, rank_key, size_key, local_rank_key, local_size_key in _MPI_LAUNCHERS:
         if size_key in environ:
             world_size = read_int([size_key], 1, environ)
             rank = read_int([rank_key], 0, environ)
             local_world_size = read_int([local_size_key], world_size, environ)
-            local_rank = read_int([local_rank_key], rank % local_world_size, environ)
+            local_rank = read_int([local_rank_key], rank % max(local_world_size, 1), environ)
             return _check(WorldInfo(rank, world_size, local_rank, local_world_size, name))
     return WorldInfo(0, 1, 0, 1, "single process")

@@ -1,0 +1,1079 @@
+"""``Accelerator``: one object that adapts a PyTorch training loop to the job it runs in."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+import torch
+
+from accel.core.optimizer import AcceleratedOptimizer
+from accel.core.plugins import (
+    DataLoaderConfiguration,
+    FullyShardedDataParallelPlugin,
+    GradientAccumulationPlugin,
+    ProjectConfiguration,
+    TorchDynamoPlugin,
+)
+from accel.core.precision import (
+    autocast_context,
+    check_mixed_precision,
+    make_grad_scaler,
+    unwrap_forward,
+    wrap_forward_in_autocast,
+)
+from accel.core.scheduler import AcceleratedScheduler
+from accel.core.strategies import strategy_for
+from accel.ops import gather as _gather
+from accel.ops import gather_object, pad_across_processes, recursively_apply
+from accel.ops import reduce as _reduce
+from accel.state import (
+    AcceleratorState,
+    DistributedType,
+    DynamoBackend,
+    GradientState,
+    PartialState,
+    RNGType,
+    env,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_HANDLER_SLOTS = {
+    "DistributedDataParallelKwargs": "ddp_handler",
+    "GradScalerKwargs": "scaler_handler",
+    "InitProcessGroupKwargs": "init_handler",
+    "AutocastKwargs": "autocast_handler",
+    "FP8RecipeKwargs": "fp8_recipe_handler",
+}
+
+
+def _has_multi_device_map(model: torch.nn.Module) -> bool:
+    device_map = getattr(model, "hf_device_map", None)
+    return isinstance(device_map, dict) and len(set(map(str, device_map.values()))) > 1
+
+
+class Accelerator:
+    """Adapts models, optimizers, schedulers and dataloaders to the job, and runs the loop.
+
+    The same script runs on one CPU, several processes, GPUs or machines: pass your objects
+    through :meth:`prepare`, call :meth:`backward` instead of ``loss.backward()``, and start
+    the script with ``torchrun`` (or ``accel launch``), or plain ``python`` for one process.
+
+    Example:
+        >>> import torch
+        >>> from accel.core import Accelerator
+        >>> accelerator = Accelerator()
+        >>> model = torch.nn.Linear(4, 1)
+        >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        >>> model, optimizer = accelerator.prepare(model, optimizer)
+        >>> loss = model(torch.randn(8, 4)).pow(2).mean()
+        >>> accelerator.backward(loss)
+        >>> optimizer.step(); optimizer.zero_grad()
+    """
+
+    def __init__(
+        self,
+        device_placement: bool = True,
+        split_batches: bool | None = None,
+        mixed_precision: str | None = None,
+        gradient_accumulation_steps: int = 1,
+        cpu: bool = False,
+        dataloader_config: DataLoaderConfiguration | None = None,
+        deepspeed_plugin: Any = None,
+        fsdp_plugin: FullyShardedDataParallelPlugin | None = None,
+        torch_tp_plugin: Any = None,
+        megatron_lm_plugin: Any = None,
+        rng_types: list[str | RNGType] | None = None,
+        log_with: Any = None,
+        project_dir: str | os.PathLike[str] | None = None,
+        project_config: ProjectConfiguration | None = None,
+        gradient_accumulation_plugin: GradientAccumulationPlugin | None = None,
+        step_scheduler_with_optimizer: bool = True,
+        kwargs_handlers: list[Any] | None = None,
+        dynamo_backend: str | DynamoBackend | None = None,
+        dynamo_plugin: TorchDynamoPlugin | None = None,
+        deepspeed_plugins: Any = None,
+        parallelism_config: Any = None,
+    ) -> None:
+        self._read_handlers(kwargs_handlers or [])
+        self.project_configuration = project_config or ProjectConfiguration(project_dir=project_dir)
+        if project_dir is not None and self.project_configuration.project_dir is None:
+            self.project_configuration.set_directories(project_dir)
+        self.dataloader_config = self._dataloader_config(dataloader_config, split_batches)
+        self.log_with = log_with
+
+        if dynamo_backend is not None and dynamo_plugin is not None:
+            raise ValueError("pass either dynamo_backend or dynamo_plugin to Accelerator, not both")
+        if dynamo_plugin is None:
+            dynamo_plugin = (
+                TorchDynamoPlugin(backend=dynamo_backend) if dynamo_backend else TorchDynamoPlugin()
+            )
+        if deepspeed_plugin is not None and deepspeed_plugins is not None:
+            raise ValueError(
+                "pass either deepspeed_plugin or deepspeed_plugins to Accelerator, not both"
+            )
+        deepspeed_plugin = deepspeed_plugin if deepspeed_plugin is not None else deepspeed_plugins
+        if fsdp_plugin is None and env.read_flag(env.USE_FSDP):
+            fsdp_plugin = FullyShardedDataParallelPlugin()
+
+        init_kwargs = self.init_handler.to_kwargs() if self.init_handler is not None else {}
+        cpu = cpu or env.read_flag(env.USE_CPU)
+        partial = PartialState(cpu, **init_kwargs)
+        if mixed_precision is None:
+            mixed_precision = env.read_env(env.MIXED_PRECISION, "no")
+            source = f"{env.PREFIX}{env.MIXED_PRECISION}"
+        else:
+            source = "mixed_precision"
+        mixed_precision = check_mixed_precision(mixed_precision, partial.device, source)
+        self.state = AcceleratorState(
+            mixed_precision=mixed_precision,
+            cpu=cpu,
+            dynamo_plugin=dynamo_plugin,
+            deepspeed_plugin=deepspeed_plugin,
+            fsdp_plugin=fsdp_plugin,
+            torch_tp_plugin=torch_tp_plugin,
+            megatron_lm_plugin=megatron_lm_plugin,
+            parallelism_config=parallelism_config,
+            _from_accelerator=True,
+            **init_kwargs,
+        )
+        self.gradient_state = GradientState(
+            gradient_accumulation_plugin=self._accumulation_plugin(
+                gradient_accumulation_plugin, gradient_accumulation_steps
+            )
+        )
+        self.device_placement = device_placement
+        self.step_scheduler_with_optimizer = step_scheduler_with_optimizer
+        self.native_amp = self.state.mixed_precision in ("fp16", "bf16")
+        self.scaler = make_grad_scaler(self.state.mixed_precision, self.device, self.scaler_handler)
+        self.rng_types = [
+            str(RNGType(r)) for r in (rng_types if rng_types is not None else ["generator"])
+        ]
+        self.step = 0
+        self.flag_tensor: torch.Tensor | None = None
+        self._models: list[torch.nn.Module] = []
+        self._optimizers: list[AcceleratedOptimizer] = []
+        self._schedulers: list[AcceleratedScheduler] = []
+        self._dataloaders: list[Any] = []
+        self._custom_objects: list[Any] = []
+        self.strategy = strategy_for(self.distributed_type)(self)
+
+    # -- configuration -------------------------------------------------------------------
+
+    def _read_handlers(self, handlers: list[Any]) -> None:
+        for slot in _HANDLER_SLOTS.values():
+            setattr(self, slot, None)
+        for handler in handlers:
+            slot = _HANDLER_SLOTS.get(type(handler).__name__)
+            if slot is None:
+                raise TypeError(
+                    f"kwargs_handlers got {type(handler).__name__}; accepted: "
+                    f"{', '.join(_HANDLER_SLOTS)}"
+                )
+            if getattr(self, slot) is not None:
+                raise ValueError(f"kwargs_handlers holds more than one {type(handler).__name__}")
+            setattr(self, slot, handler)
+
+    @staticmethod
+    def _dataloader_config(
+        config: DataLoaderConfiguration | None, split_batches: bool | None
+    ) -> DataLoaderConfiguration:
+        config = config if config is not None else DataLoaderConfiguration()
+        if split_batches is not None:
+            if (
+                split_batches != config.split_batches
+                and config is not None
+                and config.split_batches
+            ):
+                raise ValueError(
+                    "split_batches given both to Accelerator and in dataloader_config, with "
+                    "different values; set it in dataloader_config only"
+                )
+            config.split_batches = split_batches
+        return config
+
+    @staticmethod
+    def _accumulation_plugin(
+        plugin: GradientAccumulationPlugin | None, steps: int
+    ) -> GradientAccumulationPlugin:
+        if plugin is not None:
+            if steps != 1:
+                raise ValueError(
+                    f"gradient_accumulation_steps={steps} and gradient_accumulation_plugin were "
+                    "both given; set num_steps in the plugin only"
+                )
+            if plugin.num_steps is None:
+                raise ValueError("GradientAccumulationPlugin(num_steps=...) must be set")
+            return plugin
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"gradient_accumulation_steps={steps!r} must be an int >= 1")
+        if steps == 1:
+            steps = env.read_int(
+                [
+                    f"{env.PREFIX}{env.GRADIENT_ACCUMULATION_STEPS}",
+                    f"{env.ALIAS_PREFIX}{env.GRADIENT_ACCUMULATION_STEPS}",
+                ],
+                1,
+            )
+        return GradientAccumulationPlugin(num_steps=steps)
+
+    # -- what the job looks like ---------------------------------------------------------
+
+    @property
+    def distributed_type(self) -> DistributedType:
+        """The kind of job: ``NO``, ``MULTI_CPU``, ``MULTI_GPU``, ``FSDP``, ...
+
+        Example:
+            >>> Accelerator().distributed_type  # doctest: +SKIP
+            <DistributedType.NO: 'NO'>
+        """
+        return self.state.distributed_type
+
+    @property
+    def num_processes(self) -> int:
+        """How many processes run this script.
+
+        Example:
+            >>> Accelerator().num_processes  # doctest: +SKIP
+            1
+        """
+        return self.state.num_processes
+
+    @property
+    def process_index(self) -> int:
+        """This process's index, 0 to ``num_processes - 1``.
+
+        Example:
+            >>> Accelerator().process_index  # doctest: +SKIP
+            0
+        """
+        return self.state.process_index
+
+    @property
+    def local_process_index(self) -> int:
+        """This process's index on its machine.
+
+        Example:
+            >>> Accelerator().local_process_index  # doctest: +SKIP
+            0
+        """
+        return self.state.local_process_index
+
+    @property
+    def device(self) -> torch.device:
+        """The device this process computes on.
+
+        Example:
+            >>> Accelerator(cpu=True).device  # doctest: +SKIP
+            device(type='cpu')
+        """
+        return self.state.device
+
+    @property
+    def is_main_process(self) -> bool:
+        """Whether this is the main process.
+
+        Example:
+            >>> Accelerator().is_main_process  # doctest: +SKIP
+            True
+        """
+        return self.state.is_main_process
+
+    @property
+    def is_local_main_process(self) -> bool:
+        """Whether this is the first process on its machine.
+
+        Example:
+            >>> Accelerator().is_local_main_process  # doctest: +SKIP
+            True
+        """
+        return self.state.is_local_main_process
+
+    @property
+    def is_last_process(self) -> bool:
+        """Whether this is the last process.
+
+        Example:
+            >>> Accelerator().is_last_process  # doctest: +SKIP
+            True
+        """
+        return self.state.is_last_process
+
+    @property
+    def use_distributed(self) -> bool:
+        """Whether more than one process takes part.
+
+        Example:
+            >>> Accelerator().use_distributed  # doctest: +SKIP
+            False
+        """
+        return self.state.use_distributed
+
+    @property
+    def multi_device(self) -> bool:
+        """Whether several processes each drive a device (DDP-style data parallelism).
+
+        Example:
+            >>> Accelerator().multi_device  # doctest: +SKIP
+            False
+        """
+        return self.distributed_type.value.startswith("MULTI_") and self.num_processes > 1
+
+    @property
+    def mixed_precision(self) -> str:
+        """The mixed-precision mode: ``"no"``, ``"fp16"``, ``"bf16"`` or ``"fp8"``.
+
+        Example:
+            >>> Accelerator(mixed_precision="bf16").mixed_precision  # doctest: +SKIP
+            'bf16'
+        """
+        return self.state.mixed_precision
+
+    @property
+    def is_fsdp2(self) -> bool:
+        """Whether models are sharded with FSDP2.
+
+        Example:
+            >>> Accelerator().is_fsdp2  # doctest: +SKIP
+            False
+        """
+        return self.state.is_fsdp2
+
+    @property
+    def split_batches(self) -> bool:
+        """Whether each batch of a prepared dataloader is split across processes.
+
+        Example:
+            >>> Accelerator().split_batches  # doctest: +SKIP
+            False
+        """
+        return self.dataloader_config.split_batches
+
+    @property
+    def dispatch_batches(self) -> bool | None:
+        """Whether process 0 reads batches and sends each process its part.
+
+        Example:
+            >>> Accelerator().dispatch_batches is None  # doctest: +SKIP
+            True
+        """
+        return self.dataloader_config.dispatch_batches
+
+    @property
+    def even_batches(self) -> bool:
+        """Whether every process gets the same number of batches (wrapping around).
+
+        Example:
+            >>> Accelerator().even_batches  # doctest: +SKIP
+            True
+        """
+        return self.dataloader_config.even_batches
+
+    @even_batches.setter
+    def even_batches(self, value: bool) -> None:
+        self.dataloader_config.even_batches = value
+
+    @property
+    def use_seedable_sampler(self) -> bool:
+        """Whether shuffling samplers are replaced by a seedable one.
+
+        Example:
+            >>> Accelerator().use_seedable_sampler  # doctest: +SKIP
+            False
+        """
+        return self.dataloader_config.use_seedable_sampler
+
+    @property
+    def non_blocking(self) -> bool:
+        """Whether batches move to the device with ``non_blocking=True``.
+
+        Example:
+            >>> Accelerator().non_blocking  # doctest: +SKIP
+            False
+        """
+        return self.dataloader_config.non_blocking
+
+    @property
+    def use_stateful_dataloader(self) -> bool:
+        """Whether dataloaders are made stateful (torchdata).
+
+        Example:
+            >>> Accelerator().use_stateful_dataloader  # doctest: +SKIP
+            False
+        """
+        return self.dataloader_config.use_stateful_dataloader
+
+    @property
+    def project_dir(self) -> str | None:
+        """The project folder (checkpoints, logs).
+
+        Example:
+            >>> Accelerator(project_dir="runs").project_dir  # doctest: +SKIP
+            'runs'
+        """
+        return self.project_configuration.project_dir
+
+    @property
+    def logging_dir(self) -> str | None:
+        """Where trackers write logs.
+
+        Example:
+            >>> Accelerator(project_dir="runs").logging_dir  # doctest: +SKIP
+            'runs'
+        """
+        return self.project_configuration.logging_dir
+
+    @property
+    def save_iteration(self) -> int:
+        """The number of the next automatically named checkpoint.
+
+        Example:
+            >>> Accelerator().save_iteration  # doctest: +SKIP
+            0
+        """
+        return self.project_configuration.iteration
+
+    @property
+    def sync_gradients(self) -> bool:
+        """Whether gradients are synchronized (and optimizers step) on this step.
+
+        Example:
+            >>> Accelerator().sync_gradients  # doctest: +SKIP
+            True
+        """
+        return self.gradient_state.sync_gradients
+
+    @sync_gradients.setter
+    def sync_gradients(self, value: bool) -> None:
+        self.gradient_state.sync_gradients = value
+
+    @property
+    def gradient_accumulation_steps(self) -> int:
+        """How many steps gradients accumulate over.
+
+        Example:
+            >>> Accelerator(gradient_accumulation_steps=4).gradient_accumulation_steps  # doctest: +SKIP
+            4
+        """
+        return self.gradient_state.num_steps
+
+    @gradient_accumulation_steps.setter
+    def gradient_accumulation_steps(self, steps: int) -> None:
+        self.gradient_state.plugin_kwargs.update({"num_steps": steps})
+
+    @property
+    def optimizer_step_was_skipped(self) -> bool:
+        """Whether any optimizer skipped its last step (fp16 overflow).
+
+        Example:
+            >>> Accelerator().optimizer_step_was_skipped  # doctest: +SKIP
+            False
+        """
+        return any(opt.step_was_skipped for opt in self._optimizers)
+
+    # -- process control -----------------------------------------------------------------
+
+    def print(self, *args: Any, **kwargs: Any) -> None:
+        """``print`` once per machine.
+
+        Example:
+            >>> accelerator.print("epoch done")  # doctest: +SKIP
+        """
+        self.state.print(*args, **kwargs)
+
+    def wait_for_everyone(self) -> None:
+        """Block until every process reaches this call.
+
+        Example:
+            >>> accelerator.wait_for_everyone()  # doctest: +SKIP
+        """
+        self.state.wait_for_everyone()
+
+    def main_process_first(self) -> contextlib.AbstractContextManager[None]:
+        """Run a block on the main process first, then on the others.
+
+        Example:
+            >>> with accelerator.main_process_first():  # doctest: +SKIP
+            ...     dataset = build_dataset()
+        """
+        return PartialState().main_process_first()
+
+    def local_main_process_first(self) -> contextlib.AbstractContextManager[None]:
+        """Run a block on each machine's first process first, then on its others.
+
+        Example:
+            >>> with accelerator.local_main_process_first():  # doctest: +SKIP
+            ...     dataset = build_dataset()
+        """
+        return PartialState().local_main_process_first()
+
+    def split_between_processes(
+        self, inputs: Any, apply_padding: bool = False
+    ) -> contextlib.AbstractContextManager[Any]:
+        """This process's share of ``inputs`` (see ``PartialState.split_between_processes``).
+
+        Example:
+            >>> with accelerator.split_between_processes(prompts) as mine:  # doctest: +SKIP
+            ...     outputs = [generate(p) for p in mine]
+        """
+        return PartialState().split_between_processes(inputs, apply_padding=apply_padding)
+
+    def on_main_process(self, function: F | None = None) -> F:
+        """Decorator: run only on the main process.
+
+        Example:
+            >>> @accelerator.on_main_process  # doctest: +SKIP
+            ... def log(msg): print(msg)
+        """
+        return PartialState().on_main_process(function)
+
+    def on_local_main_process(self, function: F | None = None) -> F:
+        """Decorator: run only on each machine's first process.
+
+        Example:
+            >>> @accelerator.on_local_main_process  # doctest: +SKIP
+            ... def log(msg): print(msg)
+        """
+        return PartialState().on_local_main_process(function)
+
+    def on_last_process(self, function: F) -> F:
+        """Decorator: run only on the last process.
+
+        Example:
+            >>> @accelerator.on_last_process  # doctest: +SKIP
+            ... def log(msg): print(msg)
+        """
+        return PartialState().on_last_process(function)
+
+    def on_process(self, function: F | None = None, process_index: int | None = None) -> F:
+        """Decorator: run only on process ``process_index``.
+
+        Example:
+            >>> @accelerator.on_process(process_index=1)  # doctest: +SKIP
+            ... def log(msg): print(msg)
+        """
+        return PartialState().on_process(function, process_index=process_index)
+
+    def on_local_process(
+        self, function: F | None = None, local_process_index: int | None = None
+    ) -> F:
+        """Decorator: run only on the process with this index on each machine.
+
+        Example:
+            >>> @accelerator.on_local_process(local_process_index=0)  # doctest: +SKIP
+            ... def log(msg): print(msg)
+        """
+        return PartialState().on_local_process(function, local_process_index=local_process_index)
+
+    # -- prepare -------------------------------------------------------------------------
+
+    def prepare(self, *args: Any, device_placement: list[bool] | None = None) -> Any:
+        """Adapt models, optimizers, dataloaders and schedulers to this job; same order back.
+
+        Models go to the device (and into DDP or FSDP2 when several processes run, with an
+        autocast forward under mixed precision); optimizers and schedulers are wrapped so they
+        follow gradient accumulation; dataloaders are sharded across processes and put
+        batches on the device. Other objects come back unchanged.
+
+        Example:
+            >>> model, optimizer, loader = accelerator.prepare(model, optimizer, loader)  # doctest: +SKIP
+        """
+        if device_placement is None:
+            placements: list[bool | None] = [None] * len(args)
+        elif len(device_placement) != len(args):
+            raise ValueError(
+                f"device_placement has {len(device_placement)} entries but prepare() got "
+                f"{len(args)} objects; give one bool per object"
+            )
+        else:
+            placements = list(device_placement)
+        for obj in args:
+            if (
+                isinstance(obj, torch.nn.Module)
+                and self.use_distributed
+                and _has_multi_device_map(obj)
+            ):
+                raise ValueError(
+                    f"{type(obj).__name__} was loaded with a device_map spanning several devices "
+                    f"({sorted(set(map(str, obj.hf_device_map.values())))}); such a model cannot be "
+                    "trained with several processes. Run one process (python script.py), or load "
+                    "the model on one device per process (device_map={'': accelerator.device})"
+                )
+        result = self.strategy.prepare(list(args), placements)
+        self._check_optimizers_match_models(result)
+        for item in result:
+            if any(item is known for known in self._all_prepared()):
+                with contextlib.suppress(AttributeError):
+                    item._is_accelerate_prepared = True
+        return tuple(result) if len(result) > 1 else result[0]
+
+    def _all_prepared(self) -> Iterator[Any]:
+        yield from self._models
+        yield from self._optimizers
+        yield from self._schedulers
+        yield from self._dataloaders
+
+    def _check_optimizers_match_models(self, result: list[Any]) -> None:
+        if not self._models:
+            return
+        owned = {id(p) for model in self._models for p in model.parameters()}
+        for obj in result:
+            if not isinstance(obj, AcceleratedOptimizer):
+                continue
+            params = [p for group in obj.param_groups for p in group["params"]]
+            if params and not any(id(p) in owned for p in params):
+                raise ValueError(
+                    f"the optimizer {type(obj.optimizer).__name__} holds {len(params)} parameters, "
+                    "none of which belongs to a model passed to prepare(); create the optimizer "
+                    "from the parameters of the model you prepare (e.g. "
+                    "torch.optim.AdamW(model.parameters())) and pass both to prepare()"
+                )
+
+    def _prepare_one(self, obj: Any, first_pass: bool, device_placement: bool | None) -> Any:
+        from torch.optim.lr_scheduler import LRScheduler
+
+        if first_pass:
+            if isinstance(obj, torch.utils.data.DataLoader):
+                return self.prepare_data_loader(obj, device_placement=device_placement)
+            if isinstance(obj, torch.nn.Module):
+                return self.prepare_model(obj, device_placement=device_placement)
+            if isinstance(obj, torch.optim.Optimizer):
+                return self.prepare_optimizer(obj, device_placement=device_placement)
+        elif isinstance(obj, LRScheduler):
+            return self.prepare_scheduler(obj)
+        return obj
+
+    def prepare_model(
+        self,
+        model: torch.nn.Module,
+        device_placement: bool | None = None,
+        evaluation_mode: bool = False,
+    ) -> torch.nn.Module:
+        """Prepare one model: device, mixed-precision forward, compile, DDP (unless evaluating).
+
+        Example:
+            >>> model = accelerator.prepare_model(model)  # doctest: +SKIP
+        """
+        if getattr(model, "_is_accelerate_prepared", False):
+            if model not in self._models:
+                self._models.append(model)
+            return model
+        if device_placement is None:
+            device_placement = self.device_placement
+        if self.native_amp:
+            wrap_forward_in_autocast(
+                model, self.mixed_precision, self.device, self.autocast_handler
+            )
+        if device_placement and not _has_multi_device_map(model):
+            model = model.to(self.device)
+        if not evaluation_mode:
+            model = self.strategy.wrap_model(model)
+        dynamo = self.state.dynamo_plugin
+        if dynamo is not None and dynamo.backend != DynamoBackend.NO:
+            model = torch.compile(model, **dynamo.to_kwargs())
+        self._models.append(model)
+        return model
+
+    def prepare_optimizer(
+        self, optimizer: torch.optim.Optimizer, device_placement: bool | None = None
+    ) -> AcceleratedOptimizer:
+        """Wrap an optimizer so it follows gradient accumulation and the fp16 scaler.
+
+        Example:
+            >>> optimizer = accelerator.prepare_optimizer(optimizer)  # doctest: +SKIP
+        """
+        if isinstance(optimizer, AcceleratedOptimizer):
+            if optimizer not in self._optimizers:
+                self._optimizers.append(optimizer)
+            return optimizer
+        if device_placement is None:
+            device_placement = self.device_placement
+        wrapped = AcceleratedOptimizer(
+            optimizer, device_placement=device_placement, scaler=self.scaler, device=self.device
+        )
+        self._optimizers.append(wrapped)
+        return wrapped
+
+    def prepare_scheduler(self, scheduler: Any) -> AcceleratedScheduler:
+        """Wrap a learning-rate scheduler so it steps with the optimizer's real steps.
+
+        Example:
+            >>> scheduler = accelerator.prepare_scheduler(scheduler)  # doctest: +SKIP
+        """
+        if isinstance(scheduler, AcceleratedScheduler):
+            return scheduler
+        inner = getattr(scheduler, "optimizer", None)
+        optimizers: list[Any] = [o for o in self._optimizers if o.optimizer is inner or o is inner]
+        wrapped = AcceleratedScheduler(
+            scheduler,
+            optimizers or self._optimizers,
+            step_with_optimizer=self.step_scheduler_with_optimizer,
+            split_batches=self.split_batches,
+        )
+        self._schedulers.append(wrapped)
+        return wrapped
+
+    def prepare_data_loader(
+        self,
+        data_loader: torch.utils.data.DataLoader,
+        device_placement: bool | None = None,
+        slice_fn_for_dispatch: Callable[..., Any] | None = None,
+    ) -> Any:
+        """Shard a dataloader across processes and have it put batches on the device.
+
+        Example:
+            >>> loader = accelerator.prepare_data_loader(loader)  # doctest: +SKIP
+        """
+        from accel.core.data import prepare_data_loader
+
+        if getattr(data_loader, "_is_accelerate_prepared", False):
+            if data_loader not in self._dataloaders:
+                self._dataloaders.append(data_loader)
+            return data_loader
+        if device_placement is None:
+            device_placement = self.device_placement
+        config = self.dataloader_config
+        prepared = prepare_data_loader(
+            data_loader,
+            self.device,
+            num_processes=self.num_processes,
+            process_index=self.process_index,
+            split_batches=config.split_batches,
+            put_on_device=device_placement,
+            rng_types=list(self.rng_types),
+            dispatch_batches=config.dispatch_batches,
+            even_batches=config.even_batches,
+            slice_fn_for_dispatch=slice_fn_for_dispatch,
+            use_seedable_sampler=config.use_seedable_sampler,
+            data_seed=config.data_seed,
+            non_blocking=config.non_blocking,
+            use_stateful_dataloader=config.use_stateful_dataloader,
+        )
+        self._dataloaders.append(prepared)
+        return prepared
+
+    # -- the training step ---------------------------------------------------------------
+
+    def backward(self, loss: torch.Tensor, **kwargs: Any) -> None:
+        """Use instead of ``loss.backward()``: scales for accumulation and fp16, then backward.
+
+        Example:
+            >>> accelerator.backward(loss)  # doctest: +SKIP
+        """
+        if not getattr(self.strategy, "scales_loss_for_accumulation", False):
+            loss = loss / self.gradient_accumulation_steps
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward(**kwargs)
+        else:
+            self.strategy.backward(loss, **kwargs)
+
+    def _do_sync(self) -> None:
+        state = self.gradient_state
+        if state.sync_with_dataloader and state.end_of_dataloader:
+            self.step = 0
+            state._set_sync_gradients(True)
+        else:
+            self.step += 1
+            state._set_sync_gradients(self.step % state.num_steps == 0)
+
+    @contextlib.contextmanager
+    def accumulate(self, *models: torch.nn.Module) -> Iterator[None]:
+        """Accumulate gradients: inside, backward passes of non-final steps skip synchronization.
+
+        Optimizers and schedulers prepared by this accelerator step only on the last step of
+        each group of ``gradient_accumulation_steps`` (and at the end of the dataloader).
+
+        Example:
+            >>> for batch in loader:  # doctest: +SKIP
+            ...     with accelerator.accumulate(model):
+            ...         accelerator.backward(model(batch).mean())
+            ...         optimizer.step(); optimizer.zero_grad()
+        """
+        self._do_sync()
+        allow_sync = self.sync_gradients or (
+            self.use_distributed and self.gradient_state.plugin_kwargs.get("sync_each_batch", False)
+        )
+        with contextlib.ExitStack() as stack:
+            if not allow_sync:
+                for model in models:
+                    stack.enter_context(self.no_sync(model))
+            yield
+
+    def no_sync(self, model: torch.nn.Module) -> contextlib.AbstractContextManager[None]:
+        """A context in which backward passes do not synchronize ``model``'s gradients.
+
+        Example:
+            >>> with accelerator.no_sync(model):  # doctest: +SKIP
+            ...     accelerator.backward(loss)
+        """
+        if not self.use_distributed:
+            return contextlib.nullcontext()
+        return self.strategy.no_sync(model)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def trigger_sync_in_backward(model: torch.nn.Module) -> Iterator[None]:
+        """Force the next backward of a DDP model to synchronize, even inside ``no_sync``.
+
+        Example:
+            >>> with accelerator.trigger_sync_in_backward(model):  # doctest: +SKIP
+            ...     accelerator.backward(loss)
+        """
+        from torch.nn.parallel import DistributedDataParallel
+
+        if not isinstance(model, DistributedDataParallel):
+            yield
+            return
+        saved = (model.require_backward_grad_sync, model.require_forward_param_sync)
+        model.require_backward_grad_sync = True
+        model.require_forward_param_sync = True
+        model.reducer.prepare_for_backward([])
+        try:
+            yield
+        finally:
+            model.require_backward_grad_sync, model.require_forward_param_sync = saved
+
+    def unscale_gradients(self, optimizer: Any = None) -> None:
+        """Divide fp16 gradients by the loss scale (before clipping or inspecting them).
+
+        Example:
+            >>> accelerator.unscale_gradients()  # doctest: +SKIP
+        """
+        if self.scaler is None or not self.sync_gradients:
+            return
+        targets = self._optimizers if optimizer is None else optimizer
+        if not isinstance(targets, (list, tuple)):
+            targets = [targets]
+        for opt in targets:
+            inner = opt.optimizer if isinstance(opt, AcceleratedOptimizer) else opt
+            self.scaler.unscale_(inner)
+
+    def clip_grad_norm_(
+        self, parameters: Iterable[torch.nn.Parameter], max_norm: float, norm_type: float = 2
+    ) -> torch.Tensor:
+        """Clip the gradients' total norm to ``max_norm`` (unscaling fp16 first); returns the norm.
+
+        Example:
+            >>> norm = accelerator.clip_grad_norm_(model.parameters(), 1.0)  # doctest: +SKIP
+        """
+        self.unscale_gradients()
+        return self.strategy.clip_grad_norm_(parameters, max_norm, norm_type=norm_type)
+
+    def clip_grad_value_(self, parameters: Iterable[torch.nn.Parameter], clip_value: float) -> None:
+        """Clip every gradient element to ``[-clip_value, clip_value]`` (unscaling fp16 first).
+
+        Example:
+            >>> accelerator.clip_grad_value_(model.parameters(), 0.5)  # doctest: +SKIP
+        """
+        self.unscale_gradients()
+        torch.nn.utils.clip_grad_value_(parameters, clip_value)
+
+    def autocast(self, autocast_handler: Any = None) -> contextlib.AbstractContextManager[Any]:
+        """Autocast for the configured mixed precision (a no-op without one).
+
+        Example:
+            >>> with accelerator.autocast():  # doctest: +SKIP
+            ...     loss = loss_fn(model(x), y)
+        """
+        handler = autocast_handler if autocast_handler is not None else self.autocast_handler
+        return autocast_context(self.mixed_precision, self.device, handler)
+
+    # -- communication -------------------------------------------------------------------
+
+    def gather(self, tensor: Any) -> Any:
+        """Gather tensors from all processes (see ``accel.ops.gather``).
+
+        Example:
+            >>> accelerator.gather(torch.tensor([accelerator.process_index]))  # doctest: +SKIP
+            tensor([0, 1])
+        """
+        return _gather(tensor)
+
+    def gather_for_metrics(self, input_data: Any, use_gather_object: bool = False) -> Any:
+        """Gather for evaluation, dropping the samples repeated to even out the last batch.
+
+        Non-tensor data (or ``use_gather_object=True``) goes through ``gather_object``.
+
+        Example:
+            >>> preds = accelerator.gather_for_metrics(logits.argmax(-1))  # doctest: +SKIP
+        """
+        try:
+            recursively_apply(lambda x: x, input_data, error_on_other_type=True)
+            all_tensors = True
+        except TypeError:
+            all_tensors = False
+        use_gather_object = use_gather_object or not all_tensors
+        data = gather_object(input_data) if use_gather_object else self.gather(input_data)
+        state = self.gradient_state
+        if not state.end_of_dataloader or state.remainder <= 0:
+            return data
+        keep = state.remainder
+        if use_gather_object:
+            return data[:keep]
+        return recursively_apply(lambda t: t[:keep], data)
+
+    def reduce(self, tensor: Any, reduction: str = "sum", scale: float = 1.0) -> Any:
+        """Reduce tensors across processes (default ``"sum"``; see ``accel.ops.reduce``).
+
+        Example:
+            >>> accelerator.reduce(torch.tensor(1.0))  # doctest: +SKIP
+            tensor(2.)
+        """
+        return _reduce(tensor, reduction=reduction, scale=scale)
+
+    def pad_across_processes(
+        self, tensor: Any, dim: int = 0, pad_index: int = 0, pad_first: bool = False
+    ) -> Any:
+        """Pad tensors to the largest size across processes (see ``accel.ops``).
+
+        Example:
+            >>> accelerator.pad_across_processes(tokens, dim=1, pad_index=0)  # doctest: +SKIP
+        """
+        return pad_across_processes(tensor, dim=dim, pad_index=pad_index, pad_first=pad_first)
+
+    def set_trigger(self) -> None:
+        """Raise a flag on this process, for :meth:`check_trigger` on all processes.
+
+        Example:
+            >>> if loss.isnan(): accelerator.set_trigger()  # doctest: +SKIP
+        """
+        self.flag_tensor = torch.tensor(1, device=self.device)
+
+    def check_trigger(self) -> bool:
+        """Whether any process called :meth:`set_trigger` since the last check; resets it.
+
+        Every process must call it (it is a collective).
+
+        Example:
+            >>> if accelerator.check_trigger(): break  # doctest: +SKIP
+        """
+        flag = (
+            self.flag_tensor
+            if self.flag_tensor is not None
+            else torch.tensor(0, device=self.device)
+        )
+        fired = bool(self.reduce(flag, reduction="sum").item() >= 1)
+        if fired:
+            self.flag_tensor = torch.tensor(0, device=self.device)
+        return fired
+
+    @contextlib.contextmanager
+    def join_uneven_inputs(
+        self, joinables: list[Any], even_batches: bool | None = None
+    ) -> Iterator[None]:
+        """Let DDP processes with fewer batches finish without hanging (``torch`` ``Join``).
+
+        ``even_batches`` temporarily overrides the prepared dataloaders' setting.
+
+        Example:
+            >>> with accelerator.join_uneven_inputs([model], even_batches=False):  # doctest: +SKIP
+            ...     for batch in loader: ...
+        """
+        if not self.multi_device:
+            yield
+            return
+        from torch.distributed.algorithms.join import Join
+
+        saved = []
+        if even_batches is not None:
+            for loader in self._dataloaders:
+                sampler = getattr(loader, "batch_sampler", None)
+                if hasattr(sampler, "even_batches"):
+                    saved.append((sampler, sampler.even_batches))
+                    sampler.even_batches = even_batches
+        try:
+            with Join(joinables):
+                yield
+        finally:
+            for sampler, value in saved:
+                sampler.even_batches = value
+
+    # -- models --------------------------------------------------------------------------
+
+    def unwrap_model(
+        self,
+        model: torch.nn.Module,
+        keep_fp32_wrapper: bool = True,
+        keep_torch_compile: bool = True,
+    ) -> torch.nn.Module:
+        """The user's model without DDP/compile wrappers (optionally without the fp32 forward).
+
+        Example:
+            >>> plain = accelerator.unwrap_model(model)  # doctest: +SKIP
+        """
+        compiled = model if hasattr(model, "_orig_mod") else None
+        inner = model._orig_mod if compiled is not None else model
+        inner = self.strategy.unwrap_model(inner)
+        if not keep_fp32_wrapper:
+            unwrap_forward(inner)
+        if compiled is not None and keep_torch_compile:
+            return compiled
+        return inner
+
+    def get_state_dict(
+        self, model: torch.nn.Module, unwrap: bool = True
+    ) -> dict[str, torch.Tensor]:
+        """The model's full state dict (gathered from all shards under FSDP; call on every process).
+
+        Example:
+            >>> state = accelerator.get_state_dict(model)  # doctest: +SKIP
+        """
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        if not unwrap:
+            return model.state_dict()
+        return self.strategy.state_dict(model)
+
+    def skip_first_batches(self, dataloader: Any, num_batches: int = 0) -> Any:
+        """A dataloader that starts after ``num_batches`` batches (for resuming mid-epoch).
+
+        Example:
+            >>> loader = accelerator.skip_first_batches(loader, 100)  # doctest: +SKIP
+        """
+        from accel.core.data import skip_first_batches
+
+        return skip_first_batches(dataloader, num_batches=num_batches)
+
+    def free_memory(self, *objects: Any) -> list[None]:
+        """Drop the accelerator's references to prepared objects and free cached memory.
+
+        Returns ``None`` for each object passed, to reassign: ``a, b = free_memory(a, b)``.
+
+        Example:
+            >>> model, optimizer = accelerator.free_memory(model, optimizer)  # doctest: +SKIP
+        """
+        self._models.clear()
+        self._optimizers.clear()
+        self._schedulers.clear()
+        self._dataloaders.clear()
+        self.step = 0
+        gc.collect()
+        for name in ("cuda", "xpu", "npu", "mps"):
+            module = getattr(torch, name, None)
+            if module is not None and hasattr(module, "empty_cache") and module.is_available():
+                module.empty_cache()
+        return [None for _ in objects]
+
+    def clear(self, *objects: Any) -> list[None]:
+        """Alias of :meth:`free_memory`.
+
+        Example:
+            >>> model = accelerator.clear(model)  # doctest: +SKIP
+        """
+        return self.free_memory(*objects)
+
+    def verify_device_map(self, model: torch.nn.Module) -> bool:
+        """Whether ``model`` was loaded with a device map spanning several devices.
+
+        Example:
+            >>> accelerator.verify_device_map(torch.nn.Linear(1, 1))  # doctest: +SKIP
+            False
+        """
+        return _has_multi_device_map(model)
+
+    def __repr__(self) -> str:
+        return f"Accelerator(distributed_type={self.distributed_type.value}, num_processes={self.num_processes}, device={self.device}, mixed_precision={self.mixed_precision!r})"

@@ -1,0 +1,95 @@
+"""The interface every training strategy implements, with the single-process defaults."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+if TYPE_CHECKING:
+    from accel.core.accelerator import Accelerator
+
+
+class TrainingStrategy:
+    """How one kind of job prepares models and runs the backward pass.
+
+    An ``Accelerator`` creates exactly one strategy, chosen from its ``distributed_type``.
+    Subclasses override what differs; the defaults are right for a single process.
+    A third-party strategy is a subclass exposed under the entry-point group
+    ``accel.strategies`` with the name a ``DistributedType`` maps to.
+
+    Example:
+        >>> class MyStrategy(TrainingStrategy):
+        ...     name = "mine"
+        ...     def wrap_model(self, model):
+        ...         return model
+    """
+
+    name = "base"
+
+    def __init__(self, accelerator: Accelerator) -> None:
+        self.accelerator = accelerator
+
+    def prepare(self, objects: list[Any], device_placement: list[bool | None]) -> list[Any]:
+        """Prepare all objects of one ``prepare`` call (models and optimizers first pass,
+        then schedulers, so schedulers see the wrapped optimizers).
+
+        Example:
+            >>> strategy.prepare([model, optimizer], [None, None])  # doctest: +SKIP
+        """
+        prepare_one = self.accelerator._prepare_one
+        first = [prepare_one(o, True, d) for o, d in zip(objects, device_placement)]
+        return [prepare_one(o, False, d) for o, d in zip(first, device_placement)]
+
+    def wrap_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """Wrap a model that is on its device (e.g. in DDP); the default returns it.
+
+        Example:
+            >>> strategy.wrap_model(torch.nn.Linear(1, 1))  # doctest: +SKIP
+        """
+        return model
+
+    def no_sync(self, model: torch.nn.Module) -> contextlib.AbstractContextManager[None]:
+        """A context in which backward passes do not synchronize gradients.
+
+        Example:
+            >>> with strategy.no_sync(model):  # doctest: +SKIP
+            ...     loss.backward()
+        """
+        return contextlib.nullcontext()
+
+    def backward(self, loss: torch.Tensor, **kwargs: Any) -> None:
+        """Run the backward pass of an already scaled loss.
+
+        Example:
+            >>> strategy.backward(loss)  # doctest: +SKIP
+        """
+        loss.backward(**kwargs)
+
+    def unwrap_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The user's model inside whatever this strategy wrapped it in.
+
+        Example:
+            >>> strategy.unwrap_model(model)  # doctest: +SKIP
+        """
+        return model
+
+    def clip_grad_norm_(
+        self, parameters: Iterable[torch.nn.Parameter], max_norm: float, norm_type: float = 2.0
+    ) -> torch.Tensor:
+        """Clip the total gradient norm; returns the norm before clipping.
+
+        Example:
+            >>> strategy.clip_grad_norm_(model.parameters(), 1.0)  # doctest: +SKIP
+        """
+        return torch.nn.utils.clip_grad_norm_(parameters, max_norm, norm_type=norm_type)
+
+    def state_dict(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        """The model's full state dict (every process must call it for sharded strategies).
+
+        Example:
+            >>> strategy.state_dict(model)  # doctest: +SKIP
+        """
+        return self.unwrap_model(model).state_dict()

@@ -1,0 +1,173 @@
+"""Fully sharded data parallelism with FSDP2 (``torch.distributed.fsdp.fully_shard``)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import torch
+
+from accel.core.strategies.base import TrainingStrategy
+
+
+def _fsdp() -> Any:
+    import torch.distributed.fsdp as fsdp
+
+    return fsdp
+
+
+class FSDPStrategy(TrainingStrategy):
+    """Shard parameters, gradients and optimizer state across processes with FSDP2.
+
+    Submodules chosen by the plugin's wrap policy are sharded on their own (so their
+    parameters are gathered just in time), then the root. The optimizer must be prepared in
+    the same ``prepare`` call as the model: its parameters are swapped for the sharded ones.
+
+    Example:
+        >>> FSDPStrategy.name
+        'fsdp'
+    """
+
+    name = "fsdp"
+
+    @property
+    def plugin(self) -> Any:
+        """The ``FullyShardedDataParallelPlugin`` in effect.
+
+        Example:
+            >>> strategy.plugin.reshard_after_forward  # doctest: +SKIP
+            True
+        """
+        return self.accelerator.state.fsdp_plugin
+
+    def prepare(self, objects: list[Any], device_placement: list[bool | None]) -> list[Any]:
+        """Shard the (single) model and re-point its optimizer; prepare the rest as usual.
+
+        Example:
+            >>> model, opt = strategy.prepare([model, opt], [None, None])  # doctest: +SKIP
+        """
+        models = [i for i, o in enumerate(objects) if isinstance(o, torch.nn.Module)]
+        optimizers = [o for o in objects if isinstance(o, torch.optim.Optimizer)]
+        if len(models) > 1:
+            raise ValueError(
+                f"FSDP prepares one model per prepare() call, got {len(models)}; prepare each "
+                "model with its own optimizer in separate calls"
+            )
+        if bool(models) != bool(optimizers) and not self.accelerator._models:
+            raise ValueError(
+                "with FSDP, pass the model and its optimizer to the same prepare() call: the "
+                "optimizer's parameters are replaced by the sharded ones"
+            )
+        if not models:
+            return super().prepare(objects, device_placement)
+        index = models[0]
+        model = objects[index]
+        before = dict(model.named_parameters())
+        sharded = self.shard(model)
+        after = dict(sharded.named_parameters())
+        missing = sorted(set(before) - set(after))
+        if missing:
+            raise RuntimeError(f"parameters disappeared while sharding the model: {missing}")
+        mapping = {before[name]: after[name] for name in before}
+        for optimizer in optimizers:
+            for group in optimizer.param_groups:
+                group["params"] = [mapping.get(p, p) for p in group["params"]]
+        self.accelerator._models.append(sharded)
+        rest = [o for i, o in enumerate(objects) if i != index]
+        rest_placement = [d for i, d in enumerate(device_placement) if i != index]
+        prepared = super().prepare(rest, rest_placement)
+        prepared.insert(index, sharded)
+        return prepared
+
+    def _modules_to_shard(self, model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+        plugin = self.plugin
+        if plugin is None:
+            return
+        plugin.check_wrap_classes(model)
+        for name, module in model.named_modules():
+            if name and plugin.wrap_policy_matches(module, model):
+                yield module
+
+    def shard(self, model: torch.nn.Module) -> torch.nn.Module:
+        """Apply ``fully_shard`` to the chosen submodules and then to ``model``.
+
+        Example:
+            >>> sharded = strategy.shard(model)  # doctest: +SKIP
+        """
+        fsdp = _fsdp()
+        accelerator = self.accelerator
+        plugin = self.plugin
+        model = model.to(accelerator.device)
+        options: dict[str, Any] = {}
+        if plugin is not None:
+            options["reshard_after_forward"] = plugin.reshard_after_forward
+            if plugin.cpu_offload:
+                options["offload_policy"] = plugin.offload_policy()
+            if plugin.mixed_precision_policy is not None:
+                options["mp_policy"] = plugin.mixed_precision_policy
+        blocks = list(self._modules_to_shard(model))
+        if plugin is not None and plugin.activation_checkpointing and blocks:
+            from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import (
+                apply_activation_checkpointing,
+            )
+
+            chosen = set(map(id, blocks))
+            apply_activation_checkpointing(model, check_fn=lambda m: id(m) in chosen)
+            blocks = [
+                m
+                for m in model.modules()
+                if getattr(m, "_checkpoint_wrapped_module", None) is not None
+            ]
+        for block in blocks:
+            fsdp.fully_shard(block, **options)
+        fsdp.fully_shard(model, **options)
+        return model
+
+    def no_sync(self, model: torch.nn.Module) -> contextlib.AbstractContextManager[None]:
+        """Skip the gradient reduce-scatter while in the context.
+
+        Example:
+            >>> with strategy.no_sync(model):  # doctest: +SKIP
+            ...     loss.backward()
+        """
+        return _requires_gradient_sync_off(model)
+
+    def clip_grad_norm_(
+        self, parameters: Iterable[torch.nn.Parameter], max_norm: float, norm_type: float = 2.0
+    ) -> torch.Tensor:
+        """Clip by the norm over all shards; returns that norm as a plain tensor.
+
+        Example:
+            >>> strategy.clip_grad_norm_(model.parameters(), 1.0)  # doctest: +SKIP
+        """
+        norm = torch.nn.utils.clip_grad_norm_(list(parameters), max_norm, norm_type=norm_type)
+        full_tensor = getattr(norm, "full_tensor", None)
+        return full_tensor() if full_tensor is not None else norm
+
+    def state_dict(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        """The full (unsharded) state dict on CPU, or this rank's shards, per the plugin.
+
+        Every process must call it: gathering the full state is a collective.
+
+        Example:
+            >>> sd = strategy.state_dict(model)  # doctest: +SKIP
+        """
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        full = self.plugin is None or str(self.plugin.state_dict_type).upper().startswith("FULL")
+        options = StateDictOptions(full_state_dict=full, cpu_offload=full)
+        return get_model_state_dict(model, options=options)
+
+
+@contextlib.contextmanager
+def _requires_gradient_sync_off(model: torch.nn.Module) -> Iterator[None]:
+    setter = getattr(model, "set_requires_gradient_sync", None)
+    if setter is None:
+        yield
+        return
+    setter(False)
+    try:
+        yield
+    finally:
+        setter(True)

@@ -1,0 +1,43 @@
+"""Smoke test: the side-by-side benchmarks run end to end (no timing assertions)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN_ALL = ROOT / "tools" / "bench" / "run_all.py"
+OPERATIONS = [
+    "gather nested (100 tensors)",
+    "pad_across_processes nested (100)",
+    "reduce(sum) nested (100 tensors)",
+    "broadcast nested (100 tensors)",
+    "gather 4M float32",
+    "reduce(sum) 4M float32 (raw: clone)",
+    "reduce(sum) 4M float32 (raw: in-place)",
+    "import accel.ops + .gather",
+]
+
+
+@pytest.mark.slow
+def test_run_all_quick_prints_a_ratio_for_every_operation() -> None:
+    """``run_all.py --quick`` exits 0 and prints one ratio line per benchmarked operation."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, str(RUN_ALL), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=ROOT,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    for operation in OPERATIONS:
+        pattern = re.escape(operation) + r" +\|.*\| (accel/raw|accelerate/accel) = [0-9.]+x?"
+        assert re.search(pattern, result.stdout), f"no ratio line for {operation!r}:\n{output}"
