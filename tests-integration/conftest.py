@@ -74,6 +74,18 @@ LAUNCHES: dict[str, Callable[[Path], LaunchResult]] = {
         timeout=LAUNCH_TIMEOUT,
         out_dir=out,
     ),
+    # test_core_distributed.py: the Accelerator on 2 processes vs 1, and vs Accelerate
+    "core_run": lambda out: run_distributed("core_checks.py", timeout=240.0, out_dir=out),
+    "core_reference_run": lambda out: run_processes(
+        "core_checks.py", [{"CORE_IT_MODE": "reference"}], 240.0, out, name="core reference"
+    ),
+    "migration_run": lambda out: run_distributed("migration_script.py", timeout=240.0, out_dir=out),
+    "sbs_accel_run": lambda out: run_distributed(
+        "sbs_train.py", args=["accel"], timeout=240.0, out_dir=out
+    ),
+    "sbs_accelerate_run": lambda out: run_distributed(
+        "sbs_train.py", args=["accelerate"], timeout=240.0, out_dir=out
+    ),
 }
 
 

@@ -21,6 +21,11 @@ OPERATIONS = [
     "reduce(sum) 4M float32 (raw: clone)",
     "reduce(sum) 4M float32 (raw: in-place)",
     "import accel.ops + .gather",
+    "MLP 3xLinear(512)+ReLU, batch 64 vs raw",
+    "MLP 3xLinear(512)+ReLU, batch 64 vs accelerate",
+    "TransformerEncoderLayer(128), 16x32 vs raw",
+    "TransformerEncoderLayer(128), 16x32 vs accelerate",
+    "step overhead over raw (us/step)",
 ]
 
 
@@ -39,5 +44,8 @@ def test_run_all_quick_prints_a_ratio_for_every_operation() -> None:
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     for operation in OPERATIONS:
-        pattern = re.escape(operation) + r" +\|.*\| (accel/raw|accelerate/accel) = [0-9.]+x?"
+        pattern = (
+            re.escape(operation)
+            + r" +\|.*\| (accel/raw|accelerate/accel|accel/accelerate) = [0-9.]+x?"
+        )
         assert re.search(pattern, result.stdout), f"no ratio line for {operation!r}:\n{output}"

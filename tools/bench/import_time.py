@@ -101,9 +101,9 @@ def main(argv: list[str] | None = None) -> None:
     """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 runs per library")
-    parser.add_argument("--repeat", type=int, default=None, help="runs per library (default 7)")
+    parser.add_argument("--repeat", type=int, default=None, help="runs per library (default 5)")
     args = parser.parse_args(argv)
-    repeat = args.repeat or (2 if args.quick else 7)
+    repeat = args.repeat or (2 if args.quick else 5)
     print(f"\nOMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset (1 in children)')}")
     print(report(measure(repeat)), flush=True)
 

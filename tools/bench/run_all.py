@@ -1,11 +1,13 @@
 """Run every accel benchmark side by side with the references and print the ratios.
 
-    OMP_NUM_THREADS=1 uv run python tools/bench/run_all.py           # full run, ~1.5-2 min
+    OMP_NUM_THREADS=1 uv run python tools/bench/run_all.py           # full run, ~1.5-2 min on an idle machine
     OMP_NUM_THREADS=1 uv run python tools/bench/run_all.py --quick   # smoke run, few iterations
 
 1. ``collectives.py`` under ``torch.distributed.run`` with 2 CPU (gloo) processes: accel.ops
    vs Accelerate vs raw ``torch.distributed``, results checked equal before timing.
 2. ``import_time.py``: import cost of ``accel.ops`` vs ``accelerate`` above ``import torch``.
+3. ``training_loop.py``: steps/s of a DDP training loop (2 gloo processes) with accel vs
+   Accelerate vs raw torch, and the per-step Python overhead on 1 process.
 
 Exits non-zero if a benchmark fails (including a result mismatch); missed performance targets
 are reported as ``MISSED`` in the tables but do not fail the run.
@@ -49,7 +51,7 @@ def run(command: list[str], env: dict[str, str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the collectives benchmark (2 processes) and the import-time benchmark.
+    """Run the collectives (2 processes), import-time and training-loop benchmarks.
 
     Example:
         >>> main(["--quick"])  # doctest: +SKIP
@@ -68,6 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     torchrun += ["--master_port", str(free_port()), str(HERE / "collectives.py"), *extra]
     run(torchrun, env)
     run([sys.executable, str(HERE / "import_time.py"), *extra], env)
+    run([sys.executable, str(HERE / "training_loop.py"), *extra], env)
     print(f"\nall benchmarks done in {time.perf_counter() - start:.0f} s")
 
 

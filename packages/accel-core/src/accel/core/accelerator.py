@@ -212,13 +212,14 @@ class Accelerator:
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"gradient_accumulation_steps={steps!r} must be an int >= 1")
         if steps == 1:
-            steps = env.read_int(
-                [
-                    f"{env.PREFIX}{env.GRADIENT_ACCUMULATION_STEPS}",
-                    f"{env.ALIAS_PREFIX}{env.GRADIENT_ACCUMULATION_STEPS}",
-                ],
-                1,
-            )
+            keys = [
+                f"{env.PREFIX}{env.GRADIENT_ACCUMULATION_STEPS}",
+                f"{env.ALIAS_PREFIX}{env.GRADIENT_ACCUMULATION_STEPS}",
+            ]
+            steps = env.read_int(keys, 1)
+            if steps < 1:
+                source = next(k for k in keys if os.environ.get(k, "").strip())
+                raise ValueError(f"{source}={os.environ[source]!r} must be an integer >= 1")
         return GradientAccumulationPlugin(num_steps=steps)
 
     # -- what the job looks like ---------------------------------------------------------
@@ -764,8 +765,10 @@ class Accelerator:
         Example:
             >>> accelerator.backward(loss)  # doctest: +SKIP
         """
-        if not getattr(self.strategy, "scales_loss_for_accumulation", False):
-            loss = loss / self.gradient_accumulation_steps
+        steps = self.gradient_accumulation_steps
+        # Dividing by 1 changes nothing but costs an op and an autograd node per step.
+        if steps != 1 and not getattr(self.strategy, "scales_loss_for_accumulation", False):
+            loss = loss / steps
         if self.scaler is not None:
             self.scaler.scale(loss).backward(**kwargs)
         else:
@@ -797,10 +800,12 @@ class Accelerator:
         allow_sync = self.sync_gradients or (
             self.use_distributed and self.gradient_state.plugin_kwargs.get("sync_each_batch", False)
         )
+        if allow_sync:  # the common case: nothing to enter
+            yield
+            return
         with contextlib.ExitStack() as stack:
-            if not allow_sync:
-                for model in models:
-                    stack.enter_context(self.no_sync(model))
+            for model in models:
+                stack.enter_context(self.no_sync(model))
             yield
 
     def no_sync(self, model: torch.nn.Module) -> contextlib.AbstractContextManager[None]:

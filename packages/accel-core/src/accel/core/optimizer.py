@@ -121,7 +121,7 @@ class AcceleratedOptimizer(torch.optim.Optimizer):
         """
         if not self.gradient_state.sync_gradients:
             return
-        if "set_to_none" in inspect.signature(self.optimizer.zero_grad).parameters:
+        if self._accepts_set_to_none():
             self.optimizer.zero_grad(set_to_none=True if set_to_none is None else set_to_none)
         elif set_to_none is not None:
             raise ValueError(
@@ -130,6 +130,20 @@ class AcceleratedOptimizer(torch.optim.Optimizer):
             )
         else:
             self.optimizer.zero_grad()
+
+    def _accepts_set_to_none(self) -> bool:
+        """Whether the wrapped ``zero_grad`` takes ``set_to_none`` (cached per function).
+
+        ``inspect.signature`` costs tens of µs, too much for every step, so the answer is kept
+        for the function behind ``zero_grad`` and recomputed only if that function changes.
+        """
+        method = self.optimizer.zero_grad
+        function = getattr(method, "__func__", method)
+        cached = self.__dict__.get("_zero_grad_signature")
+        if cached is None or cached[0] is not function:
+            accepts = "set_to_none" in inspect.signature(method).parameters
+            cached = self._zero_grad_signature = (function, accepts)
+        return cached[1]
 
     def step(self, closure: Any = None) -> Any:
         """Step the wrapped optimizer if gradients are synchronized (through the scaler in fp16).
@@ -205,7 +219,9 @@ class AcceleratedOptimizer(torch.optim.Optimizer):
         return f"AcceleratedOptimizer({self.optimizer!r})"
 
     def __getstate__(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        state = dict(self.__dict__)
+        state.pop("_zero_grad_signature", None)  # a cache, and it holds a function
+        return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)

@@ -56,7 +56,8 @@ def _verify(
     extra: Any = None,
 ) -> None:
     if state.debug:
-        layout = repr(recursively_apply(summary, data))
+        described = recursively_apply(summary, data)
+        layout = described if isinstance(described, str) else repr(described)
         description = layout if extra is None else f"{layout} {extra}"
         check_consistent(operation, description, state.device.type, leaves, state.num_processes)
 

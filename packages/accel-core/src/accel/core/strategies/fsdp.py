@@ -86,7 +86,11 @@ class FSDPStrategy(TrainingStrategy):
             return
         plugin.check_wrap_classes(model)
         for name, module in model.named_modules():
-            if name and plugin.wrap_policy_matches(module, model):
+            if (
+                name
+                and not _is_bare_container(module)
+                and plugin.wrap_policy_matches(module, model)
+            ):
                 yield module
 
     def shard(self, model: torch.nn.Module) -> torch.nn.Module:
@@ -119,7 +123,9 @@ class FSDPStrategy(TrainingStrategy):
                 for m in model.modules()
                 if getattr(m, "_checkpoint_wrapped_module", None) is not None
             ]
-        for block in blocks:
+        # Bottom-up: fully_shard on a parent first would turn its children's parameters into
+        # DTensors, which the children's own fully_shard then mistakes for tensor parallelism.
+        for block in reversed(blocks):
             fsdp.fully_shard(block, **options)
         fsdp.fully_shard(model, **options)
         return model
@@ -158,6 +164,15 @@ class FSDPStrategy(TrainingStrategy):
         full = self.plugin is None or str(self.plugin.state_dict_type).upper().startswith("FULL")
         options = StateDictOptions(full_state_dict=full, cpu_offload=full)
         return get_model_state_dict(model, options=options)
+
+
+def _is_bare_container(module: torch.nn.Module) -> bool:
+    """A ``ModuleList``/``ModuleDict`` without ``forward``: never called, so ``fully_shard``
+    refuses it (a size-based policy would otherwise pick it); its children are judged alone."""
+    return (
+        isinstance(module, (torch.nn.ModuleList, torch.nn.ModuleDict))
+        and type(module).forward is torch.nn.Module.forward
+    )
 
 
 @contextlib.contextmanager
