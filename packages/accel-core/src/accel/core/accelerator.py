@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -125,7 +126,10 @@ class Accelerator:
         partial = PartialState(cpu, **init_kwargs)
         if mixed_precision is None:
             mixed_precision = env.read_env(env.MIXED_PRECISION, "no")
-            source = f"{env.PREFIX}{env.MIXED_PRECISION}"
+            source = next(
+                (k for k in env.env_names(env.MIXED_PRECISION) if k in os.environ),
+                f"{env.PREFIX}{env.MIXED_PRECISION}",
+            )
         else:
             source = "mixed_precision"
         mixed_precision = check_mixed_precision(mixed_precision, partial.device, source)
@@ -184,11 +188,8 @@ class Accelerator:
     ) -> DataLoaderConfiguration:
         config = config if config is not None else DataLoaderConfiguration()
         if split_batches is not None:
-            if (
-                split_batches != config.split_batches
-                and config is not None
-                and config.split_batches
-            ):
+            config = dataclasses.replace(config)  # never change the caller's object
+            if config.split_batches and not split_batches:
                 raise ValueError(
                     "split_batches given both to Accelerator and in dataloader_config, with "
                     "different values; set it in dataloader_config only"
@@ -605,12 +606,20 @@ class Accelerator:
                     "the model on one device per process (device_map={'': accelerator.device})"
                 )
         result = self.strategy.prepare(list(args), placements)
-        self._check_optimizers_match_models(result)
+        try:
+            self._check_optimizers_match_models(result)
+        except ValueError:
+            self._forget(result)
+            raise
         for item in result:
             if any(item is known for known in self._all_prepared()):
                 with contextlib.suppress(AttributeError):
                     item._is_accelerate_prepared = True
         return tuple(result) if len(result) > 1 else result[0]
+
+    def _forget(self, objects: list[Any]) -> None:
+        for registry in (self._models, self._optimizers, self._schedulers, self._dataloaders):
+            registry[:] = [known for known in registry if not any(known is o for o in objects)]
 
     def _all_prepared(self) -> Iterator[Any]:
         yield from self._models
