@@ -37,7 +37,7 @@ def test_run_all_quick_prints_a_ratio_for_every_operation() -> None:
         [sys.executable, str(RUN_ALL), "--quick"],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
         env=env,
         cwd=ROOT,
     )

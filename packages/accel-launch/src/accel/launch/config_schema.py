@@ -22,13 +22,27 @@ AMAZON_SAGEMAKER = "AMAZON_SAGEMAKER"
 
 MIXED_PRECISIONS = ("no", "fp16", "bf16", "fp8")
 RDZV_BACKENDS = ("static", "c10d", "etcd", "etcd-v2")
-DYNAMO_MODES = ("default", "reduce-overhead", "max-autotune")
-FSDP_SHARDING_STRATEGIES = ("FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD", "HYBRID_SHARD_ZERO2")
+DYNAMO_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+FSDP_SHARDING_STRATEGIES = (
+    "FULL_SHARD",
+    "SHARD_GRAD_OP",
+    "NO_SHARD",
+    "HYBRID_SHARD",
+    "HYBRID_SHARD_ZERO2",
+)
 FSDP_AUTO_WRAP_POLICIES = ("TRANSFORMER_BASED_WRAP", "SIZE_BASED_WRAP", "NO_WRAP")
 FSDP_BACKWARD_PREFETCH = ("BACKWARD_PRE", "BACKWARD_POST", "NO_PREFETCH")
 FSDP_STATE_DICT_TYPES = ("FULL_STATE_DICT", "LOCAL_STATE_DICT", "SHARDED_STATE_DICT")
 DEEPSPEED_OFFLOAD_DEVICES = ("none", "cpu", "nvme")
-DEEPSPEED_MULTINODE_LAUNCHERS = ("pdsh", "standard", "openmpi", "mvapich", "mpich", "nossh", "slurm")
+DEEPSPEED_MULTINODE_LAUNCHERS = (
+    "pdsh",
+    "standard",
+    "openmpi",
+    "mvapich",
+    "mpich",
+    "nossh",
+    "slurm",
+)
 
 _ANY = object
 
@@ -129,7 +143,11 @@ SAGEMAKER: dict[str, Key] = {
     "additional_args": _DICT,
 }
 
-TOP_LEVEL: dict[str, Key] = {**CLUSTER, **SAGEMAKER, "distributed_type": CLUSTER["distributed_type"]}
+TOP_LEVEL: dict[str, Key] = {
+    **CLUSTER,
+    **SAGEMAKER,
+    "distributed_type": CLUSTER["distributed_type"],
+}
 
 # Old spellings read on load and converted (``accel config update`` rewrites them).
 LEGACY: dict[str, Key] = {
@@ -137,7 +155,7 @@ LEGACY: dict[str, Key] = {
     "dynamo_backend": _s(None, doc="old form of dynamo_config.dynamo_backend"),
 }
 
-_DYNAMO_BACKENDS = tuple(b.lower() for b in DynamoBackend.list())
+_DYNAMO_BACKENDS = (*(b.lower() for b in DynamoBackend.list()), "ipex")
 
 # Nested sections. Keys may also be written without their prefix (``fsdp_config: {version: 2}``),
 # as ``accelerate launch`` adds it (see PREFIXES).

@@ -102,7 +102,9 @@ def _choice(choices: tuple[str, ...], upper: bool = False) -> Callable[[Any, str
     def parse(value: Any, where: str) -> str:
         text = str(value).upper() if upper else str(value).lower()
         if text not in choices:
-            raise SettingError(f"{where}={value!r} is not valid; expected one of {', '.join(choices)}")
+            raise SettingError(
+                f"{where}={value!r} is not valid; expected one of {', '.join(choices)}"
+            )
         return text
 
     return parse
@@ -114,7 +116,9 @@ def _gpu_ids(value: Any, where: str) -> str:
         return text
     parts = text.split(",")
     if not all(part.isdigit() for part in parts):
-        raise SettingError(f"{where}={value!r} must be 'all' or comma-separated GPU indices like 0,1")
+        raise SettingError(
+            f"{where}={value!r} must be 'all' or comma-separated GPU indices like 0,1"
+        )
     return text
 
 
@@ -191,11 +195,16 @@ _DISTRIBUTED_TYPES = {
 _SECTIONS = {"fsdp_config": "fsdp_", "dynamo_config": "dynamo_", "deepspeed_config": ""}
 
 
-def flatten_config(config: Mapping[str, Any]) -> dict[str, Any]:
+MODE_SWITCHES = ("cpu", "multi_gpu", "tpu", "use_fsdp", "use_deepspeed")
+
+
+def flatten_config(config: Mapping[str, Any], mode_from_flags: bool = False) -> dict[str, Any]:
     """Accelerate's YAML as flat launcher settings: sections merged, ``distributed_type`` mapped.
 
     ``fsdp_config: {version: 2}`` becomes ``fsdp_version``; ``dynamo_config.backend`` becomes
-    ``dynamo_backend``; ``distributed_type: MULTI_CPU`` becomes ``cpu: true``.
+    ``dynamo_backend``; ``distributed_type: MULTI_CPU`` becomes ``cpu: true``. With
+    ``mode_from_flags`` (the user typed ``--cpu``, ``--multi_gpu``, ``--use_fsdp``...), the
+    file's ``distributed_type`` is ignored, as in Accelerate.
 
     Example:
         >>> flatten_config({"distributed_type": "FSDP", "fsdp_config": {"fsdp_version": 2}})
@@ -208,8 +217,9 @@ def flatten_config(config: Mapping[str, Any]) -> dict[str, Any]:
             for inner, inner_value in value.items():
                 name = inner if inner.startswith(prefix) else prefix + inner
                 flat[name] = inner_value
-        elif key == "distributed_type" and value is not None:
-            flat.update(_DISTRIBUTED_TYPES.get(str(value).upper(), {}))
+        elif key == "distributed_type":
+            if value is not None and not mode_from_flags:
+                flat.update(_DISTRIBUTED_TYPES.get(str(value).upper(), {}))
         else:
             flat[key] = value
     return flat

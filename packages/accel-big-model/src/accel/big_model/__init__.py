@@ -1,0 +1,99 @@
+"""accel.big_model: models larger than one device — empty-weight init, device maps, offload,
+sharded checkpoint IO.
+
+Works on its own (``pip install accel-big-model``). Names load on first use.
+
+Example:
+    >>> import torch
+    >>> from accel.big_model import init_empty_weights, compute_module_sizes
+    >>> with init_empty_weights():
+    ...     model = torch.nn.Linear(1024, 1024)
+    >>> compute_module_sizes(model)[""]
+    4198400
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "init_empty_weights": "init",
+    "init_on_device": "init",
+    "convert_file_size_to_int": "sizes",
+    "format_size": "sizes",
+    "dtype_byte_size": "sizes",
+    "compute_module_sizes": "sizes",
+    "compute_module_total_buffer_size": "sizes",
+    "get_max_layer_size": "sizes",
+    "calculate_maximum_sizes": "sizes",
+    "get_max_memory": "sizes",
+    "find_tied_parameters": "tied",
+    "retie_parameters": "tied",
+    "check_tied_parameters_on_same_device": "tied",
+    "get_non_persistent_buffers": "tensors",
+    "named_module_tensors": "tensors",
+    "set_module_tensor_to_device": "tensors",
+    "clean_device_map": "device_map",
+    "fallback_allocate": "device_map",
+    "infer_auto_device_map": "device_map",
+    "get_balanced_memory": "device_map",
+    "check_device_map": "device_map",
+    "resolve_device_map": "device_map",
+    "format_device_map": "device_map",
+    "WEIGHTS_NAME": "checkpoint",
+    "WEIGHTS_INDEX_NAME": "checkpoint",
+    "SAFE_WEIGHTS_NAME": "checkpoint",
+    "SAFE_WEIGHTS_INDEX_NAME": "checkpoint",
+    "CheckpointError": "checkpoint",
+    "read_checkpoint_index": "checkpoint",
+    "load_state_dict": "checkpoint",
+    "load_checkpoint_in_model": "checkpoint",
+    "shard_checkpoint": "checkpoint",
+    "save_sharded_safetensors": "checkpoint",
+    "INDEX_NAME": "offload",
+    "check_weight_name": "offload",
+    "offload_weight": "offload",
+    "load_offloaded_weight": "offload",
+    "save_offload_index": "offload",
+    "read_offload_index": "offload",
+    "offload_state_dict": "offload",
+    "load_offloaded_weights": "offload",
+    "PrefixedDataset": "offload",
+    "OffloadedWeightsLoader": "offload",
+    "extract_submodules_state_dict": "offload",
+    "ModelHook": "hooks",
+    "SequentialHook": "hooks",
+    "add_hook_to_module": "hooks",
+    "remove_hook_from_module": "hooks",
+    "remove_hook_from_submodules": "hooks",
+    "AlignDevicesHook": "hooks",
+    "attach_execution_device_hook": "hooks",
+    "attach_align_device_hook": "hooks",
+    "attach_align_device_hook_on_blocks": "hooks",
+    "align_device_hooks": "hooks",
+    "CpuOffload": "hooks",
+    "UserCpuOffloadHook": "hooks",
+    "cleanup_offload": "dispatch",
+    "align_device_hooks_of": "dispatch",
+    "dispatch_model": "dispatch",
+    "cpu_offload": "dispatch",
+    "cpu_offload_with_hook": "dispatch",
+    "disk_offload": "dispatch",
+    "load_checkpoint_and_dispatch": "dispatch",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'accel.big_model' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"accel.big_model.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,0 +1,471 @@
+"""Running a model spread over devices, RAM and disk: dispatch, CPU/disk offload, and loading.
+
+:func:`load_checkpoint_and_dispatch` is the one-call path: it plans a device map, loads the
+checkpoint shard by shard, and attaches the hooks. Modules mapped to ``"disk"`` are read from
+the checkpoint's safetensors shards in place (nothing is copied into an offload folder), and a
+map with every module on ``"disk"`` works. Offloaded forwards prefetch the next module's
+weights in a background thread (``prefetch=False`` or ``ACCEL_OFFLOAD_PREFETCH=0`` to disable).
+
+Temporary offload folders (made only when weights must be copied and no folder was given)
+belong to the model: they are deleted when the model is garbage-collected, at interpreter
+exit, or by :func:`cleanup_offload`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import weakref
+from collections.abc import Callable, Iterator, Mapping
+from functools import wraps
+from typing import Any, Union
+
+import torch
+from torch import nn
+
+from accel.big_model.checkpoint import _checkpoint_files, _is_safetensors, _load_into
+from accel.big_model.device_map import check_device_map, resolve_device_map
+from accel.big_model.hooks import (
+    AlignDevicesHook,
+    CpuOffload,
+    UserCpuOffloadHook,
+    add_hook_to_module,
+    align_device_hooks,
+    attach_align_device_hook,
+    attach_align_device_hook_on_blocks,
+)
+from accel.big_model.offload import (
+    INDEX_NAME,
+    OffloadedWeightsLoader,
+    extract_submodules_state_dict,
+    offload_state_dict,
+)
+from accel.big_model.prefetch import OffloadPrefetcher, prefetch_enabled
+from accel.big_model.tied import find_tied_parameters, retie_parameters
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, "os.PathLike[str]"]
+Device = Union[int, str, torch.device]  # noqa: UP007 - runtime alias
+SkipKeys = Union[str, list[str], None]  # noqa: UP007 - runtime alias
+
+
+# --------------------------------------------------------------------------- model-owned resources
+
+
+def _on_release(model: nn.Module, fn: Callable[..., Any], *args: Any) -> None:
+    """Run ``fn(*args)`` when ``model`` is freed, at exit, or on :func:`cleanup_offload`."""
+    finalizers = model.__dict__.setdefault("_accel_finalizers", [])
+    finalizers.append(weakref.finalize(model, fn, *args))
+
+
+def _temporary_offload_folder(model: nn.Module) -> str:
+    folder = tempfile.mkdtemp(prefix="accel-offload-")
+    _on_release(model, shutil.rmtree, folder, True)
+    model.__dict__.setdefault("_accel_temporary_offload_folders", []).append(folder)
+    return folder
+
+
+def cleanup_offload(model: nn.Module) -> list[str]:
+    """Release what accel set up for ``model``'s offload: delete the temporary offload folders
+    it created (never a folder you passed), stop the prefetch thread. Returns the deleted
+    folders. Runs by itself when the model is garbage-collected or at exit; call it to free
+    the disk space earlier. The model's offloaded weights are unusable afterwards.
+
+    Example:
+        >>> cleanup_offload(nn.Linear(1, 1))
+        []
+    """
+    folders = list(model.__dict__.pop("_accel_temporary_offload_folders", []))
+    for finalizer in model.__dict__.pop("_accel_finalizers", []):
+        finalizer()
+    return folders
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class _TiedWeightsMap(Mapping):
+    """A weights map where a tied weight missing under its own name is found under a sibling's."""
+
+    def __init__(self, base: Mapping, tied_params: list[list[str]]) -> None:
+        self.base = base
+        self.siblings = {name: group for group in tied_params for name in group}
+
+    def _resolve(self, key: str) -> str:
+        if key in self.base:
+            return key
+        for other in self.siblings.get(key, ()):
+            if other in self.base:
+                return other
+        raise KeyError(key)
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        return self.base[self._resolve(key)]
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            self._resolve(key)  # type: ignore[arg-type]
+        except KeyError:
+            return False
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        seen = set(self.base)
+        yield from self.base
+        yield from (k for k in self.siblings if k not in seen and k in self)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def _setup_prefetch(model: nn.Module, prefetcher: OffloadPrefetcher | None) -> None:
+    if prefetcher is None:
+        return
+    hooks = align_device_hooks(model)
+    offloaded = [h for h in hooks if h.offload and h.prefetcher is prefetcher]
+    root_hook = getattr(model, "_hf_hook", None)
+    root = next((h for h in align_device_hooks_of(root_hook)), None)
+    if not offloaded:
+        for hook in hooks:
+            if hook.prefetcher is prefetcher:
+                hook.prefetcher = None
+        prefetcher.close()
+        return
+    if root is not None:
+        root.prefetcher = prefetcher
+        prefetcher.root = root
+    prefetcher.seed(offloaded)
+    _on_release(model, prefetcher.close)
+
+
+def align_device_hooks_of(hook: Any) -> list[AlignDevicesHook]:
+    stack = list(getattr(hook, "hooks", [hook]))
+    return [h for h in stack if isinstance(h, AlignDevicesHook)]
+
+
+def _new_prefetcher(prefetch: bool | None) -> OffloadPrefetcher | None:
+    return OffloadPrefetcher() if prefetch_enabled(prefetch) else None
+
+
+def _first_param_device(model: nn.Module) -> torch.device:
+    param = next(iter(model.parameters()), None)
+    if param is None or param.device.type == "meta":
+        return torch.device("cpu")
+    return param.device
+
+
+def _guard_moves(model: nn.Module) -> None:
+    """Warn on ``model.to``/``.cuda`` (hooks fix devices); refuse when weights are offloaded."""
+
+    def guard(fn: Callable) -> Callable:
+        @wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if fn.__name__ != "to" or torch._C._nn._parse_to(*args, **kwargs)[0] is not None:
+                logger.warning("You shouldn't move a model that is dispatched using accel hooks.")
+            if any(p.device.type == "meta" for p in model.parameters()):
+                raise RuntimeError(
+                    "You can't move a model that has some modules offloaded to cpu or disk."
+                )
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    model.to = guard(model.to)
+    model.cuda = guard(model.cuda)
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def dispatch_model(
+    model: nn.Module,
+    device_map: Mapping[str, Device],
+    main_device: Device | None = None,
+    state_dict: Mapping[str, torch.Tensor] | None = None,
+    offload_dir: PathLike | None = None,
+    offload_index: Mapping[str, Mapping[str, Any]] | None = None,
+    offload_buffers: bool = False,
+    skip_keys: SkipKeys = None,
+    preload_module_classes: list[str] | None = None,
+    force_hooks: bool = False,
+    prefetch: bool | None = None,
+) -> nn.Module:
+    """Attach the hooks that run ``model`` as ``device_map`` says.
+
+    Modules on an accelerator run there; ``"cpu"`` modules are offloaded to RAM (streamed to
+    ``main_device`` per forward) unless the main device is the CPU; ``"disk"`` modules are
+    read per forward from, in order: ``offload_index``, ``offload_dir/index.json``, the index
+    :func:`~accel.big_model.checkpoint.load_checkpoint_in_model` recorded (safetensors shards
+    read in place), or else their current weights are written to ``offload_dir`` (a temporary
+    folder owned by the model if none is given; see :func:`cleanup_offload`). One device
+    without ``force_hooks`` just moves the model. ``prefetch`` (default
+    ``ACCEL_OFFLOAD_PREFETCH``, on) loads the next offloaded module during each forward.
+
+    Example:
+        >>> model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))
+        >>> x = torch.ones(1, 2)
+        >>> expected = model(x)
+        >>> model = dispatch_model(model, {"0": "cpu", "1": "disk"})
+        >>> model[1].weight.device.type, torch.equal(model(x), expected)
+        ('meta', True)
+    """
+    check_device_map(model, device_map)
+    devices = list(dict.fromkeys(device_map.values()))
+    if len(devices) > 1 or "disk" in devices or force_hooks:
+        if main_device is None:
+            on_device = [d for d in devices if d not in ("cpu", "disk")]
+            main_device = on_device[0] if on_device else "cpu"
+
+        if main_device != "cpu":
+            cpu_modules = [name for name, device in device_map.items() if device == "cpu"]
+            if state_dict is None and cpu_modules:
+                state_dict = extract_submodules_state_dict(model.state_dict(), cpu_modules)
+
+        disk_modules = [name for name, device in device_map.items() if device == "disk"]
+        has_folder_index = offload_dir is not None and os.path.isfile(
+            os.path.join(offload_dir, INDEX_NAME)
+        )
+        if disk_modules and offload_index is None and not has_folder_index:
+            recorded = model.__dict__.get("_accel_offload_index")
+            if recorded:
+                offload_index = recorded
+            else:
+                disk_state = extract_submodules_state_dict(model.state_dict(), disk_modules)
+                empty = [k for k, v in disk_state.items() if v.device.type == "meta"]
+                if empty:
+                    raise ValueError(
+                        "modules mapped to 'disk' have no weights to offload (on the meta "
+                        f"device: {', '.join(empty[:5])}{' ...' if len(empty) > 5 else ''}); "
+                        "load a checkpoint first, or pass offload_dir= holding an index.json or "
+                        "offload_index="
+                    )
+                if offload_dir is None:
+                    offload_dir = _temporary_offload_folder(model)
+                offload_state_dict(offload_dir, disk_state)
+
+        execution_device = {
+            name: main_device if device in ("cpu", "disk") else device
+            for name, device in device_map.items()
+        }
+        execution_device[""] = main_device
+        offloaded = ("disk",) if main_device in ("cpu", "mps") else ("cpu", "disk")
+        offload = {name: device in offloaded for name, device in device_map.items()}
+        save_folder = offload_dir if disk_modules else None
+        if state_dict is not None or save_folder is not None or offload_index is not None:
+            weights_map: Mapping | None = OffloadedWeightsLoader(
+                state_dict=state_dict,
+                save_folder=save_folder,
+                index=offload_index,
+                device=main_device if offload_index is not None else None,
+            )
+        else:
+            weights_map = None
+
+        tied_params = find_tied_parameters(model)
+        if weights_map is not None and tied_params:
+            weights_map = _TiedWeightsMap(weights_map, tied_params)
+        tied_params_map: dict[int, dict] = {}
+        for group in tied_params:
+            for name in group:
+                param = model.get_parameter(name)
+                if param.device.type != "meta":
+                    tied_params_map[param.data_ptr()] = {}
+
+        prefetcher = _new_prefetcher(prefetch)
+        attach_align_device_hook_on_blocks(
+            model,
+            execution_device=execution_device,
+            offload=offload,
+            offload_buffers=offload_buffers,
+            weights_map=weights_map,
+            skip_keys=skip_keys,
+            preload_module_classes=preload_module_classes,
+            tied_params_map=tied_params_map,
+            prefetcher=prefetcher,
+        )
+        _setup_prefetch(model, prefetcher)
+        retie_parameters(model, tied_params)
+        _guard_moves(model)
+    else:
+        model.to(devices[0])
+    model.hf_device_map = dict(device_map)
+    return model
+
+
+def cpu_offload(
+    model: nn.Module,
+    execution_device: Device | None = None,
+    offload_buffers: bool = False,
+    state_dict: Mapping[str, torch.Tensor] | None = None,
+    preload_module_classes: list[str] | None = None,
+    prefetch: bool | None = None,
+) -> nn.Module:
+    """Keep all weights in one CPU state dict; each module brings its weights to
+    ``execution_device`` (default: the model's current device) for its forward only.
+
+    Example:
+        >>> model = nn.Sequential(nn.Linear(2, 2), nn.ReLU())
+        >>> expected = model(torch.ones(1, 2))
+        >>> model = cpu_offload(model, "cpu")
+        >>> torch.equal(model(torch.ones(1, 2)), expected)
+        True
+    """
+    if execution_device is None:
+        execution_device = _first_param_device(model)
+    if state_dict is None:
+        state_dict = {name: t.to("cpu") for name, t in model.state_dict().items()}
+    prefetcher = _new_prefetcher(prefetch)
+    add_hook_to_module(model, AlignDevicesHook(io_same_device=True), append=True)
+    attach_align_device_hook(
+        model,
+        execution_device=execution_device,
+        offload=True,
+        offload_buffers=offload_buffers,
+        weights_map=state_dict,
+        preload_module_classes=preload_module_classes,
+        prefetcher=prefetcher,
+    )
+    _setup_prefetch(model, prefetcher)
+    return model
+
+
+def cpu_offload_with_hook(
+    model: nn.Module,
+    execution_device: Device | None = None,
+    prev_module_hook: UserCpuOffloadHook | None = None,
+) -> tuple[nn.Module, UserCpuOffloadHook]:
+    """Keep ``model`` on CPU until called, then on ``execution_device`` until
+    ``hook.offload()`` (for pipelines calling one model many times in a row).
+
+    Example:
+        >>> model, hook = cpu_offload_with_hook(nn.Linear(2, 2), "cpu")
+        >>> model(torch.ones(1, 2)).shape
+        torch.Size([1, 2])
+        >>> hook.offload()
+    """
+    hook = CpuOffload(execution_device=execution_device, prev_module_hook=prev_module_hook)
+    add_hook_to_module(model, hook, append=True)
+    return model, UserCpuOffloadHook(model, hook)
+
+
+def disk_offload(
+    model: nn.Module,
+    offload_dir: PathLike,
+    execution_device: Device | None = None,
+    offload_buffers: bool = False,
+    preload_module_classes: list[str] | None = None,
+    prefetch: bool | None = None,
+) -> nn.Module:
+    """Offload all weights to ``offload_dir`` (written there unless it already holds an
+    ``index.json``) and read each module's weights from it for its forward.
+
+    Example:
+        >>> import tempfile
+        >>> model = nn.Sequential(nn.Linear(2, 2))
+        >>> expected = model(torch.ones(1, 2))
+        >>> model = disk_offload(model, tempfile.mkdtemp(), "cpu")
+        >>> torch.equal(model(torch.ones(1, 2)), expected)
+        True
+    """
+    if not os.path.isfile(os.path.join(offload_dir, INDEX_NAME)):
+        offload_state_dict(offload_dir, model.state_dict())
+    if execution_device is None:
+        execution_device = _first_param_device(model)
+    weights_map = OffloadedWeightsLoader(save_folder=offload_dir)
+    prefetcher = _new_prefetcher(prefetch)
+    add_hook_to_module(model, AlignDevicesHook(io_same_device=True), append=True)
+    attach_align_device_hook(
+        model,
+        execution_device=execution_device,
+        offload=True,
+        offload_buffers=offload_buffers,
+        weights_map=weights_map,
+        preload_module_classes=preload_module_classes,
+        prefetcher=prefetcher,
+    )
+    _setup_prefetch(model, prefetcher)
+    return model
+
+
+def load_checkpoint_and_dispatch(
+    model: nn.Module,
+    checkpoint: PathLike,
+    device_map: str | Mapping[str, Device] | None = None,
+    max_memory: Mapping[int | str, int | str] | None = None,
+    no_split_module_classes: list[str] | None = None,
+    offload_folder: PathLike | None = None,
+    offload_buffers: bool = False,
+    dtype: str | torch.dtype | None = None,
+    offload_state_dict: bool | None = None,
+    skip_keys: SkipKeys = None,
+    preload_module_classes: list[str] | None = None,
+    force_hooks: bool = False,
+    strict: bool = False,
+    prefetch: bool | None = None,
+) -> nn.Module:
+    """Load ``checkpoint`` into ``model`` (usually built under ``init_empty_weights``) and
+    dispatch it.
+
+    ``device_map`` is a dict, a device, or ``"auto"``/``"balanced"``/``"balanced_low_0"``/
+    ``"sequential"`` (planned with ``max_memory`` and ``no_split_module_classes``). Modules on
+    ``"disk"`` are served from the checkpoint's safetensors shards in place; only ``.bin``
+    checkpoints are copied to ``offload_folder`` (a temporary folder owned by the model if not
+    given). Every module on ``"disk"`` works too. ``offload_state_dict`` is accepted for
+    compatibility (loading is already tensor by tensor).
+
+    Example:
+        >>> import tempfile
+        >>> from accel.big_model.checkpoint import save_sharded_safetensors
+        >>> folder = tempfile.mkdtemp()
+        >>> source = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))
+        >>> _ = save_sharded_safetensors(source.state_dict(), folder)
+        >>> model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2)).to("meta")
+        >>> model = load_checkpoint_and_dispatch(model, folder, {"0": "disk", "1": "disk"})
+        >>> x = torch.ones(1, 2)
+        >>> torch.equal(model(x), source(x))
+        True
+    """
+    if device_map is not None and not isinstance(device_map, Mapping):
+        device_map = resolve_device_map(
+            model,
+            device_map,
+            max_memory=max_memory,
+            no_split_module_classes=no_split_module_classes,
+            dtype=dtype,
+            offload_buffers=offload_buffers,
+        )
+    if (
+        device_map is not None
+        and "disk" in device_map.values()
+        and offload_folder is None
+        and not all(_is_safetensors(f) for f in _checkpoint_files(checkpoint))
+    ):
+        offload_folder = _temporary_offload_folder(model)
+    if device_map is not None and "disk" in device_map.values() and offload_folder is not None:
+        os.makedirs(offload_folder, exist_ok=True)
+    index = _load_into(
+        model,
+        checkpoint,
+        device_map,
+        offload_folder,
+        dtype,
+        offload_buffers,
+        None,
+        strict,
+    )
+    if device_map is None:
+        return model
+    return dispatch_model(
+        model,
+        device_map=device_map,
+        offload_dir=offload_folder,
+        offload_index=index or None,
+        offload_buffers=offload_buffers,
+        skip_keys=skip_keys,
+        preload_module_classes=preload_module_classes,
+        force_hooks=force_hooks,
+        prefetch=prefetch,
+    )

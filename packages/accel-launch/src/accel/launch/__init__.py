@@ -1,0 +1,39 @@
+"""accel.launch: the ``accel`` command, the YAML config file, and process launching.
+
+Names load on first use, so ``import accel.launch`` stays cheap and torch-free.
+
+Example:
+    >>> from accel.launch import load_config, write_basic_config
+    >>> callable(write_basic_config)
+    True
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ConfigError": "config_file",
+    "ConfigFile": "config_file",
+    "default_config_path": "config_file",
+    "load_config": "config_file",
+    "resolve_config_path": "config_file",
+    "write_config": "config_file",
+    "write_basic_config": "basic_config",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'accel.launch' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"accel.launch.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,379 @@
+"""``accel launch``: start a script on the processes and machines the settings ask for.
+
+Settings resolve as flags > environment > config file > defaults
+(:mod:`accel.launch.settings`); the processes of one machine start through the torch-free
+spawner (:mod:`accel.launch.spawn`), multi-machine jobs and ``--rdzv_backend c10d`` through
+torch's elastic agent (:mod:`accel.launch.elastic`), and a single process replaces the launcher.
+
+Example:
+    accel launch --cpu --num_processes 2 train.py --lr 0.1
+    accel launch --config_file cfg.yaml -m my_pkg.train
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from accel.launch.settings import (
+    DYNAMO_BACKENDS,
+    DYNAMO_MODES,
+    MIXED_PRECISIONS,
+    MODE_SWITCHES,
+    OPTIONS,
+    RDZV_BACKENDS,
+    Resolved,
+    SettingError,
+    flatten_config,
+    resolve,
+)
+
+NAME = "launch"
+PREFIX = "accel launch:"
+
+
+class LaunchError(ValueError):
+    """Bad input to ``accel launch``: printed as one line, exit status 2.
+
+    Example:
+        >>> str(LaunchError("script train.py does not exist"))
+        'script train.py does not exist'
+    """
+
+
+def _add(group: Any, name: str, **kwargs: Any) -> None:
+    if kwargs.get("action") is None and len(kwargs.get("choices") or ()) > 6:
+        kwargs.setdefault("metavar", "{" + ",".join(list(kwargs["choices"])[:4]) + ",...}")
+    elif kwargs.get("action") is None and "choices" not in kwargs:
+        kwargs.setdefault("metavar", "N" if kwargs.get("type") in (int, float) else "VALUE")
+    group.add_argument(f"--{name}", dest=name, **kwargs)
+
+
+def _switch(group: Any, name: str, text: str) -> None:
+    _add(group, name, action="store_true", default=None, help=text)
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``launch`` subcommand (Accelerate's flags; ``--a_b`` and ``--a-b`` both work).
+
+    Example:
+        >>> from accel.launch.parser import AccelArgumentParser
+        >>> root = AccelArgumentParser(prog="accel")
+        >>> p = register(root.add_subparsers())
+        >>> root.parse_args(["launch", "--num-processes", "2", "t.py", "--x"]).training_script_args
+        ['--x']
+    """
+    parser = subparsers.add_parser(
+        NAME,
+        help="start a script on one or many processes/machines",
+        description=__doc__.split("\n\n")[0],
+    )
+    parser.add_argument("--config_file", default=None, help="YAML config file to read")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print no launcher messages")
+
+    mode = parser.add_argument_group("hardware")
+    _switch(mode, "cpu", "run on CPU (gloo) even if GPUs are present")
+    _switch(mode, "multi_gpu", "one process per GPU (DDP)")
+    _switch(mode, "tpu", "run on TPU through torch-xla")
+    _add(mode, "gpu_ids", default=None, help="GPUs to use: 'all' or e.g. 0,1")
+    _add(mode, "mixed_precision", default=None, choices=MIXED_PRECISIONS)
+    _add(mode, "num_cpu_threads_per_process", type=int, default=None,
+         help="OMP_NUM_THREADS of each process (default: inherited, else 1)")  # fmt: skip
+
+    procs = parser.add_argument_group("processes and machines")
+    _add(procs, "num_processes", type=int, default=None, help="processes over all machines")
+    _add(procs, "num_machines", type=int, default=None)
+    _add(procs, "machine_rank", type=int, default=None, help="this machine's rank (0-based)")
+    _add(procs, "main_process_ip", default=None, help="address of machine 0")
+    _add(procs, "main_process_port", type=int, default=None, help="port on machine 0; 0 = any free")
+    _add(procs, "rdzv_backend", default=None, choices=RDZV_BACKENDS)
+    _switch(procs, "same_network", "machines share a network: static master_addr rendezvous")
+    _add(procs, "max_restarts", type=int, default=None, help="restart the group N times on failure")
+    _add(procs, "monitor_interval", type=float, default=None, help="seconds between health checks")
+    _switch(procs, "debug", "check collectives across processes (ACCEL_DEBUG_MODE)")
+
+    dynamo = parser.add_argument_group("torch.compile")
+    _add(dynamo, "dynamo_backend", default=None, type=str.lower, choices=DYNAMO_BACKENDS)
+    _add(dynamo, "dynamo_mode", default=None, choices=DYNAMO_MODES)
+    _switch(dynamo, "dynamo_use_fullgraph", "compile the whole model as one graph")
+    _switch(dynamo, "dynamo_use_dynamic", "dynamic shapes")
+
+    fsdp = parser.add_argument_group("FSDP2")
+    _switch(fsdp, "use_fsdp", "shard the model with FSDP2")
+    for name, text in (
+        ("fsdp_version", "2 (accel implements FSDP2 only)"),
+        ("fsdp_reshard_after_forward", "true/false"),
+        ("fsdp_offload_params", "true/false"),
+        ("fsdp_auto_wrap_policy", "TRANSFORMER_BASED_WRAP, SIZE_BASED_WRAP or NO_WRAP"),
+        ("fsdp_transformer_layer_cls_to_wrap", "comma-separated class names"),
+        ("fsdp_min_num_params", "for SIZE_BASED_WRAP"),
+        ("fsdp_state_dict_type", "FULL_STATE_DICT or SHARDED_STATE_DICT"),
+        ("fsdp_activation_checkpointing", "true/false"),
+        ("fsdp_cpu_ram_efficient_loading", "true/false"),
+    ):
+        _add(fsdp, name, default=None, help=text)
+
+    ds = parser.add_argument_group("DeepSpeed")
+    _switch(ds, "use_deepspeed", "train with DeepSpeed (needs accel-deepspeed)")
+    _add(ds, "zero_stage", type=int, default=None)
+    _add(ds, "offload_optimizer_device", default=None)
+    _add(ds, "offload_param_device", default=None)
+    _add(ds, "zero3_init_flag", default=None)
+    _add(ds, "gradient_accumulation_steps", type=int, default=None)
+    _add(ds, "gradient_clipping", type=float, default=None)
+    _add(ds, "deepspeed_config_file", default=None)
+
+    what = parser.add_argument_group("what to run")
+    what.add_argument("-m", "--module", action="store_true", help="run a module (python -m)")
+    _switch(what, "no_python", "run an executable directly, not through python")
+    parser.add_argument("training_script", help="script, module (-m) or executable (--no_python)")
+    parser.add_argument("training_script_args", nargs=argparse.REMAINDER)
+    parser.set_defaults(func=run)
+    return parser
+
+
+# ----------------------------------------------------------------------------------- resolution
+
+
+def _say(args: argparse.Namespace, text: str) -> None:
+    if not args.quiet:
+        print(f"{PREFIX} {text}", file=sys.stderr, flush=True)
+
+
+def _load_config(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[dict, str | None]:
+    """The flattened config file (``{}`` without one) and a line saying which file it was."""
+    from accel.launch.config_file import ConfigError, load_config, resolve_config_path
+
+    path, source = resolve_config_path(args.config_file, environ)
+    if path is None:
+        return {}, None
+    try:
+        config = load_config(path, source)
+    except ConfigError as error:
+        raise LaunchError(str(error)) from None
+    if config.compute_environment != "LOCAL_MACHINE":
+        raise LaunchError(
+            f"{path}: compute_environment={config.compute_environment} is not supported by accel "
+            "launch (LOCAL_MACHINE only)"
+        )
+    flags_set_mode = any(getattr(args, name) for name in MODE_SWITCHES)
+    flat = flatten_config(config.launch_defaults(), mode_from_flags=flags_set_mode)
+    return flat, f"config file {path} ({source})"
+
+
+def resolve_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Resolved:
+    """All settings of this launch (flags > environment incl. SLURM > config > defaults),
+    checked for conflicts; prints where values came from unless ``--quiet``.
+
+    Example:
+        >>> ns = argparse.Namespace(**{o.name: None for o in OPTIONS}, config_file=None,
+        ...     quiet=True, module=False, no_python=True, training_script="true",
+        ...     training_script_args=[])
+        >>> resolve_args(ns, {"ACCEL_MIXED_PRECISION": "bf16"}).values["mixed_precision"]
+        'bf16'
+    """
+    from accel.launch.slurm import slurm_settings
+
+    config, config_line = _load_config(args, environ)
+    try:
+        slurm = slurm_settings(environ)
+    except ValueError as error:
+        raise LaunchError(str(error)) from None
+    flags = {option.name: getattr(args, option.name, None) for option in OPTIONS}
+    try:
+        resolved = resolve(flags, environ, config, slurm)
+    except SettingError as error:
+        raise LaunchError(str(error)) from None
+    if config_line is not None:
+        taken = resolved.from_source("config")
+        listed = ", ".join(f"{k}={v}" for k, v in taken.items()) or "nothing (all overridden)"
+        _say(args, f"using {config_line}; from it: {listed}")
+    from_env = {
+        name: resolved.sources[name].split(" ", 1)[1]
+        for name in resolved.from_source("env")
+        if name != "num_cpu_threads_per_process"
+    }
+    if from_env:
+        _say(args, "from the environment: " + ", ".join(
+            f"{k}={resolved.values[k]} ({v})" for k, v in from_env.items()))  # fmt: skip
+    _check(args, resolved)
+    return resolved
+
+
+def _default_num_processes(values: Mapping[str, Any], environ: Mapping[str, str]) -> int:
+    if values["cpu"]:
+        return 1 * values["num_machines"]
+    if values["gpu_ids"] != "all":
+        per_node = len(values["gpu_ids"].split(","))
+    else:
+        from accel.launch.gpu_probe import count_gpus
+
+        per_node = count_gpus(environ)
+    return max(per_node, 1) * values["num_machines"]
+
+
+def _check(args: argparse.Namespace, resolved: Resolved) -> None:
+    """Raise LaunchError for conflicting or impossible settings."""
+    v, src = resolved.values, resolved.sources
+    if args.module and args.no_python:
+        raise LaunchError("--module and --no_python cannot be used together")
+    if v["cpu"] and v["gpu_ids"] != "all":
+        raise LaunchError(
+            f"--cpu (from {src['cpu']}) conflicts with --gpu_ids={v['gpu_ids']} "
+            f"(from {src['gpu_ids']}); drop one of them"
+        )
+    exclusive = [n for n in ("multi_gpu", "tpu", "use_fsdp", "use_deepspeed") if v[n]]
+    if v["cpu"] and any(n in exclusive for n in ("multi_gpu", "tpu")):
+        exclusive.insert(0, "cpu")
+    if len(exclusive) > 1:
+        names = " and ".join(f"--{n} (from {src[n]})" for n in exclusive)
+        raise LaunchError(f"{names} cannot be used together; pick one")
+    if v["use_fsdp"] and v["fsdp_version"] != 2:
+        raise LaunchError(
+            f"fsdp_version={v['fsdp_version']} (from {src['fsdp_version']}): accel implements "
+            "FSDP2 only; use --fsdp_version 2"
+        )
+    if v["num_processes"] is None:
+        v["num_processes"] = _default_num_processes(v, os.environ)
+        src["num_processes"] = "default"
+    if v["multi_gpu"] and v["num_processes"] < 2:
+        raise LaunchError(
+            f"--multi_gpu needs at least 2 processes, got num_processes={v['num_processes']}"
+        )
+    machines = v["num_machines"]
+    if v["num_processes"] % machines:
+        raise LaunchError(
+            f"num_processes={v['num_processes']} (from {src['num_processes']}) is not a multiple "
+            f"of num_machines={machines}; it counts processes over all machines"
+        )
+    if not 0 <= v["machine_rank"] < machines:
+        raise LaunchError(
+            f"machine_rank={v['machine_rank']} (from {src['machine_rank']}) must be in "
+            f"0..{machines - 1} for num_machines={machines}"
+        )
+    if machines > 1 and not v["main_process_ip"]:
+        raise LaunchError(f"num_machines={machines} needs --main_process_ip (address of machine 0)")
+    _check_target(args)
+
+
+def _check_target(args: argparse.Namespace) -> None:
+    target = args.training_script
+    if args.module:
+        return
+    if args.no_python:
+        if shutil.which(target) is None:
+            raise LaunchError(
+                f"--no_python: executable {target!r} not found (not a path, not on PATH)"
+            )
+        return
+    if not os.path.isfile(target):
+        hint = " (a directory; did you mean -m?)" if os.path.isdir(target) else ""
+        raise LaunchError(f"script {target!r} does not exist{hint}")
+
+
+# ------------------------------------------------------------------------------------- running
+
+
+def worker_command(args: argparse.Namespace) -> list[str]:
+    """The argv each process runs (``python -u script ...``, ``python -u -m mod ...`` or the
+    executable itself with ``--no_python``).
+
+    Example:
+        >>> ns = argparse.Namespace(module=True, no_python=False, training_script="pkg.train",
+        ...                         training_script_args=["--lr", "1"])
+        >>> worker_command(ns)[1:]
+        ['-u', '-m', 'pkg.train', '--lr', '1']
+    """
+    script_args = list(args.training_script_args)
+    if args.no_python:
+        return [args.training_script, *script_args]
+    if args.module:
+        return [sys.executable, "-u", "-m", args.training_script, *script_args]
+    return [sys.executable, "-u", args.training_script, *script_args]
+
+
+def _port(args: argparse.Namespace, v: Mapping[str, Any], local: bool) -> int | None:
+    """The rendezvous port: a free one for 0 (or unset on one machine); error if busy."""
+    from accel.launch.spawn import free_port, port_in_use
+
+    port = v["main_process_port"]
+    if port == 0 or (port is None and local):
+        return None if local else free_port()
+    port = 29500 if port is None else port
+    if v["machine_rank"] == 0 and port_in_use(port):
+        raise LaunchError(
+            f"main_process_port {port} is already in use on this machine; pick another "
+            "(--main_process_port) or 0 for any free port"
+        )
+    return port
+
+
+def launch(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
+    """Resolve the settings of ``args`` and run the job; its exit status.
+
+    Example:
+        >>> launch(register(AccelArgumentParser().add_subparsers()).parse_args(["t.py"]))  # doctest: +SKIP
+    """
+    environ = dict(os.environ if environ is None else environ)
+    resolved = resolve_args(args, environ)
+    v = resolved.values
+    from accel.launch.protocol import protocol_env
+
+    env = {**environ, **protocol_env(v)}
+    command = worker_command(args)
+    machines, nproc = v["num_machines"], v["num_processes"] // v["num_machines"]
+    if machines > 1 or v["rdzv_backend"] == "c10d":
+        from accel.launch.elastic import TorchrunPlan, run_elastic
+
+        port = _port(args, v, local=False)
+        plan = TorchrunPlan(
+            script=[args.training_script, *args.training_script_args],
+            nproc=nproc,
+            nnodes=machines,
+            node_rank=v["machine_rank"],
+            master_addr=v["main_process_ip"] or "127.0.0.1",
+            master_port=port or 29500,
+            rdzv_backend=v["rdzv_backend"],
+            same_network=v["same_network"],
+            max_restarts=v["max_restarts"],
+            monitor_interval=v["monitor_interval"],
+            module=args.module,
+            no_python=args.no_python,
+        )
+        _say(args, f"machine {v['machine_rank']} of {machines}: {nproc} processes "
+             f"(torch elastic agent, {plan.master_addr}:{plan.master_port})")  # fmt: skip
+        return run_elastic(plan, env)
+
+    from accel.launch.spawn import WorkerGroup, exec_single, run_workers
+
+    if (nproc == 1 and v["max_restarts"] == 0) or v["tpu"]:
+        exec_single(command, env)
+    group = WorkerGroup(
+        command=command,
+        env=env,
+        nproc=nproc,
+        master_addr=v["main_process_ip"] or "127.0.0.1",
+        master_port=_port(args, v, local=True),
+        max_restarts=v["max_restarts"],
+        monitor_interval=v["monitor_interval"],
+        distributed=nproc > 1,
+    )
+    return run_workers(group)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``accel launch``: bad input is one line on stderr and exit status 2.
+
+    Example:
+        >>> run(argparse.Namespace(training_script="missing.py"))  # doctest: +SKIP
+        2
+    """
+    try:
+        return launch(args)
+    except LaunchError as error:
+        print(f"{PREFIX} error: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,202 @@
+"""``accel config`` (questions, default, update) and ``accel env``, through the real command."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from launch_cli_helpers import ACCELERATE, accel, clean_env
+
+from accel.launch.config_file import load_config
+
+needs_accelerate = pytest.mark.skipif(not ACCELERATE.exists(), reason="accelerate not installed")
+
+
+@needs_accelerate
+def test_accel_default_loads_in_accelerate(tmp_path):
+    target = tmp_path / "accel.yaml"
+    assert (
+        accel(
+            "config",
+            "default",
+            "--mixed_precision",
+            "bf16",
+            "--config_file",
+            str(target),
+            home=tmp_path,
+        ).returncode
+        == 0
+    )
+    code = (
+        "import sys\n"
+        "from accelerate.commands.config.config_args import load_config_from_file\n"
+        "cfg = load_config_from_file(sys.argv[1])\n"
+        "print(cfg.mixed_precision, cfg.distributed_type.value, cfg.num_processes, cfg.use_cpu)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(target)],
+        capture_output=True,
+        text=True,
+        env=clean_env(tmp_path),
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[:2] == ["bf16", "NO"]
+
+
+@pytest.mark.slow
+@needs_accelerate
+def test_accelerate_default_loads_in_accel(tmp_path):
+    target = tmp_path / "theirs.yaml"
+    result = subprocess.run(
+        [
+            str(ACCELERATE),
+            "config",
+            "default",
+            "--mixed_precision",
+            "fp16",
+            "--config_file",
+            str(target),
+        ],
+        capture_output=True,
+        text=True,
+        env=clean_env(tmp_path),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    cfg = load_config(target)
+    assert cfg.mixed_precision == "fp16" and cfg.compute_environment == "LOCAL_MACHINE"
+    # and ``accel config update`` rewrites it as YAML that Accelerate still reads
+    assert accel("config", "update", "--config_file", str(target), home=tmp_path).returncode == 0
+    assert not target.read_text().lstrip().startswith("{")
+    assert load_config(target).to_dict() == cfg.to_dict()
+
+
+def test_default_goes_to_xdg_location(tmp_path):
+    result = accel("config", "default", home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    target = tmp_path / "xdg" / "accel" / "default_config.yaml"
+    assert str(target) in result.stdout and target.is_file()
+    again = accel("config", "default", home=tmp_path)
+    assert again.returncode == 0 and "already exists" in again.stdout
+
+
+def test_default_respects_env_var(tmp_path):
+    env = clean_env(tmp_path)
+    env["ACCEL_CONFIG_FILE"] = str(tmp_path / "from_env.yaml")
+    assert accel("config", "default", home=tmp_path, env=env).returncode == 0
+    assert (tmp_path / "from_env.yaml").is_file()
+
+
+def test_interactive_all_defaults(tmp_path):
+    target = tmp_path / "q.yaml"
+    result = accel("config", "--config_file", str(target), home=tmp_path, stdin="")
+    assert result.returncode == 0, result.stderr
+    cfg = load_config(target)
+    assert cfg.distributed_type == "NO" and cfg.mixed_precision == "no"
+
+
+def test_interactive_multi_gpu_fsdp(tmp_path):
+    target = tmp_path / "q.yaml"
+    answers = [
+        "2",  # multi-GPU
+        "2",  # machines
+        "1",  # rank
+        "10.1.2.3",  # main ip
+        "",  # port 29500
+        "no",  # same network
+        "c10d",  # rdzv backend by name
+        "yes",  # debug
+        "",  # dynamo: no
+        "n",  # deepspeed
+        "y",  # fsdp
+        "",  # version 2
+        "",  # reshard yes
+        "",  # offload no
+        "",  # TRANSFORMER_BASED_WRAP
+        "LlamaDecoderLayer",
+        "",  # SHARDED_STATE_DICT
+        "",  # cpu ram efficient yes
+        "",  # activation checkpointing no
+        "16",  # processes
+        "0,1,2,3,4,5,6,7",
+        "bf16",
+    ]
+    result = accel(
+        "config", "--config_file", str(target), home=tmp_path, stdin="\n".join(answers) + "\n"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    cfg = load_config(target)
+    assert cfg.distributed_type == "FSDP" and cfg.num_machines == 2 and cfg.machine_rank == 1
+    assert cfg.main_process_ip == "10.1.2.3" and cfg.main_process_port == 29500
+    assert cfg.rdzv_backend == "c10d" and cfg.same_network is False and cfg.debug is True
+    assert cfg.fsdp_config["fsdp_transformer_layer_cls_to_wrap"] == "LlamaDecoderLayer"
+    assert cfg.num_processes == 16 and cfg.mixed_precision == "bf16"
+
+
+def test_interactive_bad_answer_is_asked_again(tmp_path):
+    target = tmp_path / "q.yaml"
+    answers = "99\nbanana\n1\n\n\n\n4\n\n"  # invalid choices, then multi-CPU, 4 processes
+    result = accel("config", "--config_file", str(target), home=tmp_path, stdin=answers)
+    assert result.returncode == 0, result.stderr
+    assert "please type a number from 0 to" in result.stdout
+    cfg = load_config(target)
+    assert cfg.distributed_type == "MULTI_CPU" and cfg.num_processes == 4 and cfg.use_cpu is True
+
+
+def test_interactive_input_ends_without_default(tmp_path):
+    answers = "2\n2\n1\n"  # multi-GPU, 2 machines, rank 1, then EOF at the IP question
+    result = accel(
+        "config", "--config_file", str(tmp_path / "q.yaml"), home=tmp_path, stdin=answers
+    )
+    assert result.returncode == 1
+    assert "input ended" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "q.yaml").exists()
+
+
+def test_update_legacy_file(tmp_path):
+    target = tmp_path / "old.yaml"
+    target.write_text("distributed_type: 'NO'\nfp16: true\ndynamo_backend: 'NO'\n")
+    result = accel("config", "update", "--config_file", str(target), home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    text = target.read_text()
+    assert (
+        "fp16: true" not in text
+        and "mixed_precision: fp16" in text
+        and "dynamo_backend" not in text
+    )
+
+
+def test_update_bad_file_reports(tmp_path):
+    target = tmp_path / "bad.yaml"
+    target.write_text("distributed_type: 'NO'\nnum_procs: 2\n")
+    result = accel("config", "update", "--config_file", str(target), home=tmp_path)
+    assert result.returncode == 1
+    assert "num_procs" in result.stderr and "num_processes" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_update_without_any_file(tmp_path):
+    result = accel("config", "update", home=tmp_path)
+    assert result.returncode == 1 and "no config file found" in result.stderr
+
+
+@pytest.mark.slow
+def test_env_report(tmp_path):
+    theirs = tmp_path / "hf" / "accelerate" / "default_config.yaml"
+    theirs.parent.mkdir(parents=True)
+    theirs.write_text("distributed_type: MULTI_CPU\nnum_processes: 2\n")
+    result = accel("env", home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for needle in ("Python version", "accel-launch version", "PyTorch version", "System RAM"):
+        assert needle in out
+    assert f"Config file: {theirs} (accelerate default)" in out
+    assert "\t- num_processes: 2" in out
+
+
+def test_env_invalid_config_is_reported_not_raised(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("distributed_type: NOPE\n")
+    result = accel("env", "--config_file", str(bad), home=tmp_path)
+    assert result.returncode == 0 and "INVALID" in result.stdout and "NOPE" in result.stdout
