@@ -46,7 +46,9 @@ for epoch in range(5):
     with torch.no_grad():
         for batch_inputs, batch_targets in eval_loader:
             predictions = model(batch_inputs)
-            predictions, batch_targets = accelerator.gather_for_metrics((predictions, batch_targets))
+            predictions, batch_targets = accelerator.gather_for_metrics(
+                (predictions, batch_targets)
+            )
             squared_errors.append((predictions - batch_targets).pow(2))
     mse = torch.cat(squared_errors).mean().item()
     seen = sum(len(e) for e in squared_errors)

@@ -90,9 +90,12 @@ def cleanup_offload(model: nn.Module) -> list[str]:
 class _TiedWeightsMap(Mapping):
     """A weights map where a tied weight missing under its own name is found under a sibling's."""
 
-    def __init__(self, base: Mapping, tied_params: list[list[str]]) -> None:
+    def __init__(
+        self, base: Mapping, tied_params: list[list[str]], model: nn.Module | None = None
+    ) -> None:
         self.base = base
         self.siblings = {name: group for group in tied_params for name in group}
+        self._model = None if model is None else weakref.ref(model)
 
     def _resolve(self, key: str) -> str:
         if key in self.base:
@@ -102,14 +105,33 @@ class _TiedWeightsMap(Mapping):
                 return other
         raise KeyError(key)
 
+    def _resident_sibling(self, key: str) -> torch.Tensor | None:
+        """A sibling of ``key`` kept in memory by the model (its module is not offloaded), e.g.
+        ``lm_head.weight`` on disk tied to ``embed_tokens.weight`` on the CPU."""
+        model = None if self._model is None else self._model()
+        for other in self.siblings.get(key, ()) if model is not None else ():
+            try:
+                tensor = model.get_parameter(other)
+            except AttributeError:
+                continue
+            if tensor.device.type != "meta":
+                return tensor.detach()
+        return None
+
     def __getitem__(self, key: str) -> torch.Tensor:
-        return self.base[self._resolve(key)]
+        try:
+            return self.base[self._resolve(key)]
+        except KeyError:
+            tensor = self._resident_sibling(key)
+            if tensor is None:
+                raise
+            return tensor
 
     def __contains__(self, key: object) -> bool:
         try:
             self._resolve(key)  # type: ignore[arg-type]
         except KeyError:
-            return False
+            return self._resident_sibling(key) is not None  # type: ignore[arg-type]
         return True
 
     def __iter__(self) -> Iterator[str]:
@@ -266,7 +288,7 @@ def dispatch_model(
 
         tied_params = find_tied_parameters(model)
         if weights_map is not None and tied_params:
-            weights_map = _TiedWeightsMap(weights_map, tied_params)
+            weights_map = _TiedWeightsMap(weights_map, tied_params, model)
         tied_params_map: dict[int, dict] = {}
         for group in tied_params:
             for name in group:

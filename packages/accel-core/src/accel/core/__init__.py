@@ -29,6 +29,8 @@ _EXPORTS = {
     "GradientAccumulationPlugin": "accel.core.plugins",
     "ProjectConfiguration": "accel.core.plugins",
     "TorchDynamoPlugin": "accel.core.plugins",
+    "notebook_launcher": "accel.launch",
+    "debug_launcher": "accel.launch",
     "prepare_data_loader": "accel.core.data",
     "skip_first_batches": "accel.core.data",
     "PartialState": "accel.state",

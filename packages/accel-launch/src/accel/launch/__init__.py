@@ -21,6 +21,8 @@ _EXPORTS = {
     "resolve_config_path": "config_file",
     "write_config": "config_file",
     "write_basic_config": "basic_config",
+    "notebook_launcher": "notebook",
+    "debug_launcher": "notebook",
 }
 
 __all__ = sorted(_EXPORTS)

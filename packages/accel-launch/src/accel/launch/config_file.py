@@ -317,6 +317,10 @@ def validate_config(data: Mapping[str, Any], where: str = "config") -> dict[str,
             f"{where}: the top level must be a mapping of keys, not {type(data).__name__}"
         )
     raw = dict(data)
+    # YAML 1.1 reads an unquoted `NO` / `no` as false; for these keys it can only mean "no".
+    for name, spelling in (("distributed_type", "NO"), ("mixed_precision", "no")):
+        if raw.get(name) is False:
+            raw[name] = spelling
     env = raw.get("compute_environment", schema.LOCAL_MACHINE)
     env = _coerce(where, "compute_environment", env, schema.COMMON["compute_environment"])
     env = env or schema.LOCAL_MACHINE
