@@ -81,6 +81,14 @@ _EXPORTS = {
     "cpu_offload_with_hook": "dispatch",
     "disk_offload": "dispatch",
     "load_checkpoint_and_dispatch": "dispatch",
+    "BnbQuantizationConfig": "quant_config",
+    "load_and_quantize_model": "quantization",
+    "replace_with_bnb_layers": "quantization",
+    "get_keys_to_not_convert": "quantization",
+    "has_4bit_bnb_layers": "quantization",
+    "is_bnb_available": "quantization",
+    "WeightOnlyLinear": "weight_only",
+    "estimate_memory": "estimate",
 }
 
 __all__ = sorted(_EXPORTS)

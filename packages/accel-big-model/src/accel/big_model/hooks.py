@@ -11,6 +11,7 @@ load in a background thread meanwhile.
 from __future__ import annotations
 
 import functools
+import sys
 import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, Union
@@ -36,10 +37,16 @@ _ADDED_ATTRIBUTES = ("to", "cuda", "npu", "xpu", "mlu", "sdaa", "musa")
 
 
 def _eager(fn: Callable) -> Callable:
-    """Keep a hook method out of torch.compile graphs (resolved on first call, cheap import)."""
+    """Keep a hook method out of torch.compile graphs (resolved on first call, cheap import).
+
+    ``torch.compiler.disable`` imports ``torch._dynamo`` (seconds); until something imported
+    it, nothing can be compiling, so the method runs as is.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if "torch._dynamo" not in sys.modules:
+            return fn(*args, **kwargs)
         compiled = getattr(wrapper, "_eager_fn", None)
         if compiled is None:
             compiled = torch.compiler.disable(fn)

@@ -1,0 +1,1 @@
+"""``accel`` subcommands that accel-big-model provides (entry-point group ``accel.commands``)."""
