@@ -10,29 +10,28 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from accel.state.lazy import lazy_exports
 
 _EXPORTS = {
-    "Accelerator": "accel.core.accelerator",
-    "AcceleratedOptimizer": "accel.core.optimizer",
-    "AcceleratedScheduler": "accel.core.scheduler",
-    "TrainingStrategy": "accel.core.strategies",
-    "AutocastKwargs": "accel.core.kwargs",
-    "DistributedDataParallelKwargs": "accel.core.kwargs",
-    "DDPCommunicationHookType": "accel.core.kwargs",
-    "FP8RecipeKwargs": "accel.core.kwargs",
-    "GradScalerKwargs": "accel.core.kwargs",
+    "Accelerator": ".accelerator",
+    "AcceleratedOptimizer": ".optimizer",
+    "AcceleratedScheduler": ".scheduler",
+    "TrainingStrategy": ".strategies",
+    "AutocastKwargs": ".kwargs",
+    "DistributedDataParallelKwargs": ".kwargs",
+    "DDPCommunicationHookType": ".kwargs",
+    "FP8RecipeKwargs": ".kwargs",
+    "GradScalerKwargs": ".kwargs",
     "InitProcessGroupKwargs": "accel.state",
-    "DataLoaderConfiguration": "accel.core.plugins",
-    "FullyShardedDataParallelPlugin": "accel.core.plugins",
-    "GradientAccumulationPlugin": "accel.core.plugins",
-    "ProjectConfiguration": "accel.core.plugins",
-    "TorchDynamoPlugin": "accel.core.plugins",
+    "DataLoaderConfiguration": ".plugins",
+    "FullyShardedDataParallelPlugin": ".plugins",
+    "GradientAccumulationPlugin": ".plugins",
+    "ProjectConfiguration": ".plugins",
+    "TorchDynamoPlugin": ".plugins",
     "notebook_launcher": "accel.launch",
     "debug_launcher": "accel.launch",
-    "prepare_data_loader": "accel.core.data",
-    "skip_first_batches": "accel.core.data",
+    "prepare_data_loader": ".data",
+    "skip_first_batches": ".data",
     "PartialState": "accel.state",
     "AcceleratorState": "accel.state",
     "GradientState": "accel.state",
@@ -58,15 +57,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'accel.core' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)

@@ -10,32 +10,20 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from accel.state.lazy import lazy_exports
 
 _EXPORTS = {
-    "ConfigError": "config_file",
-    "ConfigFile": "config_file",
-    "default_config_path": "config_file",
-    "load_config": "config_file",
-    "resolve_config_path": "config_file",
-    "write_config": "config_file",
-    "write_basic_config": "basic_config",
-    "notebook_launcher": "notebook",
-    "debug_launcher": "notebook",
+    "ConfigError": ".config_file",
+    "ConfigFile": ".config_file",
+    "default_config_path": ".config_file",
+    "load_config": ".config_file",
+    "resolve_config_path": ".config_file",
+    "write_config": ".config_file",
+    "write_basic_config": ".basic_config",
+    "notebook_launcher": ".notebook",
+    "debug_launcher": ".notebook",
 }
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'accel.launch' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"accel.launch.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)

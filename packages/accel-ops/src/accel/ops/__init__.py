@@ -11,56 +11,45 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from accel.state.lazy import lazy_exports
 
 _EXPORTS = {
-    "broadcast": "collectives",
-    "broadcast_object_list": "collectives",
-    "gather": "collectives",
-    "gather_object": "collectives",
-    "pad_across_processes": "collectives",
-    "reduce": "collectives",
-    "DistributedOperationException": "exceptions",
-    "ConvertOutputsToFp32": "structures",
-    "TensorInformation": "structures",
-    "concatenate": "structures",
-    "convert_outputs_to_fp32": "structures",
-    "convert_to_fp32": "structures",
-    "find_batch_size": "structures",
-    "find_device": "structures",
-    "get_data_structure": "structures",
-    "get_shape": "structures",
-    "honor_type": "structures",
-    "ignorant_find_batch_size": "structures",
-    "initialize_tensors": "structures",
-    "is_namedtuple": "structures",
-    "is_tensor_information": "structures",
-    "is_torch_tensor": "structures",
-    "listify": "structures",
-    "recursively_apply": "structures",
-    "send_to_device": "structures",
-    "slice_tensors": "structures",
-    "set_seed": "randomness",
-    "synchronize_rng_state": "randomness",
-    "synchronize_rng_states": "randomness",
+    "broadcast": ".collectives",
+    "broadcast_object_list": ".collectives",
+    "gather": ".collectives",
+    "gather_object": ".collectives",
+    "pad_across_processes": ".collectives",
+    "reduce": ".collectives",
+    "DistributedOperationException": ".exceptions",
+    "ConvertOutputsToFp32": ".structures",
+    "TensorInformation": ".structures",
+    "concatenate": ".structures",
+    "convert_outputs_to_fp32": ".structures",
+    "convert_to_fp32": ".structures",
+    "find_batch_size": ".structures",
+    "find_device": ".structures",
+    "get_data_structure": ".structures",
+    "get_shape": ".structures",
+    "honor_type": ".structures",
+    "ignorant_find_batch_size": ".structures",
+    "initialize_tensors": ".structures",
+    "is_namedtuple": ".structures",
+    "is_tensor_information": ".structures",
+    "is_torch_tensor": ".structures",
+    "listify": ".structures",
+    "recursively_apply": ".structures",
+    "send_to_device": ".structures",
+    "slice_tensors": ".structures",
+    "set_seed": ".randomness",
+    "synchronize_rng_state": ".randomness",
+    "synchronize_rng_states": ".randomness",
 }
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'accel.ops' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"accel.ops.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
-
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
 
 if TYPE_CHECKING:
     from accel.ops.collectives import (

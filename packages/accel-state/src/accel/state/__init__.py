@@ -11,61 +11,50 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from accel.state.lazy import lazy_exports
 
 _EXPORTS = {
-    "PartialState": "partial_state",
-    "AcceleratorState": "accelerator_state",
-    "GradientState": "gradient_state",
-    "reset_state": "reset",
-    "split_for_process": "splitting",
-    "ComputeEnvironment": "enums",
-    "CustomDtype": "enums",
-    "DistributedType": "enums",
-    "DynamoBackend": "enums",
-    "LoggerType": "enums",
-    "PrecisionType": "enums",
-    "RNGType": "enums",
-    "SageMakerDistributedType": "enums",
-    "KwargsHandler": "kwargs",
-    "InitProcessGroupKwargs": "kwargs",
-    "patch_environment": "environment",
-    "clear_environment": "environment",
-    "CollectiveBackend": "backends",
-    "registered_backends": "backends",
-    "is_bf16_available": "availability",
-    "is_cuda_available": "availability",
-    "is_datasets_available": "availability",
-    "is_deepspeed_available": "availability",
-    "is_ipex_available": "availability",
-    "is_mps_available": "availability",
-    "is_npu_available": "availability",
-    "is_package_available": "availability",
-    "is_safetensors_available": "availability",
-    "is_torch_version": "availability",
-    "is_torch_xla_available": "availability",
-    "is_tpu_available": "availability",
-    "is_transformers_available": "availability",
-    "is_xpu_available": "availability",
-    "detect_device_type": "devices",
+    "PartialState": ".partial_state",
+    "AcceleratorState": ".accelerator_state",
+    "GradientState": ".gradient_state",
+    "reset_state": ".reset",
+    "split_for_process": ".splitting",
+    "ComputeEnvironment": ".enums",
+    "CustomDtype": ".enums",
+    "DistributedType": ".enums",
+    "DynamoBackend": ".enums",
+    "LoggerType": ".enums",
+    "PrecisionType": ".enums",
+    "RNGType": ".enums",
+    "SageMakerDistributedType": ".enums",
+    "KwargsHandler": ".kwargs",
+    "InitProcessGroupKwargs": ".kwargs",
+    "patch_environment": ".environment",
+    "clear_environment": ".environment",
+    "CollectiveBackend": ".backends",
+    "registered_backends": ".backends",
+    "is_bf16_available": ".availability",
+    "is_cuda_available": ".availability",
+    "is_datasets_available": ".availability",
+    "is_deepspeed_available": ".availability",
+    "is_ipex_available": ".availability",
+    "is_mps_available": ".availability",
+    "is_npu_available": ".availability",
+    "is_package_available": ".availability",
+    "is_safetensors_available": ".availability",
+    "is_torch_version": ".availability",
+    "is_torch_xla_available": ".availability",
+    "is_tpu_available": ".availability",
+    "is_transformers_available": ".availability",
+    "is_xpu_available": ".availability",
+    "detect_device_type": ".devices",
 }
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'accel.state' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"accel.state.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
-
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
 
 if TYPE_CHECKING:
     from accel.state.accelerator_state import AcceleratorState
