@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,6 +17,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from accel.launch.spawn import free_port
 
 WORKERS = Path(__file__).parent / "workers"
 
@@ -33,18 +34,6 @@ _INHERITED_NOISE = (
     "TORCHELASTIC_RUN_ID",
 )
 _NOISE_PREFIXES = ("ACCEL_", "ACCELERATE_", "OMPI_", "PMI_", "MV2_", "MPI_LOCAL")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now (the OS picks it).
-
-    Example:
-        >>> 1024 < free_port() < 65536
-        True
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from accel.launch.spawn import free_port
 
 BIN = Path(sys.executable).parent
 TARGET_VS_TORCHRUN = 1.05
@@ -52,18 +53,6 @@ SCRIPTS = {
         "state.destroy_process_group()\n"
     ),
 }
-
-
-def free_port() -> int:
-    """A TCP port that was free a moment ago.
-
-    Example:
-        >>> 0 < free_port() < 65536
-        True
-    """
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def command(kind: str, script: Path) -> tuple[list[str], dict[str, str]]:

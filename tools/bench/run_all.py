@@ -21,25 +21,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from accel.launch.spawn import free_port
+
 HERE = Path(__file__).resolve().parent
-
-
-def free_port() -> int:
-    """A TCP port that was free a moment ago, for torchrun's rendezvous.
-
-    Example:
-        >>> 0 < free_port() < 65536
-        True
-    """
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def run(command: list[str], env: dict[str, str]) -> None:

@@ -4,7 +4,6 @@ import dataclasses
 import enum
 import functools
 import os
-import socket
 import warnings
 
 import pytest
@@ -27,6 +26,7 @@ from accel.core.plugins import (
     ProjectConfiguration,
     TorchDynamoPlugin,
 )
+from accel.launch.spawn import free_port
 from accel.state.enums import DynamoBackend
 from accel.state.environment import clear_environment
 
@@ -817,17 +817,11 @@ def test_names_ignored_warning_without_transformer_policy():
 # DDP communication hook on a real one-process gloo group
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def gloo_group():
     assert not dist.is_initialized()
     dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1
+        "gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1
     )
     try:
         yield

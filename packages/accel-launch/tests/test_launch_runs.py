@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from accel.launch.spawn import free_port
+
 ACCEL = Path(sys.executable).parent / "accel"
 NOISE = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
@@ -42,12 +44,6 @@ keys = ["RANK", "WORLD_SIZE", "LOCAL_RANK", "ACCEL_MIXED_PRECISION", "OMP_NUM_TH
 report = {**{k: os.environ.get(k) for k in keys}, "pid": os.getpid(), "argv": sys.argv[1:]}
 os.write(1, ("REPORT " + json.dumps(report) + "\\n").encode())  # one write: no interleaving
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("", 0))
-        return sock.getsockname()[1]
 
 
 def clean_env(tmp: Path, **extra: str) -> dict[str, str]:

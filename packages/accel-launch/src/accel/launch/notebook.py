@@ -31,11 +31,11 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from accel.launch.spawn import free_port, port_in_use
+from accel.state.environment import patch_environment
 
 
 def in_interactive_session() -> bool:
@@ -58,20 +58,6 @@ def in_interactive_session() -> bool:
             pass
     main = sys.modules.get("__main__")
     return main is not None and not hasattr(main, "__file__")
-
-
-@contextmanager
-def _patched_environ(values: Mapping[str, str]) -> Iterator[None]:
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, old in saved.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
 
 
 class _Worker:
@@ -114,7 +100,7 @@ def _start(
 ) -> None:
     import torch.multiprocessing as mp
 
-    with _patched_environ(env):
+    with patch_environment(**env):
         mp.start_processes(
             worker, args=tuple(args), nprocs=nprocs, join=True, start_method=start_method
         )
@@ -152,7 +138,7 @@ def notebook_launcher(
         raise ValueError(f"num_processes={num_processes} must be at least 1")
     env = {"ACCEL_MIXED_PRECISION": mixed_precision}
     if num_processes == 1 and num_nodes == 1:
-        with _patched_environ(env):
+        with patch_environment(**env):
             function(*args)
         return
     start_method = start_method or ("fork" if in_interactive_session() else "spawn")
