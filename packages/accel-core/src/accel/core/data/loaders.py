@@ -51,7 +51,52 @@ def _batch_size_of(loader: DataLoader) -> int | None:
     return None
 
 
-class DataLoaderShard(DataLoaderStateMixin, DataLoader):
+class _PreparedDataLoader(DataLoaderStateMixin, DataLoader):
+    """What :class:`DataLoaderShard` and :class:`DataLoaderDispatcher` share: epoch and sampler."""
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use ``epoch`` for the next pass and tell the samplers (or the dataset) about it.
+
+        Example:
+            >>> loader = DataLoaderShard(range(4), batch_size=2)
+            >>> loader.set_epoch(3)
+            >>> loader.iteration
+            3
+            >>> loader = DataLoaderDispatcher(range(4), batch_size=2)
+            >>> loader.set_epoch(2)
+            >>> loader.iteration
+            2
+        """
+        self._epoch = epoch
+        set_epoch_everywhere(self, epoch)
+
+    def get_sampler(self) -> Any:
+        """The index sampler behind the batches (for a dispatcher, the one used on process 0).
+
+        Example:
+            >>> DataLoaderShard(range(4), batch_size=2).get_sampler().__class__.__name__
+            'SequentialSampler'
+            >>> DataLoaderDispatcher(range(4), batch_size=2).get_sampler().__class__.__name__
+            'SequentialSampler'
+        """
+        return get_sampler(self)
+
+    def set_sampler(self, sampler: Any) -> None:
+        """Make ``sampler`` produce the indices of the batches.
+
+        Example:
+            >>> from torch.utils.data import SequentialSampler
+            >>> loader = DataLoaderShard(range(4), batch_size=2)
+            >>> loader.set_sampler(SequentialSampler(range(2)))
+            >>> len(list(loader))
+            1
+            >>> loader = DataLoaderDispatcher(range(4), batch_size=2)
+            >>> loader.set_sampler(SequentialSampler(range(4)))
+        """
+        replace_sampler(self, sampler)
+
+
+class DataLoaderShard(_PreparedDataLoader):
     """A ``DataLoader`` for one process that also handles devices, randomness and bookkeeping.
 
     Built like a ``DataLoader`` (``**kwargs`` go to it; sharding is done by the batch sampler
@@ -137,18 +182,6 @@ class DataLoaderShard(DataLoaderStateMixin, DataLoader):
         finally:
             self.end()
 
-    def set_epoch(self, epoch: int) -> None:
-        """Use ``epoch`` for the next pass and tell the samplers (or the dataset) about it.
-
-        Example:
-            >>> loader = DataLoaderShard(range(4), batch_size=2)
-            >>> loader.set_epoch(3)
-            >>> loader.iteration
-            3
-        """
-        self._epoch = epoch
-        set_epoch_everywhere(self, epoch)
-
     @property
     def total_batch_size(self) -> int:
         """Samples consumed per step by all processes together.
@@ -175,29 +208,8 @@ class DataLoaderShard(DataLoaderStateMixin, DataLoader):
             return self.dataset.total_length
         return len(self.dataset)
 
-    def get_sampler(self) -> Any:
-        """The index sampler behind the batches.
 
-        Example:
-            >>> DataLoaderShard(range(4), batch_size=2).get_sampler().__class__.__name__
-            'SequentialSampler'
-        """
-        return get_sampler(self)
-
-    def set_sampler(self, sampler: Any) -> None:
-        """Make ``sampler`` produce the indices of the batches.
-
-        Example:
-            >>> from torch.utils.data import SequentialSampler
-            >>> loader = DataLoaderShard(range(4), batch_size=2)
-            >>> loader.set_sampler(SequentialSampler(range(2)))
-            >>> len(list(loader))
-            1
-        """
-        replace_sampler(self, sampler)
-
-
-class DataLoaderDispatcher(DataLoaderStateMixin, DataLoader):
+class DataLoaderDispatcher(_PreparedDataLoader):
     """A ``DataLoader`` iterated by process 0 only, which sends each process its slice.
 
     Process 0 loads ``num_processes`` batches (or one batch with ``split_batches``), joins
@@ -317,18 +329,6 @@ class DataLoaderDispatcher(DataLoaderStateMixin, DataLoader):
         finally:
             self.end()
 
-    def set_epoch(self, epoch: int) -> None:
-        """Use ``epoch`` for the next pass and tell the sampler (or the dataset) about it.
-
-        Example:
-            >>> loader = DataLoaderDispatcher(range(4), batch_size=2)
-            >>> loader.set_epoch(2)
-            >>> loader.iteration
-            2
-        """
-        self._epoch = epoch
-        set_epoch_everywhere(self, epoch)
-
     def __len__(self) -> int:
         whole = super().__len__()
         if self.split_batches:
@@ -357,25 +357,6 @@ class DataLoaderDispatcher(DataLoaderStateMixin, DataLoader):
             8
         """
         return len(self.dataset)
-
-    def get_sampler(self) -> Any:
-        """The index sampler behind the batches (used on process 0).
-
-        Example:
-            >>> DataLoaderDispatcher(range(4), batch_size=2).get_sampler().__class__.__name__
-            'SequentialSampler'
-        """
-        return get_sampler(self)
-
-    def set_sampler(self, sampler: Any) -> None:
-        """Make ``sampler`` produce the indices of the batches.
-
-        Example:
-            >>> from torch.utils.data import SequentialSampler
-            >>> loader = DataLoaderDispatcher(range(4), batch_size=2)
-            >>> loader.set_sampler(SequentialSampler(range(4)))
-        """
-        replace_sampler(self, sampler)
 
 
 class SkipDataLoader(DataLoaderStateMixin, DataLoader):

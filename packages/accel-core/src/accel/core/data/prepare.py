@@ -303,29 +303,25 @@ def skip_first_batches(dataloader: DataLoader, num_batches: int = 0) -> DataLoad
         else:
             kwargs["batch_sampler"] = skipping
 
-    if isinstance(dataloader, DataLoaderDispatcher):
+    if isinstance(dataloader, (DataLoaderDispatcher, DataLoaderShard)):
         if is_iterable:
             kwargs["skip_batches"] = num_batches
-        return DataLoaderDispatcher(
+        if isinstance(dataloader, DataLoaderDispatcher):
+            rebuilt: type[DataLoader] = DataLoaderDispatcher
+            own = {"split_batches": dataloader.split_batches, "slice_fn": dataloader.slice_fn}
+        else:
+            rebuilt = DataLoaderShard
+            own = {
+                "device": dataloader.device,
+                "rng_types": dataloader.rng_types,
+                "synchronized_generator": dataloader.synchronized_generator,
+            }
+        return rebuilt(
             dataset,
-            split_batches=dataloader.split_batches,
-            _drop_last=dataloader._drop_last,
-            _non_blocking=dataloader._non_blocking,
-            slice_fn=dataloader.slice_fn,
-            iteration=dataloader.iteration,
-            **kwargs,
-        )
-    if isinstance(dataloader, DataLoaderShard):
-        if is_iterable:
-            kwargs["skip_batches"] = num_batches
-        return DataLoaderShard(
-            dataset,
-            device=dataloader.device,
-            rng_types=dataloader.rng_types,
-            synchronized_generator=dataloader.synchronized_generator,
             _drop_last=dataloader._drop_last,
             _non_blocking=dataloader._non_blocking,
             iteration=dataloader.iteration,
+            **own,
             **kwargs,
         )
     if is_iterable:

@@ -1,0 +1,1 @@
+"""Subcommands of the ``accel`` command that accel-core provides (``accel test``)."""
