@@ -21,6 +21,13 @@ def _flag(value: Any) -> str:
     return "true" if value else "false"
 
 
+def _put_settings(env: dict[str, str], prefix: str, settings: Mapping[str, Any]) -> None:
+    """Set ``prefix + name`` in ``env`` for each setting that is not ``None`` (bools as flags)."""
+    for name, value in settings.items():
+        if value is not None:
+            env[prefix + name] = _flag(value) if isinstance(value, bool) else str(value)
+
+
 def protocol_env(values: Mapping[str, Any]) -> dict[str, str]:
     """The ``ACCEL_*`` (and ``OMP_NUM_THREADS``, ``CUDA_VISIBLE_DEVICES``) variables for the
     resolved launcher settings ``values`` (see :func:`accel.launch.settings.resolve`).
@@ -62,11 +69,7 @@ def protocol_env(values: Mapping[str, Any]) -> dict[str, str]:
             "ACTIVATION_CHECKPOINTING": get("fsdp_activation_checkpointing"),
             "CPU_RAM_EFFICIENT_LOADING": get("fsdp_cpu_ram_efficient_loading"),
         }
-        for name, value in fsdp.items():
-            if value is not None:
-                env["ACCEL_FSDP_" + name] = (
-                    str(value).lower() if isinstance(value, bool) else str(value)
-                )
+        _put_settings(env, "ACCEL_FSDP_", fsdp)
     if get("use_deepspeed"):
         env["ACCEL_USE_DEEPSPEED"] = "true"
         deepspeed = {
@@ -76,9 +79,5 @@ def protocol_env(values: Mapping[str, Any]) -> dict[str, str]:
             "CONFIG_FILE": get("deepspeed_config_file"),
             "ZERO3_INIT": get("zero3_init_flag"),
         }
-        for name, value in deepspeed.items():
-            if value is not None:
-                env["ACCEL_DEEPSPEED_" + name] = (
-                    _flag(value) if isinstance(value, bool) else str(value)
-                )
+        _put_settings(env, "ACCEL_DEEPSPEED_", deepspeed)
     return env
