@@ -4,13 +4,14 @@ The model is 24 ``nn.Linear(4096, 4096)`` layers in float32 (1.6 GB; ``--quick``
 24 ``nn.Linear(512, 512)``, 25 MB) saved once, in a temporary folder, as 6 safetensors shards
 with an index. Every measurement runs in a fresh subprocess; "time to first output" is
 ``load_checkpoint_and_dispatch`` (from an ``init_empty_weights`` model) plus the first forward
-of a batch of 4, measured after the imports. Peak RSS is ``ru_maxrss`` of that subprocess; its
-increase over the RSS right after the imports is compared with the targets.
+of a batch of 4, measured after the imports. Peak RSS is that subprocess's high-water mark
+(``VmHWM``, not ``ru_maxrss``, which a child inherits from its parent); its increase over the
+RSS right after the imports is compared with the targets.
 
 - (a) all on CPU (``{"": "cpu"}``), cold (page cache dropped with
   ``echo 1 > /proc/sys/vm/drop_caches`` before each run; needs root, reported if refused) and
-  warm, against the raw read of all shard files (Python ``readinto`` of fresh buffers,
-  unbuffered; cold also with ``O_DIRECT``).
+  warm (median of ``--repeat`` runs each), against a dd-style raw read of all shard files
+  (unbuffered Python ``readinto`` of one reused 16 MiB buffer; cold also with ``O_DIRECT``).
 - (b) half on CPU, half on disk (page cache warm): time to first output and the steady
   forward time (median of several forwards), accel with prefetch on and off. Accelerate
   copies the disk half into ``.dat`` files first (part of its time to first output).
@@ -102,38 +103,39 @@ def _rss() -> int:
 
 
 def _peak_rss() -> int:
-    """Peak resident set size of this process in bytes (``ru_maxrss`` is in KiB on Linux)."""
+    """Peak resident set size of this process in bytes: ``VmHWM`` of ``/proc/self/status``
+    (``ru_maxrss`` survives ``fork`` + ``exec``, so in a child it is at least the parent's RSS
+    at spawn time); ``ru_maxrss`` (KiB on Linux) where ``/proc`` is missing."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def raw_read(folder: Path, direct: bool) -> dict[str, Any]:
-    """Read every shard file into a fresh page-aligned buffer of its size (unbuffered Python
-    ``readinto`` in 16 MiB chunks; ``direct``: ``O_DIRECT``, bypassing the page cache).
+    """Read every shard file dd-style: unbuffered Python ``readinto`` of one reused 16 MiB
+    page-aligned buffer (``direct``: ``O_DIRECT``, bypassing the page cache).
 
     Example:
-        >>> raw_read(Path(tempfile.mkdtemp()), direct=False)["seconds"] >= 0  # doctest: +SKIP
-        True
+        >>> raw_read(Path(tempfile.mkdtemp()), direct=False)["bytes"]
+        0
     """
     files = sorted(folder.glob("*.safetensors"))
+    buffer = mmap.mmap(-1, CHUNK)
     start = time.perf_counter()
     total = 0
-    keep = []
     for path in files:
-        size = path.stat().st_size
-        buffer = mmap.mmap(-1, (size + 4095) // 4096 * 4096)
-        flags = os.O_RDONLY | (os.O_DIRECT if direct else 0)
-        fd = os.open(path, flags)
+        fd = os.open(path, os.O_RDONLY | (os.O_DIRECT if direct else 0))
         with os.fdopen(fd, "rb", buffering=0) as handle:
-            view = memoryview(buffer)
-            done = 0
-            while done < size:
-                got = handle.readinto(view[done : done + CHUNK])
-                if not got:
+            while True:
+                got = handle.readinto(buffer) or 0
+                total += got
+                if got < CHUNK:
                     break
-                done += got
-            view.release()
-        total += done
-        keep.append(buffer)
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "bytes": total, "peak_rss": _peak_rss()}
 
@@ -284,6 +286,17 @@ def spawn(spec: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     return json.loads(lines[-1][len("RESULT ") :])
 
 
+def median_run(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median time (``ttfo`` or ``seconds``), with the highest peak RSS seen.
+
+    Example:
+        >>> median_run([{"seconds": s, "peak_rss": s % 3} for s in (3, 1, 2)])
+        {'seconds': 2, 'peak_rss': 2}
+    """
+    ordered = sorted(results, key=lambda r: r.get("ttfo", r.get("seconds")))
+    return {**ordered[(len(ordered) - 1) // 2], "peak_rss": max(r["peak_rss"] for r in results)}
+
+
 def gb(n: float) -> str:
     """Bytes as decimal GB with 2 decimals.
 
@@ -312,12 +325,14 @@ def main(argv: list[str] | None = None) -> None:
     """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="24 x Linear(512): smoke test")
+    parser.add_argument("--repeat", type=int, help="runs per all-CPU case (default 3, quick 1)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         child_main(json.loads(args.child))
         return
     hidden = 512 if args.quick else 4096
+    args.repeat = args.repeat or (1 if args.quick else 3)
     forwards = 3 if args.quick else 5
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     env.pop("ACCEL_OFFLOAD_PREFETCH", None)
@@ -361,25 +376,31 @@ def main(argv: list[str] | None = None) -> None:
 
         # (a) all on CPU, cold then warm
         cold_reason = drop_caches()
-        rows: dict[str, dict[str, Any]] = {}
-        if cold_reason is None:
-            for key, spec in [
-                ("raw", {"task": "raw", "direct": False}),
-                ("raw-direct", {"task": "raw", "direct": True}),
-            ]:
+        raw_specs = {
+            "raw": {**base, "task": "raw", "direct": False},
+            "raw-direct": {**base, "task": "raw", "direct": True},
+        }
+        runs: dict[str, list[dict[str, Any]]] = {}
+        for _ in range(args.repeat if cold_reason is None else 0):  # cases alternate
+            for key, spec in raw_specs.items():
                 drop_caches()
-                rows[f"cold {key}"] = spawn({**base, **spec}, env)
+                runs.setdefault(f"cold {key}", []).append(spawn(spec, env))
             for lib in ("accel", "accelerate"):
                 drop_caches()
-                rows[f"cold {lib}"] = timed(lib, "cpu", n=1)
+                runs.setdefault(f"cold {lib}", []).append(timed(lib, "cpu", n=1))
         warm(folder)
-        rows["warm raw"] = spawn({**base, "task": "raw", "direct": False}, env)
-        for lib in ("accel", "accelerate"):
-            rows[f"warm {lib}"] = timed(lib, "cpu", n=1)
+        for _ in range(args.repeat):
+            runs.setdefault("warm raw", []).append(spawn(raw_specs["raw"], env))
+            for lib in ("accel", "accelerate"):
+                runs.setdefault(f"warm {lib}", []).append(timed(lib, "cpu", n=1))
+        rows = {key: median_run(results) for key, results in runs.items()}
 
         file_bytes = info["file_bytes"]
         cpu_rss_target = model_bytes + largest
-        print(f"\n(a) all on CPU: time to first output (load + 1st forward), {gb(file_bytes)}")
+        print(
+            f"\n(a) all on CPU: time to first output (load + 1st forward) of {gb(file_bytes)}, "
+            f"median of {args.repeat}"
+        )
         print(f"  {'case':<22} {'seconds':>8} {'rate':>10} {'peak RSS':>10} {'RSS incr.':>10}")
         for key, row in rows.items():
             seconds = row.get("ttfo", row.get("seconds"))

@@ -1,6 +1,6 @@
 """Run every accel benchmark side by side with the references and print the ratios.
 
-    OMP_NUM_THREADS=1 uv run python tools/bench/run_all.py           # full run, ~1.5-2 min on an idle machine
+    OMP_NUM_THREADS=1 uv run python tools/bench/run_all.py           # full run, ~5-6 min on an idle machine
     OMP_NUM_THREADS=1 uv run python tools/bench/run_all.py --quick   # smoke run, few iterations
 
 1. ``collectives.py`` under ``torch.distributed.run`` with 2 CPU (gloo) processes: accel.ops
@@ -12,6 +12,9 @@
    ``torchrun`` vs ``accelerate launch``.
 4. ``cli_startup.py``: wall time of ``accel --help`` / ``env --help`` / ``config default`` vs
    the same ``accelerate`` commands.
+5. ``big_model_load.py``: time to first output and peak RSS of a 1.6 GB sharded checkpoint
+   loaded all on CPU (cold/warm), half on disk and all on disk with ``accel.big_model`` vs
+   Accelerate vs a raw read (``--quick``: 25 MB).
 
 Exits non-zero if a benchmark fails (including a result mismatch); missed performance targets
 are reported as ``MISSED`` in the tables but do not fail the run.
@@ -66,6 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     run([sys.executable, str(HERE / "training_loop.py"), *extra], env)
     run([sys.executable, str(HERE / "launch_overhead.py"), *extra], env)
     run([sys.executable, str(HERE / "cli_startup.py"), *extra], env)
+    run([sys.executable, str(HERE / "big_model_load.py"), *extra], env)
     print(f"\nall benchmarks done in {time.perf_counter() - start:.0f} s")
 
 

@@ -11,12 +11,17 @@ Writing (:func:`save_sharded_safetensors`) is atomic and stores tensors that sha
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import logging
+import mmap
 import os
 import re
 import shutil
+import sys
 import tempfile
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Any, Union
 
@@ -246,6 +251,52 @@ class _Shard:
         self._state = None
 
 
+def _readahead(paths: list[str]) -> None:
+    """Have the kernel start reading ``paths`` into the page cache (one background thread,
+    ``posix_fadvise(WILLNEED)``): safetensors weights are memory-mapped and otherwise read
+    page fault by page fault when first used, far slower than large reads on a cold cache."""
+    if not paths or not hasattr(os, "posix_fadvise"):
+        return
+
+    def run() -> None:
+        for path in paths:
+            try:
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+                finally:
+                    os.close(fd)
+            except OSError:
+                pass
+
+    threading.Thread(target=run, name="accel-readahead", daemon=True).start()
+
+
+def _populate(ranges: list[tuple[int, int]]) -> None:
+    """Map in, in one background thread, the pages of memory-mapped CPU weights just loaded
+    (``madvise(MADV_POPULATE_READ)``, Linux >= 5.14; elsewhere nothing happens), so the first
+    forward does not take one page fault per 64 KiB of weights. Purely advisory: a range that
+    is no longer mapped is skipped by the kernel."""
+    if not ranges or not sys.platform.startswith("linux"):
+        return
+
+    def run() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            madvise = libc.madvise
+            madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        except (OSError, AttributeError):
+            return
+        page = mmap.PAGESIZE
+        for address, nbytes in ranges:
+            start = address - address % page
+            failed = madvise(start, address + nbytes - start, 22) != 0  # MADV_POPULATE_READ
+            if failed and ctypes.get_errno() == errno.EINVAL:
+                return  # kernel without MADV_POPULATE_READ
+
+    threading.Thread(target=run, name="accel-populate", daemon=True).start()
+
+
 def _device_for(name: str, device_map: Mapping[str, Any]) -> Any:
     probe = name
     while probe not in device_map:
@@ -409,6 +460,10 @@ def _load_into(
             )
         if disk_keys and offload_folder is not None:
             os.makedirs(offload_folder, exist_ok=True)
+        on_disk = set(disk_keys)
+        in_memory = {s for k, s in plan.items() if s.safetensors and k not in on_disk}
+        _readahead([s.path for s in shards if s in in_memory])
+        mapped: list[tuple[int, int]] = []
 
         for shard in shards:
             for key in [k for k, s in plan.items() if s is shard]:
@@ -441,11 +496,14 @@ def _load_into(
                 elif device == "disk":
                     device = "cpu"  # a buffer the hooks keep on the execution device
                 value = shard.get(key, device)
+                if shard.safetensors and value.device.type == "cpu" and value.numel():
+                    mapped.append((value.data_ptr(), value.numel() * value.element_size()))
                 set_module_tensor_to_device(model, key, device, value=value, dtype=new_dtype)
             shard.close()
     finally:
         for shard in shards:
             shard.close()
+    _populate(mapped)
 
     _retie(model, tied_params)
     return offload_index

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import ctypes
 import json
+import mmap
 import os
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping
@@ -244,6 +246,78 @@ class PrefixedDataset(Mapping):
         return sum(1 for key in self.dataset if key.startswith(self.prefix))
 
 
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+    "F8_E4M3": getattr(torch, "float8_e4m3fn", None),
+    "F8_E5M2": getattr(torch, "float8_e5m2", None),
+}
+_MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)  # Linux >= 5.14
+
+
+class _MappedSafetensors:
+    """A safetensors file whose tensors are each served by a private mapping of their own bytes.
+
+    ``safe_open`` maps the whole file once and keeps it mapped while the handle lives, so every
+    weight ever read stays in the process's resident set; here each tensor owns a mapping of
+    just its bytes (copy-on-write, like safetensors'), unmapped as soon as the tensor is freed,
+    and pre-faulted in one call (``MADV_POPULATE_READ``) where the kernel supports it.
+    """
+
+    _populate = sys.platform.startswith("linux")
+
+    def __init__(self, path: str) -> None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            size = int.from_bytes(os.pread(fd, 8, 0), "little")
+            header = json.loads(os.pread(fd, size, 8))
+        except BaseException:
+            os.close(fd)
+            raise
+        header.pop("__metadata__", None)
+        self.fd: int | None = fd
+        self.data_start = 8 + size
+        self.entries: dict[str, Any] = header
+
+    def get(self, name: str) -> torch.Tensor | None:
+        """The tensor ``name`` (``None`` when this reader cannot serve it: use safetensors)."""
+        info = self.entries.get(name)
+        dtype = None if info is None else _SAFETENSORS_DTYPES.get(info.get("dtype"))
+        if dtype is None or self.fd is None:
+            return None
+        begin, end = (int(v) for v in info["data_offsets"])
+        shape = [int(v) for v in info["shape"]]
+        nbytes, itemsize = end - begin, torch.empty((), dtype=dtype).element_size()
+        if nbytes == 0 or nbytes % itemsize:
+            return None if nbytes else torch.empty(shape, dtype=dtype)
+        start = self.data_start + begin
+        aligned = start - start % mmap.ALLOCATIONGRANULARITY
+        view = mmap.mmap(self.fd, nbytes + start - aligned, access=mmap.ACCESS_COPY, offset=aligned)
+        if _MappedSafetensors._populate:
+            try:
+                view.madvise(_MADV_POPULATE_READ)
+            except (OSError, ValueError):
+                _MappedSafetensors._populate = False
+        tensor = torch.frombuffer(
+            view, dtype=dtype, count=nbytes // itemsize, offset=start - aligned
+        )
+        return tensor.view(shape)
+
+    def close(self) -> None:
+        """Close the file (tensors already served stay valid)."""
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)
+
+
 class OffloadedWeightsLoader(Mapping):
     """A read-only map from weight name to tensor that loads each weight when asked.
 
@@ -282,7 +356,17 @@ class OffloadedWeightsLoader(Mapping):
         self.all_keys.extend(key for key in self.index if key not in seen)
         self.device = device
         self._handles: dict[tuple[str, str], Any] = {}
+        self._mapped: dict[str, _MappedSafetensors | None] = {}
         self._lock = threading.Lock()
+
+    def _mapped_file(self, path: str) -> _MappedSafetensors | None:
+        with self._lock:
+            if path not in self._mapped:
+                try:
+                    self._mapped[path] = _MappedSafetensors(path)
+                except (OSError, ValueError):
+                    self._mapped[path] = None  # safe_open reports what is wrong with it
+            return self._mapped[path]
 
     def _handle(self, path: str, device: str) -> Any:
         from safetensors import safe_open
@@ -304,10 +388,15 @@ class OffloadedWeightsLoader(Mapping):
         path = os.fspath(info["safetensors_file"])
         name = info.get("weight_name", key)
         device = "cpu" if self.device is None else str(torch.device(self.device))
-        try:
-            tensor = self._handle(path, device).get_tensor(name)
-        except (TypeError, RuntimeError):
-            tensor = self._handle(path, "cpu").get_tensor(name)
+        tensor = None
+        if sys.byteorder == "little":
+            mapped = self._mapped_file(path)
+            tensor = None if mapped is None else mapped.get(name)
+        if tensor is None:
+            try:
+                tensor = self._handle(path, device).get_tensor(name)
+            except (TypeError, RuntimeError):
+                tensor = self._handle(path, "cpu").get_tensor(name)
         if "dtype" in info:
             tensor = tensor.to(_dtype_from_name(str(info["dtype"])))
         if tensor.device != torch.device(device):
@@ -342,6 +431,10 @@ class OffloadedWeightsLoader(Mapping):
         """
         with self._lock:
             self._handles.clear()
+            mapped, self._mapped = self._mapped, {}
+        for reader in mapped.values():
+            if reader is not None:
+                reader.close()
 
 
 def extract_submodules_state_dict(
