@@ -382,3 +382,64 @@ def test_debug_launcher_runs_two_gloo_processes(tmp_path):
 
     debug_launcher(_debug_job, args=(str(tmp_path),))
     assert [(tmp_path / f"rank{r}").read_text() for r in (0, 1)] == ["2 3.0", "2 3.0"]
+
+
+@pytest.mark.slow
+def test_rank_stuck_in_a_collective_is_reported_after_the_group_timeout(tmp_path):
+    write(
+        tmp_path,
+        "job.py",
+        """
+        import time
+        from datetime import timedelta
+        from accel.state import InitProcessGroupKwargs, PartialState
+        state = PartialState(**InitProcessGroupKwargs(timeout=timedelta(seconds=5)).to_kwargs())
+        if state.process_index == 1:
+            time.sleep(300)  # never reaches the barrier
+        state.wait_for_everyone()
+        """,
+    )
+    began = time.time()
+    code, _, err = launch(["--cpu", "--num_processes", "2", "job.py"], tmp_path, timeout=150)
+    assert code != 0
+    assert time.time() - began < 100
+    summary = err[err.index("accel launch: rank 0") :]
+    assert "job failed" in summary
+    assert "barrier" in summary.lower() or "timed out" in summary.lower()
+
+
+NOTEBOOK_JOB = """
+import sys
+from accel.launch import notebook_launcher
+
+
+def job(folder):
+    import torch
+    from accel.state import PartialState
+
+    state = PartialState()
+    total = torch.tensor([state.process_index + 1.0])
+    torch.distributed.all_reduce(total)
+    with open(f"{folder}/rank{state.process_index}", "w") as handle:
+        handle.write(f"{state.num_processes} {total.item()}")
+
+
+if __name__ == "__main__":
+    notebook_launcher(job, args=(sys.argv[1],), num_processes=2)
+"""
+
+
+@pytest.mark.slow
+def test_notebook_launcher_from_a_script_spawns_two_gloo_processes(tmp_path):
+    script = write(tmp_path, "nb.py", NOTEBOOK_JOB)
+    env = clean_env(tmp_path, OMP_NUM_THREADS="1")
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr
+    assert [(tmp_path / f"rank{r}").read_text() for r in (0, 1)] == ["2 3.0", "2 3.0"]
