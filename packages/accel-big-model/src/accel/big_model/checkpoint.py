@@ -28,7 +28,7 @@ from typing import Any, Union
 import torch
 from torch import nn
 
-from accel.big_model.offload import offload_weight, save_offload_index
+from accel.big_model.offload import SAFETENSORS_DTYPES, offload_weight, save_offload_index
 from accel.big_model.sizes import _as_dtype, convert_file_size_to_int
 from accel.big_model.tensors import _torch_device, set_module_tensor_to_device
 from accel.big_model.tied import find_tied_parameters, retie_parameters
@@ -43,19 +43,6 @@ WEIGHTS_INDEX_NAME = "pytorch_model.bin.index.json"
 SAFE_WEIGHTS_NAME = "model.safetensors"
 SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 ALIASES_KEY = "accel_aliases"
-
-_SAFETENSORS_DTYPES = {
-    "F64": torch.float64,
-    "F32": torch.float32,
-    "F16": torch.float16,
-    "BF16": torch.bfloat16,
-    "I64": torch.int64,
-    "I32": torch.int32,
-    "I16": torch.int16,
-    "I8": torch.int8,
-    "U8": torch.uint8,
-    "BOOL": torch.bool,
-}
 
 
 class CheckpointError(ValueError):
@@ -230,7 +217,7 @@ class _Shard:
             tensor = self._state[name]
             return tuple(tensor.shape), tensor.dtype
         piece = self._handle("cpu").get_slice(name)
-        return tuple(piece.get_shape()), _SAFETENSORS_DTYPES.get(piece.get_dtype())
+        return tuple(piece.get_shape()), SAFETENSORS_DTYPES.get(piece.get_dtype())
 
     def get(self, key: str, device: Device = "cpu") -> torch.Tensor:
         name = self.stored_name(key)

@@ -246,7 +246,8 @@ class PrefixedDataset(Mapping):
         return sum(1 for key in self.dataset if key.startswith(self.prefix))
 
 
-_SAFETENSORS_DTYPES = {
+# safetensors' dtype codes; the fp8 ones are None on a torch without fp8.
+SAFETENSORS_DTYPES = {
     "F64": torch.float64,
     "F32": torch.float32,
     "F16": torch.float16,
@@ -290,7 +291,7 @@ class _MappedSafetensors:
     def get(self, name: str) -> torch.Tensor | None:
         """The tensor ``name`` (``None`` when this reader cannot serve it: use safetensors)."""
         info = self.entries.get(name)
-        dtype = None if info is None else _SAFETENSORS_DTYPES.get(info.get("dtype"))
+        dtype = None if info is None else SAFETENSORS_DTYPES.get(info.get("dtype"))
         if dtype is None or self.fd is None:
             return None
         begin, end = (int(v) for v in info["data_offsets"])
