@@ -53,6 +53,15 @@ _EXPORTS = {
     "set_seed": "accel.ops",
     "synchronize_rng_states": "accel.ops",
     "DistributedOperationException": "accel.ops",
+    "save": ".saving",
+    "WEIGHTS_NAME": ".saving",
+    "WEIGHTS_INDEX_NAME": ".saving",
+    "SAFE_WEIGHTS_NAME": ".saving",
+    "SAFE_WEIGHTS_INDEX_NAME": ".saving",
+    "GeneralTracker": ".tracking",
+    "find_executable_batch_size": ".memory",
+    "release_memory": ".memory",
+    "clear_device_cache": ".memory",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1089,5 +1089,217 @@ class Accelerator:
         """
         return _has_multi_device_map(model)
 
+    # -- saving --------------------------------------------------------------------------
+
+    def save(self, obj: Any, f: Any, safe_serialization: bool = False) -> None:
+        """Save ``obj`` to ``f`` from the main process only (atomically); use for ``torch.save``.
+
+        With ``ProjectConfiguration(save_on_each_node=True)``, once per node instead.
+
+        Example:
+            >>> accelerator.save({"step": 10}, "extra.pt")  # doctest: +SKIP
+        """
+        from accel.core.saving import save
+
+        save(
+            obj,
+            f,
+            save_on_each_node=self.project_configuration.save_on_each_node,
+            safe_serialization=safe_serialization,
+        )
+
+    def save_model(
+        self,
+        model: torch.nn.Module,
+        save_directory: str | os.PathLike[str],
+        max_shard_size: int | str = "10GB",
+        safe_serialization: bool = True,
+    ) -> None:
+        """Write the model's weights as (sharded) safetensors, or ``.bin`` files, with an index.
+
+        Call on every process (the state dict is gathered first); the main process writes.
+
+        Example:
+            >>> accelerator.save_model(model, "out", max_shard_size="1GB")  # doctest: +SKIP
+        """
+        from accel.core.saving import save_model
+
+        save_model(self, model, save_directory, max_shard_size, safe_serialization)
+
+    # -- experiment tracking -------------------------------------------------------------
+
+    @property
+    def trackers(self) -> list[Any]:
+        """The trackers started by :meth:`init_trackers`.
+
+        Example:
+            >>> accelerator.trackers  # doctest: +SKIP
+            []
+        """
+        return self.__dict__.setdefault("_trackers", [])
+
+    def init_trackers(
+        self,
+        project_name: str,
+        config: dict[str, Any] | None = None,
+        init_kwargs: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        """Start a run named ``project_name`` on every tracker in ``log_with``.
+
+        ``config`` is stored as the run's hyperparameters; ``init_kwargs`` maps tracker names
+        to keyword arguments for their constructors. Like Accelerate, only the main process
+        creates trackers; elsewhere this does nothing and ``get_tracker`` returns a blank one.
+
+        Example:
+            >>> accelerator = Accelerator(log_with="jsonl", project_dir="runs")  # doctest: +SKIP
+            >>> accelerator.init_trackers("exp1", config={"lr": 1e-3})  # doctest: +SKIP
+        """
+        from accel.core.tracking import LOGGER_TYPE_TO_CLASS, filter_trackers
+
+        if not self.is_main_process:
+            return
+        init_kwargs = init_kwargs or {}
+        started = []
+        for entry in filter_trackers(self.log_with, self.logging_dir):
+            if not isinstance(entry, str):
+                started.append(entry)
+                continue
+            cls = LOGGER_TYPE_TO_CLASS[entry]
+            options = init_kwargs.get(entry, {})
+            if cls.requires_logging_directory:
+                started.append(cls(project_name, self.logging_dir, **options))
+            else:
+                started.append(cls(project_name, **options))
+        for tracker in started:
+            tracker.start()
+        if config is not None:
+            for tracker in started:
+                tracker.store_init_configuration(config)
+        self.trackers.extend(started)
+
+    def get_tracker(self, name: str, unwrap: bool = False) -> Any:
+        """The tracker called ``name`` (its underlying run/writer object with ``unwrap=True``).
+
+        Example:
+            >>> accelerator.get_tracker("jsonl")  # doctest: +SKIP
+        """
+        from accel.core.tracking import GeneralTracker
+
+        if not self.trackers:
+            return GeneralTracker(_blank=True)
+        for tracker in self.trackers:
+            if tracker.name == name:
+                return tracker.tracker if unwrap else tracker
+        names = [t.name for t in self.trackers]
+        raise ValueError(f"get_tracker: no tracker named {name!r}; started trackers: {names}")
+
+    def log(
+        self,
+        values: dict[str, Any],
+        step: int | None = None,
+        log_kwargs: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        """Log ``values`` at ``step`` to every tracker (main process only).
+
+        Example:
+            >>> accelerator.log({"loss": 0.25}, step=100)  # doctest: +SKIP
+        """
+        if not self.is_main_process:
+            return
+        log_kwargs = log_kwargs or {}
+        for tracker in self.trackers:
+            tracker.log(values, step=step, **log_kwargs.get(tracker.name, {}))
+
+    def end_training(self) -> None:
+        """Finish every tracker and tear down the process group; call at the end of a script.
+
+        Example:
+            >>> accelerator.end_training()  # doctest: +SKIP
+        """
+        for tracker in self.trackers:
+            tracker.finish()
+        self.state.destroy_process_group()
+
+    # -- checkpoints (logic in accel.core.checkpointing) ---------------------------------
+
+    def save_state(
+        self,
+        output_dir: str | os.PathLike[str] | None = None,
+        safe_serialization: bool = True,
+        **save_model_func_kwargs: Any,
+    ) -> str:
+        """Save models, optimizers, schedulers, scaler, RNG states and registered objects.
+
+        Writes Accelerate's folder layout into a hidden temporary folder and renames it into
+        place once every process is done, so a crash never leaves a half checkpoint. With
+        ``ProjectConfiguration(automatic_checkpoint_naming=True)`` the folder is
+        ``project_dir/checkpoints/checkpoint_<iteration>`` and at most ``total_limit``
+        complete checkpoints are kept. Returns the folder.
+
+        Example:
+            >>> accelerator.save_state("ckpt")  # doctest: +SKIP
+            '/abs/path/ckpt'
+        """
+        from accel.core import checkpointing
+
+        return checkpointing.save_state(
+            self, output_dir, safe_serialization, **save_model_func_kwargs
+        )
+
+    def load_state(
+        self,
+        input_dir: str | os.PathLike[str] | None = None,
+        load_kwargs: dict[str, Any] | None = None,
+        **load_model_func_kwargs: Any,
+    ) -> str:
+        """Restore what :meth:`save_state` saved (also folders written by Accelerate).
+
+        Without ``input_dir`` (automatic checkpoint naming), loads the newest complete
+        checkpoint. Files are loaded without running code (safetensors, or
+        ``torch.load(weights_only=True)``). Returns the folder loaded.
+
+        Example:
+            >>> accelerator.load_state("ckpt")  # doctest: +SKIP
+            '/abs/path/ckpt'
+        """
+        from accel.core import checkpointing
+
+        return checkpointing.load_state(self, input_dir, load_kwargs, **load_model_func_kwargs)
+
+    def register_for_checkpointing(self, *objects: Any) -> None:
+        """Have :meth:`save_state`/:meth:`load_state` include objects with ``state_dict``.
+
+        Example:
+            >>> accelerator.register_for_checkpointing(ema)  # doctest: +SKIP
+        """
+        from accel.core import checkpointing
+
+        checkpointing.register_for_checkpointing(self, *objects)
+
+    def register_save_state_pre_hook(self, hook: Callable[..., None]) -> Any:
+        """Run ``hook(models, weights, output_dir)`` before :meth:`save_state` writes.
+
+        ``output_dir`` is the temporary folder being written; remove a model's entry from
+        ``weights`` to skip saving it. Returns a handle with ``.remove()``.
+
+        Example:
+            >>> handle = accelerator.register_save_state_pre_hook(my_hook)  # doctest: +SKIP
+        """
+        from accel.core import checkpointing
+
+        return checkpointing.register_save_state_pre_hook(self, hook)
+
+    def register_load_state_pre_hook(self, hook: Callable[..., None]) -> Any:
+        """Run ``hook(models, input_dir)`` before :meth:`load_state` loads.
+
+        Remove a model from ``models`` to load it yourself. Returns a handle with ``.remove()``.
+
+        Example:
+            >>> handle = accelerator.register_load_state_pre_hook(my_hook)  # doctest: +SKIP
+        """
+        from accel.core import checkpointing
+
+        return checkpointing.register_load_state_pre_hook(self, hook)
+
     def __repr__(self) -> str:
         return f"Accelerator(distributed_type={self.distributed_type.value}, num_processes={self.num_processes}, device={self.device}, mixed_precision={self.mixed_precision!r})"

@@ -156,7 +156,9 @@ class DataLoaderShard(_PreparedDataLoader):
         self.begin()
         try:
             self.set_epoch(self._epoch)
-            self._batches_yielded = 0
+            resumed, restore_rng = self._take_resume()
+            skip = self.skip_batches + resumed
+            self._batches_yielded = resumed
             batches = super().__iter__()
             try:
                 current = next(batches)
@@ -166,12 +168,14 @@ class DataLoaderShard(_PreparedDataLoader):
             while True:
                 # Placed before looking ahead, so the copy overlaps with loading the next batch.
                 current = self._place(current)
+                if position == skip and restore_rng is not None:
+                    restore_rng()  # RNG as it was when this batch was next, at save time
                 try:
                     following = next(batches)
                 except StopIteration:
                     self.end_of_dataloader = True
                     following = None
-                if position >= self.skip_batches:
+                if position >= skip:
                     self._batches_yielded += 1
                     yield current
                 if self.end_of_dataloader:
@@ -292,7 +296,9 @@ class DataLoaderDispatcher(_PreparedDataLoader):
         self.begin()
         try:
             self.set_epoch(self._epoch)
-            self._batches_yielded = 0
+            resumed, restore_rng = self._take_resume()
+            skip = self.skip_batches + resumed
+            self._batches_yielded = resumed
             state = self.state
             count, rank = state.num_processes, state.process_index
             source = super().__iter__() if rank == 0 else None
@@ -310,6 +316,8 @@ class DataLoaderDispatcher(_PreparedDataLoader):
                     )
                 observed = find_batch_size(batch)
                 share = observed // count
+                if position == skip and restore_rng is not None:
+                    restore_rng()  # RNG as it was when this batch was next, at save time
                 upcoming, upcoming_structure = self._load_group(source)
                 last = upcoming_structure is None
                 if last and not self._drop_last and observed % count != 0:
@@ -320,7 +328,7 @@ class DataLoaderDispatcher(_PreparedDataLoader):
                 if last:
                     self.end_of_dataloader = True
                     self.remainder = observed
-                if position >= self.skip_batches:
+                if position >= skip:
                     self._batches_yielded += 1
                     yield batch
                 position += 1
@@ -404,11 +412,22 @@ class SkipDataLoader(DataLoaderStateMixin, DataLoader):
     def __iter__(self) -> Iterator[Any]:
         self.begin()
         try:
-            self._batches_yielded = 0
-            for position, batch in enumerate(super().__iter__()):
-                if position >= self.skip_batches:
+            resumed, restore_rng = self._take_resume()
+            skip = self.skip_batches + resumed
+            self._batches_yielded = resumed
+            batches = super().__iter__()
+            position = 0
+            while True:
+                if position == skip and restore_rng is not None:
+                    restore_rng()  # RNG as it was when this batch was next, at save time
+                try:
+                    batch = next(batches)
+                except StopIteration:
+                    break
+                if position >= skip:
                     self._batches_yielded += 1
                     yield batch
+                position += 1
             self._epoch += 1
         finally:
             self.end()

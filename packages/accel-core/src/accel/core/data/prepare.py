@@ -283,6 +283,10 @@ def skip_first_batches(dataloader: DataLoader, num_batches: int = 0) -> DataLoad
             "skip_first_batches expects a torch.utils.data.DataLoader, got "
             f"{type(dataloader).__qualname__}."
         )
+    if getattr(dataloader, "_resume", None) is not None:
+        # The copy now positions the pass: the resume that load_state left pending on the
+        # original must not skip a second time when the original is iterated again.
+        dataloader._resume = None
     dataset = dataloader.dataset
     is_iterable = isinstance(dataset, IterableDataset)
     sampler_is_batch_sampler = isinstance(dataloader.sampler, BatchSampler)

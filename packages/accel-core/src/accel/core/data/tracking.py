@@ -40,6 +40,14 @@ class DataLoaderStateMixin:
     remainder: int = -1
     _epoch: int = 0
     _batches_yielded: int = 0
+    # Set by ``Accelerator.load_state``: (batches of this pass already seen, a callable that
+    # restores the checkpoint's RNG states once the skipped batches are loaded, or None).
+    _resume: tuple[int, Any] | None = None
+
+    def _take_resume(self) -> tuple[int, Any]:
+        """The pending resume position (consumed: only the next pass resumes)."""
+        pending, self._resume = self._resume, None
+        return pending if pending is not None else (0, None)
 
     def reset(self) -> None:
         """Forget the end-of-pass flag and the remainder.

@@ -1,0 +1,655 @@
+"""Training checkpoints: ``Accelerator.save_state`` / ``load_state`` and what they rely on.
+
+A checkpoint is a folder in Accelerate's layout, so it moves between accel and Accelerate in
+both directions:
+
+- ``model.safetensors``, ``model_1.safetensors``, ... (``pytorch_model.bin``, ... with
+  ``safe_serialization=False``): the prepared models' weights, unwrapped (no ``module.``);
+- ``optimizer.bin``, ``optimizer_1.bin``, ...; ``scheduler.bin``, ...; ``scaler.pt``;
+- ``random_states_{rank}.pkl``: the step counter, the RNG states of ``random``, numpy and torch
+  of each process, and (accel only, ignored by Accelerate) each prepared dataloader's position;
+- ``custom_checkpoint_{i}.pkl``: the objects passed to ``register_for_checkpointing``;
+- ``accel_checkpoint.json``: the completion marker (accel only, ignored by Accelerate).
+
+What accel adds:
+
+- *Crash safety.* Everything is written into a hidden sibling folder
+  (``.checkpoint_3.partial``), flushed to disk, then renamed into place by the main process after
+  every process has finished; the marker is written last. ``load_state()`` without a path picks
+  the newest folder that has the marker, and ``total_limit`` prunes only complete checkpoints,
+  after the new one is in place, never the newest.
+- *Safe loading.* Nothing in a checkpoint can run code: weights load through safetensors,
+  everything else through ``torch.load(weights_only=True)`` (numpy arrays allowed for the RNG
+  states); a file that needs anything else is refused with :class:`UnsafeCheckpointError`.
+
+Example:
+    >>> accelerator.save_state("ckpt")  # doctest: +SKIP
+    >>> accelerator.load_state("ckpt")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import logging
+import os
+import pickle
+import random
+import re
+import shutil
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch.utils import hooks
+
+from accel.big_model.checkpoint import ALIASES_KEY, _dedupe
+
+if TYPE_CHECKING:
+    from accel.core.accelerator import Accelerator
+
+__all__ = [
+    "COMPLETE_MARKER",
+    "UnsafeCheckpointError",
+    "is_complete_checkpoint",
+    "latest_checkpoint",
+    "read_checkpoint_files",
+    "safe_load",
+    "write_checkpoint_files",
+]
+# Accelerate's ``save_accelerator_state``/``load_accelerator_state`` take the objects one by
+# one; accel's ``write_checkpoint_files``/``read_checkpoint_files`` take the Accelerator, hence
+# the different names.
+
+logger = logging.getLogger(__name__)
+
+SAFE_MODEL_NAME = "model"
+MODEL_NAME = "pytorch_model"
+OPTIMIZER_NAME = "optimizer"
+SCHEDULER_NAME = "scheduler"
+SCALER_NAME = "scaler.pt"
+RNG_STATE_NAME = "random_states"
+CUSTOM_NAME = "custom_checkpoint"
+COMPLETE_MARKER = "accel_checkpoint.json"
+FORMAT_VERSION = 1
+_DATALOADER_KEY = "accel_dataloaders"
+_PARTIAL_SUFFIX = ".partial"
+_CHECKPOINT_RE = re.compile(r"^checkpoint_(\d+)$")
+
+PathLike = str | os.PathLike
+
+
+class UnsafeCheckpointError(pickle.UnpicklingError):
+    """A checkpoint file that ``torch.load(weights_only=True)`` refuses: it would run code.
+
+    Example:
+        >>> raise UnsafeCheckpointError("refusing random_states_0.pkl")  # doctest: +SKIP
+    """
+
+
+def _numbered(stem: str, index: int, ext: str) -> str:
+    return f"{stem}{ext}" if index == 0 else f"{stem}_{index}{ext}"
+
+
+def _numpy_safe_globals() -> list[Any]:
+    core = getattr(np, "_core", None) or np.core
+    allowed: list[Any] = [core.multiarray._reconstruct, np.ndarray, np.dtype, codecs.encode]
+    dtypes = getattr(np, "dtypes", None)
+    if dtypes is not None and hasattr(dtypes, "UInt32DType"):
+        allowed.append(dtypes.UInt32DType)
+    return allowed
+
+
+def safe_load(path: PathLike, map_location: Any = "cpu") -> Any:
+    """``torch.load(weights_only=True)`` that also accepts numpy arrays; never runs code.
+
+    Raises :class:`UnsafeCheckpointError` (naming the file and what it asked for) when the
+    file needs anything beyond tensors, containers, numbers, strings and numpy arrays. Types
+    you trust can be allowed with ``torch.serialization.add_safe_globals``.
+
+    Example:
+        >>> import tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "state.pt")
+        >>> torch.save({"step": 3}, path)
+        >>> safe_load(path)
+        {'step': 3}
+    """
+    path = os.fspath(path)
+    try:
+        with torch.serialization.safe_globals(_numpy_safe_globals()):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        try:
+            wanted = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+        except Exception:
+            wanted = []
+        detail = f" It asks for {', '.join(wanted)}." if wanted else ""
+        raise UnsafeCheckpointError(
+            f"refusing to load {path!r}: it is not plain data (tensors, containers, numbers, "
+            f"numpy arrays) and unpickling it could run code.{detail} If you wrote this file and "
+            "trust it, allow its types with torch.serialization.add_safe_globals([...])."
+        ) from error
+
+
+# -- folders ---------------------------------------------------------------------------------
+
+
+def is_complete_checkpoint(folder: PathLike) -> bool:
+    """Whether ``folder`` holds a checkpoint that accel finished writing (it has the marker).
+
+    Example:
+        >>> is_complete_checkpoint("does/not/exist")
+        False
+    """
+    return os.path.isfile(os.path.join(os.fspath(folder), COMPLETE_MARKER))
+
+
+def _numbered_checkpoints(root: str) -> list[tuple[int, str]]:
+    if not os.path.isdir(root):
+        return []
+    found = []
+    for name in os.listdir(root):
+        match = _CHECKPOINT_RE.match(name)
+        path = os.path.join(root, name)
+        if match and os.path.isdir(path):
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def latest_checkpoint(root: PathLike) -> str | None:
+    """The newest complete ``checkpoint_<n>`` folder under ``root``, or ``None``.
+
+    Folders without the completion marker (a save that crashed, or a folder written by
+    another tool) and hidden ``.partial`` folders are skipped.
+
+    Example:
+        >>> latest_checkpoint("runs/exp1/checkpoints")  # doctest: +SKIP
+        'runs/exp1/checkpoints/checkpoint_7'
+    """
+    complete = [p for _, p in _numbered_checkpoints(os.fspath(root)) if is_complete_checkpoint(p)]
+    return complete[-1] if complete else None
+
+
+def _fsync_path(path: str) -> None:
+    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) if os.path.isdir(path) else os.O_RDONLY
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems cannot fsync directories
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(folder: str) -> None:
+    for parent, _, files in os.walk(folder):
+        for name in files:
+            _fsync_path(os.path.join(parent, name))
+        _fsync_path(parent)
+
+
+def _prune(root: str, total_limit: int, keep: str) -> None:
+    complete = [p for _, p in _numbered_checkpoints(root) if is_complete_checkpoint(p)]
+    excess = len(complete) - total_limit
+    for path in complete[: max(excess, 0)]:
+        if os.path.abspath(path) == os.path.abspath(keep):
+            continue
+        logger.info("total_limit=%d: deleting the old checkpoint %s", total_limit, path)
+        # Remove the marker first, so a crash mid-delete leaves an incomplete folder, not a
+        # corrupt "complete" one.
+        os.remove(os.path.join(path, COMPLETE_MARKER))
+        shutil.rmtree(path, ignore_errors=True)
+
+
+# -- what goes into the folder ---------------------------------------------------------------
+
+
+def _rng_states(accelerator: Accelerator) -> dict[str, Any]:
+    states: dict[str, Any] = {
+        "step": accelerator.step,
+        "random_state": random.getstate(),
+        "numpy_random_seed": np.random.get_state(),
+        "torch_manual_seed": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        states["torch_cuda_manual_seed"] = torch.cuda.get_rng_state_all()
+    xpu = getattr(torch, "xpu", None)
+    if xpu is not None and xpu.is_available():
+        states["torch_xpu_manual_seed"] = xpu.get_rng_state_all()
+    states[_DATALOADER_KEY] = [_position(loader) for loader in accelerator._dataloaders]
+    return states
+
+
+def _set_rng_states(states: Mapping[str, Any]) -> None:
+    random.setstate(states["random_state"])
+    np.random.set_state(states["numpy_random_seed"])
+    torch.set_rng_state(states["torch_manual_seed"])
+    if "torch_cuda_manual_seed" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["torch_cuda_manual_seed"])
+    xpu = getattr(torch, "xpu", None)
+    if "torch_xpu_manual_seed" in states and xpu is not None and xpu.is_available():
+        xpu.set_rng_state_all(states["torch_xpu_manual_seed"])
+
+
+def _write_weights(state_dict: Mapping[str, torch.Tensor], path: str, safe: bool) -> None:
+    if safe:
+        from safetensors.torch import save_file
+
+        kept, aliases = _dedupe(state_dict)
+        metadata = {"format": "pt"}
+        if aliases:
+            metadata[ALIASES_KEY] = json.dumps(aliases, sort_keys=True)
+        save_file(kept, path, metadata=metadata)
+    else:
+        torch.save(dict(state_dict), path)
+
+
+def write_checkpoint_files(
+    accelerator: Accelerator,
+    output_dir: PathLike,
+    weights: list[Mapping[str, torch.Tensor]],
+    safe_serialization: bool = True,
+) -> None:
+    """Write the files of one checkpoint into ``output_dir`` (an existing folder).
+
+    The main process (each node's main process with ``save_on_each_node``) writes weights,
+    optimizers, schedulers, scaler and custom objects; every process writes its own
+    ``random_states_{rank}.pkl``. :meth:`Accelerator.save_state` calls this on a temporary
+    folder and handles renaming and pruning.
+
+    Example:
+        >>> write_checkpoint_files(accelerator, "tmp_dir", [model.state_dict()])  # doctest: +SKIP
+    """
+    output_dir = os.fspath(output_dir)
+    config = accelerator.project_configuration
+    writer = (
+        accelerator.is_local_main_process
+        if config.save_on_each_node
+        else accelerator.is_main_process
+    )
+    if writer:
+        for i, state in enumerate(weights):
+            stem, ext = (
+                (SAFE_MODEL_NAME, ".safetensors") if safe_serialization else (MODEL_NAME, ".bin")
+            )
+            _write_weights(
+                state, os.path.join(output_dir, _numbered(stem, i, ext)), safe_serialization
+            )
+        for i, opt in enumerate(accelerator._optimizers):
+            torch.save(
+                opt.state_dict(), os.path.join(output_dir, _numbered(OPTIMIZER_NAME, i, ".bin"))
+            )
+        for i, sched in enumerate(accelerator._schedulers):
+            torch.save(
+                sched.state_dict(), os.path.join(output_dir, _numbered(SCHEDULER_NAME, i, ".bin"))
+            )
+        if accelerator.scaler is not None:
+            torch.save(accelerator.scaler.state_dict(), os.path.join(output_dir, SCALER_NAME))
+        for i, obj in enumerate(accelerator._custom_objects):
+            torch.save(obj.state_dict(), os.path.join(output_dir, f"{CUSTOM_NAME}_{i}.pkl"))
+    rank = accelerator.process_index
+    torch.save(_rng_states(accelerator), os.path.join(output_dir, f"{RNG_STATE_NAME}_{rank}.pkl"))
+
+
+def _strip_prefix(
+    state_dict: dict[str, torch.Tensor], model: torch.nn.Module
+) -> dict[str, torch.Tensor]:
+    own = model.state_dict().keys()
+    prefix = "module."
+    if (
+        state_dict
+        and all(k.startswith(prefix) for k in state_dict)
+        and not any(k.startswith(prefix) for k in own)
+    ):
+        return {k[len(prefix) :]: v for k, v in state_dict.items()}
+    return state_dict
+
+
+def _load_weights(
+    model: torch.nn.Module, path: str, safe: bool, strict: bool = True, **kwargs: Any
+) -> None:
+    if safe:
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        state_dict = load_file(path, device="cpu")
+        with safe_open(path, framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        for alias, kept in json.loads(metadata.get(ALIASES_KEY, "{}")).items():
+            if kept in state_dict:
+                state_dict[alias] = state_dict[kept]
+    else:
+        state_dict = safe_load(path)
+    state_dict = _strip_prefix(state_dict, model)
+    result = model.load_state_dict(state_dict, strict=False, **kwargs)
+    if not strict:
+        return
+    # Tied weights are saved once (safetensors refuses shared memory): a missing name that
+    # shares memory with a loaded one is not missing.
+    own = model.state_dict()
+    loaded = {own[k].data_ptr() for k in state_dict if k in own and own[k].numel()}
+    missing = [
+        k for k in result.missing_keys if not (own[k].numel() and own[k].data_ptr() in loaded)
+    ]
+    if missing or result.unexpected_keys:
+        raise RuntimeError(
+            f"the weights in {path!r} do not match {type(model).__name__}: missing keys "
+            f"{missing}, unexpected keys {list(result.unexpected_keys)}. Pass strict=False to "
+            "load_state to load the matching part only."
+        )
+
+
+def _position(loader: Any) -> dict[str, int]:
+    """Where ``loader`` stands: its epoch, and how many batches of it were already used."""
+    epoch = int(getattr(loader, "_epoch", 0))
+    pending = getattr(loader, "_resume", None)
+    if pending is not None:  # loaded but not iterated since
+        return {"epoch": epoch, "batches_yielded": int(pending[0])}
+    from accel.state import GradientState
+
+    mid_pass = any(ref is loader for ref in GradientState().dataloader_references)
+    yielded = int(getattr(loader, "_batches_yielded", 0)) if mid_pass else 0
+    return {"epoch": epoch, "batches_yielded": yielded}
+
+
+def _restore_dataloader(
+    loader: Any, position: Mapping[str, int], states: Mapping[str, Any]
+) -> None:
+    """Make the next pass of ``loader`` start at the first batch not used before the save."""
+    if not hasattr(loader, "_take_resume"):
+        return
+    loader._epoch = int(position.get("epoch", 0))
+    seen = int(position.get("batches_yielded", 0))
+    loader._resume = (seen, lambda: _set_rng_states(states)) if seen > 0 else None
+
+
+def read_checkpoint_files(
+    accelerator: Accelerator,
+    input_dir: PathLike,
+    models: list[torch.nn.Module],
+    load_kwargs: dict[str, Any] | None = None,
+    **load_model_func_kwargs: Any,
+) -> None:
+    """Load the files of one checkpoint folder into the accelerator's prepared objects.
+
+    ``load_kwargs`` go to ``torch.load`` for optimizer and scheduler files (``map_location``
+    only: ``weights_only`` is always ``True``); ``load_model_func_kwargs`` go to the models'
+    ``load_state_dict`` (e.g. ``strict=False``).
+
+    Example:
+        >>> read_checkpoint_files(accelerator, "ckpt", accelerator._models)  # doctest: +SKIP
+    """
+    input_dir = os.fspath(input_dir)
+    load_kwargs = dict(load_kwargs or {})
+    unsafe = load_kwargs.pop("weights_only", True) is False
+    if unsafe:
+        raise ValueError(
+            "load_state(load_kwargs={'weights_only': False}) is not supported: accel never "
+            "unpickles code from a checkpoint; allow trusted types with "
+            "torch.serialization.add_safe_globals instead"
+        )
+    map_location = load_kwargs.pop("map_location", "cpu")
+    if load_kwargs:
+        raise TypeError(f"load_kwargs accepts only 'map_location', got {sorted(load_kwargs)}")
+    if map_location == "on_device":
+        map_location = accelerator.device
+
+    def need(name: str) -> str:
+        path = os.path.join(input_dir, name)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"checkpoint {input_dir!r} has no {name}: it was saved with fewer prepared "
+                "objects than this script has (or is incomplete)"
+            )
+        return path
+
+    for i, model in enumerate(models):
+        target = accelerator.unwrap_model(model)
+        if hasattr(target, "_orig_mod"):
+            target = target._orig_mod
+        safe_path = os.path.join(input_dir, _numbered(SAFE_MODEL_NAME, i, ".safetensors"))
+        if os.path.isfile(safe_path):
+            _load_weights(target, safe_path, True, **load_model_func_kwargs)
+        else:
+            _load_weights(
+                target, need(_numbered(MODEL_NAME, i, ".bin")), False, **load_model_func_kwargs
+            )
+    for i, opt in enumerate(accelerator._optimizers):
+        opt.load_state_dict(safe_load(need(_numbered(OPTIMIZER_NAME, i, ".bin")), map_location))
+    for i, sched in enumerate(accelerator._schedulers):
+        sched.load_state_dict(safe_load(need(_numbered(SCHEDULER_NAME, i, ".bin"))))
+    if accelerator.scaler is not None:
+        accelerator.scaler.load_state_dict(safe_load(need(SCALER_NAME)))
+
+    rng_path = os.path.join(input_dir, f"{RNG_STATE_NAME}_{accelerator.process_index}.pkl")
+    if os.path.isfile(rng_path):
+        states = safe_load(rng_path)
+        if "step" in states:
+            accelerator.step = int(states["step"])
+        _set_rng_states(states)
+        positions = states.get(_DATALOADER_KEY) or []
+        for loader, position in zip(accelerator._dataloaders, positions):
+            _restore_dataloader(loader, position, states)
+    else:
+        logger.warning("%s not found: random states were not restored", rng_path)
+
+    found = [f for f in os.listdir(input_dir) if re.fullmatch(rf"{CUSTOM_NAME}_\d+\.pkl", f)]
+    if len(found) != len(accelerator._custom_objects):
+        raise RuntimeError(
+            f"checkpoint {input_dir!r} holds {len(found)} custom objects ({sorted(found)}) but "
+            f"{len(accelerator._custom_objects)} are registered with register_for_checkpointing; "
+            "register the same objects, in the same order, as when it was saved"
+        )
+    for i, obj in enumerate(accelerator._custom_objects):
+        obj.load_state_dict(safe_load(os.path.join(input_dir, f"{CUSTOM_NAME}_{i}.pkl")))
+
+
+# -- the Accelerator methods -----------------------------------------------------------------
+
+
+def _hook_dict(accelerator: Accelerator, name: str) -> OrderedDict[int, Callable[..., None]]:
+    hooks_by_id = accelerator.__dict__.get(name)
+    if hooks_by_id is None:
+        hooks_by_id = accelerator.__dict__[name] = OrderedDict()
+    return hooks_by_id
+
+
+def register_save_state_pre_hook(
+    accelerator: Accelerator, hook: Callable[..., None]
+) -> hooks.RemovableHandle:
+    """See :meth:`Accelerator.register_save_state_pre_hook`.
+
+    Example:
+        >>> handle = register_save_state_pre_hook(accelerator, my_hook)  # doctest: +SKIP
+    """
+    registry = _hook_dict(accelerator, "_save_model_state_pre_hook")
+    handle = hooks.RemovableHandle(registry)
+    registry[handle.id] = hook
+    return handle
+
+
+def register_load_state_pre_hook(
+    accelerator: Accelerator, hook: Callable[..., None]
+) -> hooks.RemovableHandle:
+    """See :meth:`Accelerator.register_load_state_pre_hook`.
+
+    Example:
+        >>> handle = register_load_state_pre_hook(accelerator, my_hook)  # doctest: +SKIP
+    """
+    registry = _hook_dict(accelerator, "_load_model_state_pre_hook")
+    handle = hooks.RemovableHandle(registry)
+    registry[handle.id] = hook
+    return handle
+
+
+def register_for_checkpointing(accelerator: Accelerator, *objects: Any) -> None:
+    """See :meth:`Accelerator.register_for_checkpointing`.
+
+    Example:
+        >>> register_for_checkpointing(accelerator, ema)  # doctest: +SKIP
+    """
+    invalid = [
+        obj
+        for obj in objects
+        if not (
+            callable(getattr(obj, "state_dict", None))
+            and callable(getattr(obj, "load_state_dict", None))
+        )
+    ]
+    if invalid:
+        names = ", ".join(f"{type(obj).__qualname__} ({obj!r:.60})" for obj in invalid)
+        raise ValueError(
+            "register_for_checkpointing needs objects with state_dict() and load_state_dict() "
+            f"methods; these have not: {names}"
+        )
+    accelerator._custom_objects.extend(objects)
+
+
+def _checkpoints_root(accelerator: Accelerator) -> str:
+    if accelerator.project_dir is None:
+        raise ValueError(
+            "ProjectConfiguration(automatic_checkpoint_naming=True) needs a project_dir: pass "
+            "Accelerator(project_dir=...) or ProjectConfiguration(project_dir=...)"
+        )
+    return os.path.join(os.fspath(accelerator.project_dir), "checkpoints")
+
+
+_UNSUPPORTED = ("FSDP", "DEEPSPEED", "MEGATRON_LM")
+
+
+def _check_supported(accelerator: Accelerator, what: str) -> None:
+    kind = getattr(accelerator.distributed_type, "value", str(accelerator.distributed_type))
+    if kind in _UNSUPPORTED:
+        raise ValueError(
+            f"{what} does not support distributed_type={kind} yet (sharded model and optimizer "
+            "states); save the weights with accelerator.save_model(model, folder) instead"
+        )
+
+
+def save_state(
+    accelerator: Accelerator,
+    output_dir: PathLike | None = None,
+    safe_serialization: bool = True,
+    **save_model_func_kwargs: Any,
+) -> str:
+    """See :meth:`Accelerator.save_state`.
+
+    Example:
+        >>> save_state(accelerator, "ckpt")  # doctest: +SKIP
+    """
+    _check_supported(accelerator, "save_state")
+    config = accelerator.project_configuration
+    if config.automatic_checkpoint_naming:
+        root = _checkpoints_root(accelerator)
+        output_dir = os.path.join(root, f"checkpoint_{config.iteration}")
+        if os.path.exists(output_dir):
+            raise ValueError(
+                f"checkpoint folder {output_dir!r} (iteration {config.iteration}) already exists; "
+                "set accelerator.project_configuration.iteration to the next free number"
+            )
+    elif output_dir is None:
+        raise ValueError(
+            "save_state() needs output_dir, or ProjectConfiguration(automatic_checkpoint_naming=True)"
+        )
+    final = os.path.abspath(os.path.expanduser(os.fspath(output_dir)))
+    parent, name = os.path.split(final)
+    partial = os.path.join(parent, f".{name}{_PARTIAL_SUFFIX}")
+    finalizer = (
+        accelerator.is_local_main_process
+        if config.save_on_each_node
+        else accelerator.is_main_process
+    )
+
+    if finalizer:
+        os.makedirs(parent, exist_ok=True)
+        if os.path.isfile(final):
+            raise NotADirectoryError(f"save_state: {final!r} is a file, not a folder")
+        shutil.rmtree(partial, ignore_errors=True)  # left over from a crashed save
+        os.makedirs(partial)
+    accelerator.wait_for_everyone()
+
+    # Every process computes the state dicts (sharded strategies gather collectively).
+    weights = [accelerator.get_state_dict(model) for model in accelerator._models]
+    for hook in list(_hook_dict(accelerator, "_save_model_state_pre_hook").values()):
+        hook(accelerator._models, weights, partial)
+    write_checkpoint_files(accelerator, partial, weights, safe_serialization=safe_serialization)
+    _fsync_tree(partial)
+    accelerator.wait_for_everyone()  # every process has written and flushed its files
+
+    if finalizer:
+        marker = {
+            "format": "accel-checkpoint",
+            "version": FORMAT_VERSION,
+            "num_processes": accelerator.num_processes,
+            "step": accelerator.step,
+            "iteration": config.iteration,
+            "safe_serialization": bool(safe_serialization),
+        }
+        marker_path = os.path.join(partial, COMPLETE_MARKER)
+        with open(marker_path, "w") as handle:
+            json.dump(marker, handle, indent=1)
+            handle.flush()
+            os.fsync(handle.fileno())
+        _fsync_path(partial)
+        old = os.path.join(parent, f".{name}.old")
+        if os.path.exists(final):
+            shutil.rmtree(old, ignore_errors=True)
+            os.rename(final, old)
+        os.rename(partial, final)
+        _fsync_path(parent)
+        shutil.rmtree(old, ignore_errors=True)
+        if config.automatic_checkpoint_naming and config.total_limit is not None:
+            _prune(parent, config.total_limit, keep=final)
+    accelerator.wait_for_everyone()
+    config.iteration += 1
+    return final
+
+
+def load_state(
+    accelerator: Accelerator,
+    input_dir: PathLike | None = None,
+    load_kwargs: dict[str, Any] | None = None,
+    **load_model_func_kwargs: Any,
+) -> str:
+    """See :meth:`Accelerator.load_state`.
+
+    Example:
+        >>> load_state(accelerator, "ckpt")  # doctest: +SKIP
+    """
+    _check_supported(accelerator, "load_state")
+    config = accelerator.project_configuration
+    if input_dir is not None:
+        input_dir = os.path.abspath(os.path.expanduser(os.fspath(input_dir)))
+        if not os.path.isdir(input_dir):
+            raise ValueError(f"load_state: the folder {input_dir!r} does not exist")
+    elif config.automatic_checkpoint_naming:
+        root = _checkpoints_root(accelerator)
+        input_dir = latest_checkpoint(root)
+        if input_dir is None:
+            unmarked = [p for _, p in _numbered_checkpoints(root)]
+            hint = (
+                f"; {len(unmarked)} folder(s) lack the completion marker {COMPLETE_MARKER} "
+                f"(crashed saves, or written by another tool): pass one as input_dir to load it"
+                if unmarked
+                else ""
+            )
+            raise FileNotFoundError(f"load_state: no complete checkpoint in {root!r}{hint}")
+    else:
+        raise ValueError(
+            "load_state() needs input_dir, or ProjectConfiguration(automatic_checkpoint_naming=True)"
+        )
+
+    models = list(accelerator._models)
+    for hook in list(_hook_dict(accelerator, "_load_model_state_pre_hook").values()):
+        hook(models, input_dir)
+    read_checkpoint_files(accelerator, input_dir, models, load_kwargs, **load_model_func_kwargs)
+
+    match = _CHECKPOINT_RE.match(os.path.basename(input_dir))
+    if config.automatic_checkpoint_naming and match:
+        config.iteration = max(config.iteration, int(match.group(1)) + 1)
+    return input_dir

@@ -1,0 +1,199 @@
+"""Saving objects and model weights from a (possibly distributed) training script.
+
+:func:`save` replaces ``torch.save``: it writes once (on the main process, or once per node),
+through a temporary file renamed into place, so a crash never leaves half a file.
+:func:`save_model` writes a model's weights in the layout transformers and Accelerate use
+(``model.safetensors`` or shards + ``model.safetensors.index.json``; ``pytorch_model.bin``
+and ``pytorch_model.bin.index.json`` with ``safe_serialization=False``).
+
+Example:
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "obj.pt")
+    >>> save({"a": 1}, path)
+    >>> torch.load(path)
+    {'a': 1}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import torch
+
+from accel.big_model.checkpoint import (
+    ALIASES_KEY,
+    SAFE_WEIGHTS_INDEX_NAME,
+    SAFE_WEIGHTS_NAME,
+    WEIGHTS_INDEX_NAME,
+    WEIGHTS_NAME,
+    _dedupe,
+    save_sharded_safetensors,
+    shard_checkpoint,
+)
+from accel.state import PartialState
+
+if TYPE_CHECKING:
+    from accel.core.accelerator import Accelerator
+
+__all__ = [
+    "SAFE_WEIGHTS_INDEX_NAME",
+    "SAFE_WEIGHTS_NAME",
+    "WEIGHTS_INDEX_NAME",
+    "WEIGHTS_NAME",
+    "save",
+    "save_model",
+]
+
+PathLike = str | os.PathLike
+
+
+def _should_write(save_on_each_node: bool) -> bool:
+    state = PartialState()
+    return state.is_local_main_process if save_on_each_node else state.is_main_process
+
+
+def _atomic_write(path: PathLike, write: Any) -> None:
+    """Call ``write(tmp_path)`` for a temporary file beside ``path``, then rename it over."""
+    path = os.path.abspath(os.fspath(path))
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"cannot save to {path!r}: it is a directory, give a file path")
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _save_safetensors(obj: Any, target: str) -> None:
+    from safetensors.torch import save_file
+
+    if not isinstance(obj, Mapping):
+        raise TypeError(
+            f"safe_serialization=True saves a dict of tensors, got {type(obj).__name__}; "
+            "use safe_serialization=False for other objects"
+        )
+    kept, aliases = _dedupe(obj)
+    metadata = {"format": "pt"}
+    if aliases:
+        metadata[ALIASES_KEY] = json.dumps(aliases, sort_keys=True)
+    save_file(kept, target, metadata=metadata)
+
+
+def save(
+    obj: Any,
+    f: PathLike | BinaryIO,
+    save_on_each_node: bool = False,
+    safe_serialization: bool = False,
+) -> None:
+    """Save ``obj`` to ``f`` once: on the main process (or each node's main process).
+
+    Use in place of ``torch.save``. With ``safe_serialization=True``, ``obj`` must be a dict of
+    tensors and is written as safetensors (tensors sharing memory are stored once). A path is
+    written atomically (temporary file in the same folder, then rename); a file object is
+    written directly. Other processes return without writing.
+
+    Example:
+        >>> import tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "weights.safetensors")
+        >>> save({"w": torch.zeros(2)}, path, safe_serialization=True)
+        >>> os.path.exists(path)
+        True
+    """
+    if not _should_write(save_on_each_node):
+        return
+    if safe_serialization:
+        if not isinstance(f, str | os.PathLike):
+            raise TypeError("safe_serialization=True needs a file path, not a file object")
+        _atomic_write(f, lambda tmp: _save_safetensors(obj, tmp))
+    elif isinstance(f, str | os.PathLike):
+        _atomic_write(f, lambda tmp: torch.save(obj, tmp))
+    else:
+        torch.save(obj, f)
+
+
+def _save_sharded_bin(
+    state_dict: Mapping[str, torch.Tensor], folder: str, max_shard_size: int | str
+) -> list[str]:
+    """``torch.save`` shards of ``state_dict`` (+ index when sharded), atomically."""
+    cpu = {k: v.detach().to("cpu") for k, v in state_dict.items()}
+    shards, index = shard_checkpoint(cpu, max_shard_size, WEIGHTS_NAME)
+    exists = os.path.isdir(folder)
+    parent = os.path.dirname(folder)
+    os.makedirs(folder if exists else parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".accel-save-", dir=folder if exists else parent)
+    written: list[str] = []
+    try:
+        for name, block in shards.items():
+            torch.save(block, os.path.join(tmp, name))
+            written.append(name)
+        if index is not None:
+            with open(os.path.join(tmp, WEIGHTS_INDEX_NAME), "w", encoding="utf-8") as handle:
+                json.dump(index, handle, indent=2, sort_keys=True)
+                handle.write("\n")
+            written.append(WEIGHTS_INDEX_NAME)
+        if not exists:
+            os.rename(tmp, folder)
+        else:
+            for name in written:
+                os.replace(os.path.join(tmp, name), os.path.join(folder, name))
+            stale = re.compile(r"pytorch_model(\.bin|-\d{5}-of-\d{5}\.bin|\.bin\.index\.json)")
+            for name in os.listdir(folder):
+                if stale.fullmatch(name) and name not in written:
+                    os.remove(os.path.join(folder, name))
+    finally:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+    return [os.path.join(folder, name) for name in written]
+
+
+def save_model(
+    accelerator: Accelerator,
+    model: torch.nn.Module,
+    save_directory: PathLike,
+    max_shard_size: int | str = "10GB",
+    safe_serialization: bool = True,
+) -> list[str]:
+    """Write ``model``'s weights to ``save_directory`` (what :meth:`Accelerator.save_model` does).
+
+    The state dict is gathered first (every process must call this under FSDP); then the main
+    process (each node's, with ``ProjectConfiguration(save_on_each_node=True)``) writes
+    safetensors shards of at most ``max_shard_size`` with ``model.safetensors.index.json``, or
+    ``pytorch_model*.bin`` with ``pytorch_model.bin.index.json`` when
+    ``safe_serialization=False``. Tied weights are stored once. Shards of an earlier save that
+    the new one does not overwrite are removed. Returns the written paths (empty on processes
+    that do not write).
+
+    Example:
+        >>> save_model(accelerator, model, "out", max_shard_size="1GB")  # doctest: +SKIP
+    """
+    folder = os.path.abspath(os.fspath(save_directory))
+    if os.path.isfile(folder):
+        raise NotADirectoryError(
+            f"save_model: save_directory={os.fspath(save_directory)!r} is a file; give a folder"
+        )
+    inner = accelerator.unwrap_model(model)
+    meta = [n for n, p in inner.named_parameters() if p.device.type == "meta"]
+    if meta:
+        raise RuntimeError(
+            f"save_model: {len(meta)} parameter(s) are on the meta device and have no data to "
+            f"save (first: {meta[0]!r}); load or materialize the weights first"
+        )
+    state_dict = accelerator.get_state_dict(model)
+    if state_dict is None:  # a strategy that gathers onto the main process only
+        return []
+    if not _should_write(accelerator.project_configuration.save_on_each_node):
+        return []
+    if safe_serialization:
+        return save_sharded_safetensors(state_dict, folder, max_shard_size, SAFE_WEIGHTS_NAME)
+    return _save_sharded_bin(state_dict, folder, max_shard_size)

@@ -1,0 +1,102 @@
+"""save_model, save and trackers under a real 2-process torchrun job (gloo, CPU, FSDP2).
+
+Run through ``tests-integration/launching.py``; writes ``rank<N>.json`` into ``ACCEL_IT_OUT``.
+Every rank calls ``save_model`` (the state dict is gathered from the shards first); rank 0
+writes, and reloads the files to compare with an unsharded copy of the model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from _harness import Checks
+from torch import nn
+
+from accel.big_model import load_checkpoint_in_model
+from accel.core import Accelerator, FullyShardedDataParallelPlugin
+from accel.state import reset_state
+
+RANK = int(os.environ["RANK"])
+OUT = Path(os.environ["ACCEL_IT_OUT"])
+checks = Checks()
+
+
+class Block(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = nn.Linear(8, 16)
+        self.down = nn.Linear(16, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(torch.relu(self.up(x)))
+
+
+class Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList([Block(), Block()])
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x)
+
+
+def shared_dir(name: str) -> Path:
+    """A folder every rank names the same (under the report directory)."""
+    return OUT / "files" / name
+
+
+@checks.add
+def fsdp_save_model_reloads():
+    torch.manual_seed(0)
+    reference = Net()
+    model = Net()
+    model.load_state_dict(reference.state_dict())
+    accelerator = Accelerator(
+        fsdp_plugin=FullyShardedDataParallelPlugin(
+            auto_wrap_policy="transformer_based_wrap", transformer_cls_names_to_wrap=["Block"]
+        )
+    )
+    assert accelerator.is_fsdp2 and accelerator.num_processes == 2
+    model, _ = accelerator.prepare(model, torch.optim.SGD(model.parameters(), lr=0.0))
+    for safe in (True, False):
+        folder = shared_dir(f"fsdp_{safe}")
+        accelerator.save_model(model, folder, max_shard_size="600B", safe_serialization=safe)
+        accelerator.wait_for_everyone()
+        if RANK == 0:
+            index = "model.safetensors.index.json" if safe else "pytorch_model.bin.index.json"
+            assert (folder / index).exists(), sorted(os.listdir(folder))
+            fresh = Net()
+            for p in fresh.parameters():
+                nn.init.zeros_(p)
+            load_checkpoint_in_model(fresh, str(folder))
+            x = torch.randn(3, 8)
+            torch.testing.assert_close(fresh(x), reference(x), rtol=0, atol=0)
+        accelerator.wait_for_everyone()
+
+
+@checks.add
+def save_and_trackers_main_process_only():
+    accelerator = Accelerator(log_with="jsonl", project_dir=str(shared_dir("project")))
+    accelerator.save({"rank": RANK}, shared_dir("obj.pt"))
+    accelerator.init_trackers("run", config={"world": accelerator.num_processes})
+    accelerator.log({"rank": RANK}, step=RANK)
+    for tracker in accelerator.trackers:
+        tracker.finish()
+    accelerator.wait_for_everyone()
+    assert torch.load(shared_dir("obj.pt")) == {"rank": 0}
+    lines = (shared_dir("project") / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["values"] for line in lines] == [{"rank": 0}]
+    accelerator.wait_for_everyone()
+
+
+checks.run(RANK)
+reset_state()
+if dist.is_initialized():
+    dist.destroy_process_group()
