@@ -50,6 +50,7 @@ _EXPORTS = {
     "load_checkpoint_in_model": ".checkpoint",
     "shard_checkpoint": ".checkpoint",
     "save_sharded_safetensors": ".checkpoint",
+    "write_sharded_checkpoint": ".checkpoint",
     "INDEX_NAME": ".offload",
     "check_weight_name": ".offload",
     "offload_weight": ".offload",

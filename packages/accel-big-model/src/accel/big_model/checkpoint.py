@@ -22,7 +22,7 @@ import shutil
 import sys
 import tempfile
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Union
 
 import torch
@@ -697,9 +697,41 @@ def save_sharded_safetensors(
     """
     from safetensors.torch import save_file
 
-    folder = os.path.abspath(os.fspath(folder))
     kept, aliases = _dedupe(state_dict)
-    shards, index = shard_checkpoint(kept, max_shard_size, weights_name)
+
+    def write(block: dict[str, torch.Tensor], path: str) -> None:
+        meta = {"format": "pt", **(metadata or {})}
+        mine = {a: k for a, k in aliases.items() if k in block}
+        if mine:
+            meta[ALIASES_KEY] = json.dumps(mine, sort_keys=True)
+        save_file(block, path, metadata=meta)
+
+    return write_sharded_checkpoint(kept, folder, write, max_shard_size, weights_name)
+
+
+def write_sharded_checkpoint(
+    state_dict: Mapping[str, torch.Tensor],
+    folder: str | os.PathLike,
+    write_shard: Callable[[dict[str, torch.Tensor], str], None],
+    max_shard_size: int | str = "10GB",
+    weights_name: str = SAFE_WEIGHTS_NAME,
+) -> list[str]:
+    """Shard ``state_dict`` and write it into ``folder`` atomically, one file per shard.
+
+    ``write_shard(block, path)`` writes one shard (safetensors, ``torch.save``, ...). Files go
+    to a temporary folder first: a new folder appears whole; in an existing one each file is
+    replaced by rename (the index last), then shards of an earlier save that the new one does
+    not overwrite are removed. Returns the written paths.
+
+    Example:
+        >>> import tempfile
+        >>> folder = os.path.join(tempfile.mkdtemp(), "bin")
+        >>> paths = write_sharded_checkpoint({"w": torch.ones(2)}, folder, torch.save, weights_name="pytorch_model.bin")
+        >>> [os.path.basename(p) for p in paths]
+        ['pytorch_model.bin']
+    """
+    folder = os.path.abspath(os.fspath(folder))
+    shards, index = shard_checkpoint(state_dict, max_shard_size, weights_name)
     parent = os.path.dirname(folder)
     exists = os.path.isdir(folder)
     os.makedirs(folder if exists else parent, exist_ok=True)
@@ -707,11 +739,7 @@ def save_sharded_safetensors(
     written: list[str] = []
     try:
         for name, block in shards.items():
-            meta = {"format": "pt", **(metadata or {})}
-            mine = {a: k for a, k in aliases.items() if k in block}
-            if mine:
-                meta[ALIASES_KEY] = json.dumps(mine, sort_keys=True)
-            save_file(block, os.path.join(tmp, name), metadata=meta)
+            write_shard(block, os.path.join(tmp, name))
             written.append(name)
         if index is not None:
             index_name = f"{weights_name}.index.json"

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
 import tempfile
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -34,7 +32,7 @@ from accel.big_model.checkpoint import (
     WEIGHTS_NAME,
     _dedupe,
     save_sharded_safetensors,
-    shard_checkpoint,
+    write_sharded_checkpoint,
 )
 from accel.state import PartialState
 
@@ -127,34 +125,7 @@ def _save_sharded_bin(
 ) -> list[str]:
     """``torch.save`` shards of ``state_dict`` (+ index when sharded), atomically."""
     cpu = {k: v.detach().to("cpu") for k, v in state_dict.items()}
-    shards, index = shard_checkpoint(cpu, max_shard_size, WEIGHTS_NAME)
-    exists = os.path.isdir(folder)
-    parent = os.path.dirname(folder)
-    os.makedirs(folder if exists else parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".accel-save-", dir=folder if exists else parent)
-    written: list[str] = []
-    try:
-        for name, block in shards.items():
-            torch.save(block, os.path.join(tmp, name))
-            written.append(name)
-        if index is not None:
-            with open(os.path.join(tmp, WEIGHTS_INDEX_NAME), "w", encoding="utf-8") as handle:
-                json.dump(index, handle, indent=2, sort_keys=True)
-                handle.write("\n")
-            written.append(WEIGHTS_INDEX_NAME)
-        if not exists:
-            os.rename(tmp, folder)
-        else:
-            for name in written:
-                os.replace(os.path.join(tmp, name), os.path.join(folder, name))
-            stale = re.compile(r"pytorch_model(\.bin|-\d{5}-of-\d{5}\.bin|\.bin\.index\.json)")
-            for name in os.listdir(folder):
-                if stale.fullmatch(name) and name not in written:
-                    os.remove(os.path.join(folder, name))
-    finally:
-        if os.path.isdir(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
-    return [os.path.join(folder, name) for name in written]
+    return write_sharded_checkpoint(cpu, folder, torch.save, max_shard_size, WEIGHTS_NAME)
 
 
 def save_model(
