@@ -317,6 +317,30 @@ def dispatch_model(
     return model
 
 
+def _offload_whole_model(
+    model: nn.Module,
+    execution_device: Device,
+    weights_map: Mapping[str, torch.Tensor],
+    offload_buffers: bool,
+    preload_module_classes: list[str] | None,
+    prefetch: bool | None,
+) -> nn.Module:
+    """Hook every submodule of ``model`` to load its weights from ``weights_map`` when run."""
+    prefetcher = _new_prefetcher(prefetch)
+    add_hook_to_module(model, AlignDevicesHook(io_same_device=True), append=True)
+    attach_align_device_hook(
+        model,
+        execution_device=execution_device,
+        offload=True,
+        offload_buffers=offload_buffers,
+        weights_map=weights_map,
+        preload_module_classes=preload_module_classes,
+        prefetcher=prefetcher,
+    )
+    _setup_prefetch(model, prefetcher)
+    return model
+
+
 def cpu_offload(
     model: nn.Module,
     execution_device: Device | None = None,
@@ -339,19 +363,9 @@ def cpu_offload(
         execution_device = _first_param_device(model)
     if state_dict is None:
         state_dict = {name: t.to("cpu") for name, t in model.state_dict().items()}
-    prefetcher = _new_prefetcher(prefetch)
-    add_hook_to_module(model, AlignDevicesHook(io_same_device=True), append=True)
-    attach_align_device_hook(
-        model,
-        execution_device=execution_device,
-        offload=True,
-        offload_buffers=offload_buffers,
-        weights_map=state_dict,
-        preload_module_classes=preload_module_classes,
-        prefetcher=prefetcher,
+    return _offload_whole_model(
+        model, execution_device, state_dict, offload_buffers, preload_module_classes, prefetch
     )
-    _setup_prefetch(model, prefetcher)
-    return model
 
 
 def cpu_offload_with_hook(
@@ -397,19 +411,9 @@ def disk_offload(
     if execution_device is None:
         execution_device = _first_param_device(model)
     weights_map = OffloadedWeightsLoader(save_folder=offload_dir)
-    prefetcher = _new_prefetcher(prefetch)
-    add_hook_to_module(model, AlignDevicesHook(io_same_device=True), append=True)
-    attach_align_device_hook(
-        model,
-        execution_device=execution_device,
-        offload=True,
-        offload_buffers=offload_buffers,
-        weights_map=weights_map,
-        preload_module_classes=preload_module_classes,
-        prefetcher=prefetcher,
+    return _offload_whole_model(
+        model, execution_device, weights_map, offload_buffers, preload_module_classes, prefetch
     )
-    _setup_prefetch(model, prefetcher)
-    return model
 
 
 def load_checkpoint_and_dispatch(
