@@ -1,0 +1,1 @@
+"""accel.deepspeed: DeepSpeed ZeRO behind the Accelerator."""

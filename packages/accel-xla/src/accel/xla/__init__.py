@@ -1,0 +1,1 @@
+"""accel.xla: torch-xla behind the Accelerator."""
