@@ -459,6 +459,31 @@ def _hook_dict(accelerator: Accelerator, name: str) -> OrderedDict[int, Callable
     return hooks_by_id
 
 
+def run_save_pre_hooks(
+    accelerator: Accelerator, weights: list[Mapping[str, torch.Tensor]], folder: str
+) -> None:
+    """Call the hooks of ``register_save_state_pre_hook`` as Accelerate does.
+
+    Example:
+        >>> run_save_pre_hooks(accelerator, [model.state_dict()], "ckpt")  # doctest: +SKIP
+    """
+    for hook in list(_hook_dict(accelerator, "_save_model_state_pre_hook").values()):
+        hook(accelerator._models, weights, folder)
+
+
+def run_load_pre_hooks(accelerator: Accelerator, folder: str) -> list[torch.nn.Module]:
+    """Call the hooks of ``register_load_state_pre_hook`` as Accelerate does; returns the
+    models left to load (a hook may remove those it loaded itself from the list).
+
+    Example:
+        >>> run_load_pre_hooks(accelerator, "ckpt")  # doctest: +SKIP
+    """
+    models = list(accelerator._models)
+    for hook in list(_hook_dict(accelerator, "_load_model_state_pre_hook").values()):
+        hook(models, folder)
+    return models
+
+
 def register_save_state_pre_hook(
     accelerator: Accelerator, hook: Callable[..., None]
 ) -> hooks.RemovableHandle:
@@ -573,11 +598,7 @@ def save_state(
         os.makedirs(partial)
     accelerator.wait_for_everyone()
 
-    # Every process computes the state dicts (sharded strategies gather collectively).
-    weights = [accelerator.get_state_dict(model) for model in accelerator._models]
-    for hook in list(_hook_dict(accelerator, "_save_model_state_pre_hook").values()):
-        hook(accelerator._models, weights, partial)
-    write_checkpoint_files(accelerator, partial, weights, safe_serialization=safe_serialization)
+    accelerator.strategy.save_checkpoint(partial, safe_serialization=safe_serialization)
     _fsync_tree(partial)
     accelerator.wait_for_everyone()  # every process has written and flushed its files
 
@@ -644,10 +665,7 @@ def load_state(
             "load_state() needs input_dir, or ProjectConfiguration(automatic_checkpoint_naming=True)"
         )
 
-    models = list(accelerator._models)
-    for hook in list(_hook_dict(accelerator, "_load_model_state_pre_hook").values()):
-        hook(models, input_dir)
-    read_checkpoint_files(accelerator, input_dir, models, load_kwargs, **load_model_func_kwargs)
+    accelerator.strategy.load_checkpoint(input_dir, load_kwargs, **load_model_func_kwargs)
 
     match = _CHECKPOINT_RE.match(os.path.basename(input_dir))
     if config.automatic_checkpoint_naming and match:

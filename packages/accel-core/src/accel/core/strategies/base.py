@@ -93,3 +93,35 @@ class TrainingStrategy:
             >>> strategy.state_dict(model)  # doctest: +SKIP
         """
         return self.unwrap_model(model).state_dict()
+
+    def save_checkpoint(self, folder: str, safe_serialization: bool = True) -> None:
+        """Write the training state into ``folder`` (it exists; every process calls this).
+
+        ``save_state`` owns the rest: the temporary folder, the completion marker, the rename
+        and pruning. The default writes Accelerate's file layout (``model.safetensors``,
+        ``optimizer.bin``, ...); a strategy with its own format (DeepSpeed) overrides it and
+        :meth:`load_checkpoint` together.
+
+        Example:
+            >>> strategy.save_checkpoint("ckpt/.checkpoint_0.partial")  # doctest: +SKIP
+        """
+        from accel.core.checkpointing import run_save_pre_hooks, write_checkpoint_files
+
+        accelerator = self.accelerator
+        weights = [accelerator.get_state_dict(model) for model in accelerator._models]
+        run_save_pre_hooks(accelerator, weights, folder)
+        write_checkpoint_files(accelerator, folder, weights, safe_serialization=safe_serialization)
+
+    def load_checkpoint(
+        self, folder: str, load_kwargs: dict[str, Any] | None = None, **model_kwargs: Any
+    ) -> None:
+        """Load what :meth:`save_checkpoint` wrote into the prepared objects.
+
+        Example:
+            >>> strategy.load_checkpoint("ckpt")  # doctest: +SKIP
+        """
+        from accel.core.checkpointing import read_checkpoint_files, run_load_pre_hooks
+
+        accelerator = self.accelerator
+        models = run_load_pre_hooks(accelerator, folder)
+        read_checkpoint_files(accelerator, folder, models, load_kwargs, **model_kwargs)
