@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import subprocess
 import sys
 
 import pytest
@@ -74,7 +75,16 @@ def test_jsonl_round_trip(tmp_path):
     assert config == {"lr": 1e-3, "batch_size": 32, "opt": "adam"}
 
 
-def test_jsonl_appends_across_runs_and_uses_logging_dir(tmp_path):
+def test_jsonl_appends_across_runs_and_uses_logging_dir(tmp_path, monkeypatch):
+    # "all" also starts wandb and mlflow when installed: keep them offline and in tmp_path
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_CONSOLE", "off")
+    for var in ("WANDB_DIR", "WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(var, str(tmp_path / "wandb"))
+    (tmp_path / "wandb").mkdir()
     config = ProjectConfiguration(project_dir=str(tmp_path / "p"), logging_dir=str(tmp_path / "l"))
     for step in (1, 2):
         accelerator = Accelerator(cpu=True, log_with=LoggerType.ALL, project_config=config)
@@ -130,8 +140,8 @@ def test_filter_trackers_errors_and_all(tmp_path):
     )
     with pytest.raises(ValueError, match="unknown tracker 'nope'"):
         filter_trackers("nope", logging_dir=tmp_path)
-    with pytest.raises(ValueError, match="'wandb' is an Accelerate tracker"):
-        filter_trackers(LoggerType.WANDB, logging_dir=tmp_path)
+    with pytest.raises(ValueError, match="'comet_ml' is an Accelerate tracker"):
+        filter_trackers(LoggerType.COMETML, logging_dir=tmp_path)
     with pytest.raises(ValueError, match="needs a logging directory"):
         filter_trackers("jsonl")
 
@@ -164,10 +174,41 @@ def test_only_the_main_process_writes(tmp_path, monkeypatch):
     assert not (tmp_path / "direct").exists()
 
 
-def test_tensorboard_missing_is_explained(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "tensorboard", None)  # how Python blocks an import
-    with pytest.raises(ValueError, match="needs the 'tensorboard' package"):
-        filter_trackers("tensorboard", logging_dir=tmp_path)
+@pytest.mark.parametrize(
+    ("name", "package", "extra"),
+    [
+        ("tensorboard", "tensorboard", "trackers"),
+        ("wandb", "wandb", "wandb"),
+        ("mlflow", "mlflow", "mlflow"),
+    ],
+)
+def test_missing_tracker_library_is_explained(tmp_path, monkeypatch, name, package, extra):
+    monkeypatch.setitem(sys.modules, package, None)  # how Python blocks an import
+    message = f"needs the '{package}' package, which is not installed \\(pip install 'accel-core\\[{extra}\\]'\\)"
+    with pytest.raises(ValueError, match=message):
+        filter_trackers(name, logging_dir=tmp_path)
+    with pytest.raises(ValueError, match=message):
+        Accelerator(cpu=True, log_with=[name], project_dir=str(tmp_path)).init_trackers("exp")
+    assert name not in get_available_trackers()
+    assert "jsonl" in filter_trackers("all", logging_dir=tmp_path)
+
+
+def test_importing_accel_does_not_import_tracker_libraries(tmp_path):
+    code = (
+        "import sys\n"
+        "import accel.core\n"
+        "from accel.core import Accelerator\n"
+        "from accel.core.tracking import MLflowTracker, WandBTracker, get_available_trackers\n"
+        "get_available_trackers()\n"
+        f"a = Accelerator(cpu=True, log_with='jsonl', project_dir={str(tmp_path)!r})\n"
+        "a.init_trackers('exp'); a.log({'x': 1}); a.end_training()\n"
+        "print(sorted(m for m in ('wandb', 'mlflow', 'tensorboard') if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
 
 
 @needs_tensorboard

@@ -705,6 +705,7 @@ class Accelerator:
         wrapped = AcceleratedOptimizer(
             optimizer, device_placement=device_placement, scaler=self.scaler, device=self.device
         )
+        wrapped = self.strategy.wrap_optimizer(wrapped)
         self._optimizers.append(wrapped)
         return wrapped
 
@@ -763,6 +764,7 @@ class Accelerator:
             non_blocking=config.non_blocking,
             use_stateful_dataloader=config.use_stateful_dataloader,
         )
+        prepared = self.strategy.wrap_dataloader(prepared)
         self._dataloaders.append(prepared)
         return prepared
 
@@ -1165,13 +1167,19 @@ class Accelerator:
                 started.append(entry)
                 continue
             cls = LOGGER_TYPE_TO_CLASS[entry]
-            options = init_kwargs.get(entry, {})
+            options = dict(init_kwargs.get(entry, {}))
             if cls.requires_logging_directory:
-                started.append(cls(project_name, self.logging_dir, **options))
+                directory = options.pop("logging_dir", self.logging_dir)  # init_kwargs may override
+                started.append(cls(project_name, directory, **options))
             else:
                 started.append(cls(project_name, **options))
-        for tracker in started:
-            tracker.start()
+        for index, tracker in enumerate(started):
+            try:
+                tracker.start()
+            except BaseException:
+                for done in started[:index]:  # e.g. stop a wandb service already running
+                    done.finish()
+                raise
         if config is not None:
             for tracker in started:
                 tracker.store_init_configuration(config)

@@ -8,14 +8,26 @@ from typing import Any
 
 from accel.core.tracking.base import GeneralTracker
 from accel.core.tracking.builtin import JSONLTracker, TensorBoardTracker
+from accel.core.tracking.mlflow_tracker import MLflowTracker
+from accel.core.tracking.wandb_tracker import WandBTracker
 from accel.state import LoggerType
 
 LOGGER_TYPE_TO_CLASS: dict[str, type[GeneralTracker]] = {
     "jsonl": JSONLTracker,
-    "tensorboard": TensorBoardTracker,
+    str(LoggerType.TENSORBOARD): TensorBoardTracker,
+    str(LoggerType.WANDB): WandBTracker,
+    str(LoggerType.MLFLOW): MLflowTracker,
 }
 
-_REQUIRES: dict[str, str | None] = {"jsonl": None, "tensorboard": "tensorboard"}
+# The package each tracker imports when it starts (None: nothing beyond accel-core) ...
+_REQUIRES: dict[str, str | None] = {
+    "jsonl": None,
+    "tensorboard": "tensorboard",
+    "wandb": "wandb",
+    "mlflow": "mlflow",
+}
+# ... and the accel-core extra that installs it.
+_EXTRAS: dict[str, str] = {"tensorboard": "trackers", "wandb": "wandb", "mlflow": "mlflow"}
 
 
 def register_tracker_class(cls: type[GeneralTracker], package: str | None = None) -> None:
@@ -32,6 +44,7 @@ def register_tracker_class(cls: type[GeneralTracker], package: str | None = None
         raise TypeError(f"register_tracker_class needs a GeneralTracker subclass, got {cls!r}")
     LOGGER_TYPE_TO_CLASS[str(cls.name)] = cls
     _REQUIRES[str(cls.name)] = package
+    _EXTRAS.pop(str(cls.name), None)
 
 
 def _usable(name: str) -> bool:
@@ -84,16 +97,27 @@ def filter_trackers(
                 )
                 raise ValueError(f"log_with: unknown tracker {name!r}; choose from {known}{hint}")
             if not _usable(name):
+                extra = _EXTRAS.get(name)
+                install = f"'accel-core[{extra}]'" if extra else str(_REQUIRES[name])
                 raise ValueError(
                     f"log_with: tracker {name!r} needs the {_REQUIRES[name]!r} package, which is "
-                    f"not installed (pip install {_REQUIRES[name]})"
+                    f"not installed (pip install {install})"
                 )
             wanted.append(name)
     for name in dict.fromkeys(wanted):
-        if LOGGER_TYPE_TO_CLASS[name].requires_logging_directory and logging_dir is None:
+        if _needs_directory(LOGGER_TYPE_TO_CLASS[name]) and logging_dir is None:
+            env = getattr(LOGGER_TYPE_TO_CLASS[name], "store_env_var", None)
+            alternative = f", or set {env}" if env else ""
             raise ValueError(
                 f"log_with: tracker {name!r} writes files and needs a logging directory; pass "
-                "project_dir= or ProjectConfiguration(logging_dir=...) to Accelerator"
+                f"project_dir= or ProjectConfiguration(logging_dir=...) to Accelerator"
+                f"{alternative}"
             )
         chosen.append(name)
     return chosen
+
+
+def _needs_directory(cls: type[GeneralTracker]) -> bool:
+    """``requires_logging_directory``, unless the tracker's ``store_env_var`` names a store."""
+    env = getattr(cls, "store_env_var", None)
+    return bool(cls.requires_logging_directory) and not (env and os.environ.get(env))
