@@ -705,7 +705,6 @@ class Accelerator:
         wrapped = AcceleratedOptimizer(
             optimizer, device_placement=device_placement, scaler=self.scaler, device=self.device
         )
-        wrapped = self.strategy.wrap_optimizer(wrapped)
         self._optimizers.append(wrapped)
         return wrapped
 
@@ -764,7 +763,6 @@ class Accelerator:
             non_blocking=config.non_blocking,
             use_stateful_dataloader=config.use_stateful_dataloader,
         )
-        prepared = self.strategy.wrap_dataloader(prepared)
         self._dataloaders.append(prepared)
         return prepared
 
