@@ -10,6 +10,7 @@ import torch
 
 if TYPE_CHECKING:
     from accel.core.accelerator import Accelerator
+    from accel.core.optimizer import AcceleratedOptimizer
 
 
 class TrainingStrategy:
@@ -50,6 +51,25 @@ class TrainingStrategy:
             >>> strategy.wrap_model(torch.nn.Linear(1, 1))  # doctest: +SKIP
         """
         return model
+
+    def wrap_optimizer(self, optimizer: AcceleratedOptimizer) -> AcceleratedOptimizer:
+        """Adapt a prepared optimizer (e.g. its step) to this job; the default returns it.
+
+        Example:
+            >>> optimizer = strategy.wrap_optimizer(optimizer)  # doctest: +SKIP
+        """
+        return optimizer
+
+    def wrap_dataloader(self, dataloader: Any) -> Any:
+        """Adapt a prepared dataloader to this job's device; the default returns it.
+
+        A strategy should return the same object (changed in place) where it can: checkpoints
+        find a dataloader's position through its identity.
+
+        Example:
+            >>> loader = strategy.wrap_dataloader(loader)  # doctest: +SKIP
+        """
+        return dataloader
 
     def no_sync(self, model: torch.nn.Module) -> contextlib.AbstractContextManager[None]:
         """A context in which backward passes do not synchronize gradients.
