@@ -72,6 +72,17 @@ def _check_source(from_process: Any, state: PartialState) -> None:
         )
 
 
+def _check_object_collectives(state: PartialState, operation: str) -> None:
+    backend = state.collective_backend
+    if backend is not None and not backend.supports_object_collectives:
+        raise RuntimeError(
+            f"{operation} cannot run with the {backend.name!r} collective backend "
+            f"(distributed_type={state.distributed_type.value}): it cannot move pickled objects "
+            "between processes; gather tensors with gather() instead (pad_across_processes "
+            "first if their sizes differ)"
+        )
+
+
 def _all_gather_into(output: torch.Tensor, flat: torch.Tensor) -> None:
     try:
         dist.all_gather_into_tensor(output, flat)
@@ -247,7 +258,8 @@ def gather_object(object: Any) -> Any:
 
     A list or tuple comes back as one list of every process's elements, process 0's first;
     any other object as a list with one entry per process. With one process the object is
-    returned as it is.
+    returned as it is. A backend that cannot move objects (XLA) raises ``RuntimeError``, with
+    one process too, so a script fails the same way on one device as on many.
 
     Example:
         >>> from accel.ops import gather_object
@@ -255,6 +267,7 @@ def gather_object(object: Any) -> Any:
         ['a']
     """
     state = PartialState()
+    _check_object_collectives(state, "gather_object")
     if not state.use_distributed:
         return object
     everyone: list[Any] = [None] * state.num_processes
@@ -267,7 +280,8 @@ def gather_object(object: Any) -> Any:
 def broadcast_object_list(object_list: list[Any], from_process: int = 0) -> list[Any]:
     """Replace the items of ``object_list`` in place with process ``from_process``'s items.
 
-    Every process passes a list of the same length; the list is also returned.
+    Every process passes a list of the same length; the list is also returned. Like
+    :func:`gather_object`, raises ``RuntimeError`` on a backend that cannot move objects (XLA).
 
     Example:
         >>> from accel.ops import broadcast_object_list
@@ -282,6 +296,7 @@ def broadcast_object_list(object_list: list[Any], from_process: int = 0) -> list
     state = PartialState()
     if isinstance(from_process, bool) or not isinstance(from_process, int) or from_process < 0:
         _check_source(from_process, state)
+    _check_object_collectives(state, "broadcast_object_list")
     if not state.use_distributed:
         return object_list
     _check_source(from_process, state)

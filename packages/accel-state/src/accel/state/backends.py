@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
+    from accel.state.world import WorldInfo
+
 ENTRY_POINT_GROUP = "accel.backends"
 
 
@@ -29,6 +31,9 @@ class CollectiveBackend:
     Subclass and override :meth:`is_available`, :meth:`init_process_group`,
     :meth:`device` or :meth:`barrier` for backends that need more than torch's defaults,
     then expose an instance under the entry-point group ``accel.backends``.
+    ``supports_object_collectives=False`` makes ``gather_object`` and
+    ``broadcast_object_list`` raise a clear error instead of hanging on a backend that cannot
+    move pickled objects.
 
     Example:
         >>> GLOO.device_type, GLOO.distributed_type
@@ -39,6 +44,7 @@ class CollectiveBackend:
     device_type: str
     distributed_type: str
     priority: int = 0
+    supports_object_collectives: bool = True
 
     def is_available(self) -> bool:
         """Whether torch was built with this backend.
@@ -51,6 +57,20 @@ class CollectiveBackend:
 
         checker = getattr(dist, f"is_{self.name}_available", None)
         return bool(dist.is_available() and (checker() if checker is not None else True))
+
+    def runtime_world(self) -> WorldInfo | None:
+        """This process's place in the job as the device runtime reports it, or ``None``.
+
+        ``None`` (the default) means the launcher's variables (``RANK``, ``WORLD_SIZE``, ...)
+        describe the job. A backend whose runtime spawns and numbers the processes itself
+        (torch-xla) returns the runtime's answer; ``PartialState`` then uses this backend
+        even for a single process.
+
+        Example:
+            >>> GLOO.runtime_world() is None
+            True
+        """
+        return None
 
     def init_process_group(
         self,

@@ -12,7 +12,12 @@ from typing import Any, TypeVar
 import torch
 
 from accel.state import env
-from accel.state.backends import CollectiveBackend, default_backend, get_backend
+from accel.state.backends import (
+    CollectiveBackend,
+    default_backend,
+    get_backend,
+    registered_backends,
+)
 from accel.state.devices import detect_device_type
 from accel.state.enums import DistributedType, PrecisionType
 from accel.state.splitting import split_for_process
@@ -73,11 +78,16 @@ class PartialState:
         if dist.is_available() and dist.is_initialized():
             world, backend = self._adopt_existing_group()
         else:
-            world = discover_world()
-            backend = None
-            if world.world_size > 1:
-                backend = self._choose_backend(cpu, kwargs.pop("backend", None))
-                self._start_process_group(world, backend, kwargs)
+            backend = self._runtime_backend(cpu)
+            world = backend.runtime_world() if backend is not None else None
+            if world is None:
+                world = discover_world()
+                if world.world_size > 1:
+                    backend = self._choose_backend(cpu, kwargs.pop("backend", None))
+                    self._start_process_group(world, backend, kwargs)
+            elif world.world_size > 1:
+                kwargs.pop("backend", None)
+                backend.init_process_group(rank=world.rank, world_size=world.world_size, **kwargs)
         self._backend = backend
         self.backend = backend.name if backend is not None else None
         if backend is None:
@@ -102,6 +112,30 @@ class PartialState:
         local_rank = found.local_rank if found.world_size == size else rank
         local_size = found.local_world_size if found.world_size == size else size
         return WorldInfo(rank, size, local_rank, local_size, "existing process group"), backend
+
+    @staticmethod
+    def _runtime_backend(cpu: bool) -> CollectiveBackend | None:
+        """The backend whose device runtime defines this job (torch-xla), if one is asked for.
+
+        ``ACCEL_USE_XLA`` (set by ``accel launch --tpu``) asks for XLA; when it is unset,
+        ``PJRT_DEVICE`` set in an environment that has accel-xla asks too, as a TPU VM's
+        setup does under Accelerate. ``cpu`` wins over both.
+        """
+        if cpu:
+            return None
+        names = [n for n in env.env_names(env.USE_XLA) if n in os.environ]
+        if names:
+            if not env.read_flag(env.USE_XLA):
+                return None
+        elif not (os.environ.get("PJRT_DEVICE") and "xla" in registered_backends()):
+            return None
+        source = f"{names[0]}={os.environ[names[0]]}" if names else "PJRT_DEVICE"
+        if "xla" not in registered_backends():
+            raise RuntimeError(
+                f"{source} asks for an XLA job, but accel-xla is not installed; install it with "
+                "pip install 'accel-core[xla]' (torch-xla must have the same major.minor as torch)"
+            )
+        return get_backend("xla", source=source)
 
     def _choose_backend(self, cpu: bool, requested: str | None) -> CollectiveBackend:
         source = "backend argument"
@@ -177,6 +211,16 @@ class PartialState:
             True
         """
         return self._shared_state != {}
+
+    @property
+    def collective_backend(self) -> CollectiveBackend | None:
+        """The collective backend this job uses (``None`` for a plain single process).
+
+        Example:
+            >>> PartialState().collective_backend is None
+            True
+        """
+        return self._backend
 
     @property
     def use_distributed(self) -> bool:
