@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -93,6 +94,52 @@ def save_and_trackers_main_process_only():
     assert torch.load(shared_dir("obj.pt")) == {"rank": 0}
     lines = (shared_dir("project") / "run" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["values"] for line in lines] == [{"rank": 0}]
+    accelerator.wait_for_everyone()
+
+
+def _wandb_children() -> list[str]:
+    """Command lines of this process's child processes that belong to wandb."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit():
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                if ppid == os.getpid() and "wandb" in cmdline:
+                    found.append(cmdline)
+        except OSError:
+            continue
+    return found
+
+
+@checks.add
+def wandb_and_mlflow_main_process_only():
+    folder = shared_dir("trackers")
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ.update(WANDB_MODE="offline", WANDB_SILENT="true", WANDB_CONSOLE="off")
+    for var in ("WANDB_DIR", "WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
+        os.environ[var] = str(folder)
+    accelerator = Accelerator(log_with=["wandb", "mlflow"], project_dir=str(folder))
+    accelerator.init_trackers("run2", config={"world": accelerator.num_processes})
+    accelerator.log({"rank": RANK}, step=RANK)
+    if RANK != 0:  # no run, no library import, no wandb-core service off the main process
+        assert accelerator.trackers == []
+        assert "wandb" not in sys.modules and "mlflow" not in sys.modules
+        assert _wandb_children() == []
+    for tracker in accelerator.trackers:
+        tracker.finish()
+    assert _wandb_children() == [], "finish must stop the wandb-core service"
+    accelerator.wait_for_everyone()
+    if RANK == 0:
+        assert len(list((folder / "wandb").glob("offline-run-*"))) == 1
+        from mlflow import MlflowClient
+
+        os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
+        client = MlflowClient(tracking_uri=(folder / "mlruns").absolute().as_uri())
+        (run,) = client.search_runs([client.get_experiment_by_name("run2").experiment_id])
+        assert run.data.params == {"world": "2"}
+        history = client.get_metric_history(run.info.run_id, "rank")
+        assert [(m.step, m.value) for m in history] == [(0, 0.0)]
     accelerator.wait_for_everyone()
 
 
