@@ -59,6 +59,8 @@ _EXPORTS = {
     "SAFE_WEIGHTS_NAME": ".saving",
     "SAFE_WEIGHTS_INDEX_NAME": ".saving",
     "GeneralTracker": ".tracking",
+    "CheckpointWriteError": ".async_checkpoint",
+    "UnsafeCheckpointError": ".checkpointing",
     "find_executable_batch_size": ".memory",
     "release_memory": ".memory",
     "clear_device_cache": ".memory",

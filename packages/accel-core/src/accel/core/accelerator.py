@@ -705,6 +705,7 @@ class Accelerator:
         wrapped = AcceleratedOptimizer(
             optimizer, device_placement=device_placement, scaler=self.scaler, device=self.device
         )
+        wrapped = self.strategy.wrap_optimizer(wrapped)
         self._optimizers.append(wrapped)
         return wrapped
 
@@ -763,6 +764,7 @@ class Accelerator:
             non_blocking=config.non_blocking,
             use_stateful_dataloader=config.use_stateful_dataloader,
         )
+        prepared = self.strategy.wrap_dataloader(prepared)
         self._dataloaders.append(prepared)
         return prepared
 
@@ -1222,6 +1224,7 @@ class Accelerator:
         Example:
             >>> accelerator.end_training()  # doctest: +SKIP
         """
+        self.wait_for_checkpoint()
         for tracker in self.trackers:
             tracker.finish()
         self.state.destroy_process_group()
@@ -1232,6 +1235,7 @@ class Accelerator:
         self,
         output_dir: str | os.PathLike[str] | None = None,
         safe_serialization: bool = True,
+        async_save: bool = False,
         **save_model_func_kwargs: Any,
     ) -> str:
         """Save models, optimizers, schedulers, scaler, RNG states and registered objects.
@@ -1242,15 +1246,36 @@ class Accelerator:
         ``project_dir/checkpoints/checkpoint_<iteration>`` and at most ``total_limit``
         complete checkpoints are kept. Returns the folder.
 
+        With ``async_save=True`` the call returns once the state is copied to CPU memory
+        (kept and reused for the next save); the files are written in the background and the
+        folder appears when they are on disk. :meth:`wait_for_checkpoint` waits for that (so
+        do the next ``save_state``, ``load_state``, ``end_training`` and interpreter exit).
+
         Example:
             >>> accelerator.save_state("ckpt")  # doctest: +SKIP
             '/abs/path/ckpt'
+            >>> accelerator.save_state("ckpt2", async_save=True)  # doctest: +SKIP
         """
         from accel.core import checkpointing
 
         return checkpointing.save_state(
-            self, output_dir, safe_serialization, **save_model_func_kwargs
+            self, output_dir, safe_serialization, async_save=async_save, **save_model_func_kwargs
         )
+
+    def wait_for_checkpoint(self) -> None:
+        """Wait until the ``save_state(async_save=True)`` in flight is on disk and published.
+
+        Raises :class:`~accel.core.async_checkpoint.CheckpointWriteError` if writing it failed
+        (the previous complete checkpoint is left intact). Does nothing when no save is in
+        flight.
+
+        Example:
+            >>> accelerator.save_state(async_save=True)  # doctest: +SKIP
+            >>> accelerator.wait_for_checkpoint()  # doctest: +SKIP
+        """
+        from accel.core import checkpointing
+
+        checkpointing.wait_for_checkpoint(self)
 
     def load_state(
         self,

@@ -45,7 +45,9 @@ import numpy as np
 import torch
 from torch.utils import hooks
 
-from accel.big_model.checkpoint import ALIASES_KEY, _dedupe
+from accel.big_model.checkpoint import ALIASES_KEY
+from accel.core.async_checkpoint import AsyncCheckpointWriter
+from accel.core.checkpoint_files import CheckpointFile, write_files
 
 if TYPE_CHECKING:
     from accel.core.accelerator import Accelerator
@@ -236,17 +238,46 @@ def _set_rng_states(states: Mapping[str, Any]) -> None:
         xpu.set_rng_state_all(states["torch_xpu_manual_seed"])
 
 
-def _write_weights(state_dict: Mapping[str, torch.Tensor], path: str, safe: bool) -> None:
-    if safe:
-        from safetensors.torch import save_file
+def collect_checkpoint_files(
+    accelerator: Accelerator,
+    weights: list[Mapping[str, torch.Tensor]],
+    safe_serialization: bool = True,
+) -> list[CheckpointFile]:
+    """The files this process contributes to a checkpoint, not yet written.
 
-        kept, aliases = _dedupe(state_dict)
-        metadata = {"format": "pt"}
-        if aliases:
-            metadata[ALIASES_KEY] = json.dumps(aliases, sort_keys=True)
-        save_file(kept, path, metadata=metadata)
-    else:
-        torch.save(dict(state_dict), path)
+    The main process (each node's main process with ``save_on_each_node``) contributes
+    weights, optimizers, schedulers, scaler and custom objects; every process contributes its
+    own ``random_states_{rank}.pkl``. Payloads reference the live state (nothing is copied).
+
+    Example:
+        >>> [f.name for f in collect_checkpoint_files(accelerator, [model.state_dict()])]  # doctest: +SKIP
+        ['model.safetensors', 'optimizer.bin', 'random_states_0.pkl']
+    """
+    config = accelerator.project_configuration
+    writer = (
+        accelerator.is_local_main_process
+        if config.save_on_each_node
+        else accelerator.is_main_process
+    )
+    files: list[CheckpointFile] = []
+    if writer:
+        for i, state in enumerate(weights):
+            if safe_serialization:
+                name = _numbered(SAFE_MODEL_NAME, i, ".safetensors")
+                files.append(CheckpointFile(name, state, "safetensors"))
+            else:
+                files.append(CheckpointFile(_numbered(MODEL_NAME, i, ".bin"), dict(state)))
+        for i, opt in enumerate(accelerator._optimizers):
+            files.append(CheckpointFile(_numbered(OPTIMIZER_NAME, i, ".bin"), opt.state_dict()))
+        for i, sched in enumerate(accelerator._schedulers):
+            files.append(CheckpointFile(_numbered(SCHEDULER_NAME, i, ".bin"), sched.state_dict()))
+        if accelerator.scaler is not None:
+            files.append(CheckpointFile(SCALER_NAME, accelerator.scaler.state_dict()))
+        for i, obj in enumerate(accelerator._custom_objects):
+            files.append(CheckpointFile(f"{CUSTOM_NAME}_{i}.pkl", obj.state_dict()))
+    rank = accelerator.process_index
+    files.append(CheckpointFile(f"{RNG_STATE_NAME}_{rank}.pkl", _rng_states(accelerator)))
+    return files
 
 
 def write_checkpoint_files(
@@ -255,45 +286,18 @@ def write_checkpoint_files(
     weights: list[Mapping[str, torch.Tensor]],
     safe_serialization: bool = True,
 ) -> None:
-    """Write the files of one checkpoint into ``output_dir`` (an existing folder).
+    """Write the files of one checkpoint into ``output_dir`` (an existing folder), each one
+    flushed to disk, several at a time.
 
-    The main process (each node's main process with ``save_on_each_node``) writes weights,
-    optimizers, schedulers, scaler and custom objects; every process writes its own
-    ``random_states_{rank}.pkl``. :meth:`Accelerator.save_state` calls this on a temporary
-    folder and handles renaming and pruning.
+    See :func:`collect_checkpoint_files` for which process writes what.
+    :meth:`Accelerator.save_state` calls this on a temporary folder and handles renaming and
+    pruning.
 
     Example:
         >>> write_checkpoint_files(accelerator, "tmp_dir", [model.state_dict()])  # doctest: +SKIP
     """
-    output_dir = os.fspath(output_dir)
-    config = accelerator.project_configuration
-    writer = (
-        accelerator.is_local_main_process
-        if config.save_on_each_node
-        else accelerator.is_main_process
-    )
-    if writer:
-        for i, state in enumerate(weights):
-            stem, ext = (
-                (SAFE_MODEL_NAME, ".safetensors") if safe_serialization else (MODEL_NAME, ".bin")
-            )
-            _write_weights(
-                state, os.path.join(output_dir, _numbered(stem, i, ext)), safe_serialization
-            )
-        for i, opt in enumerate(accelerator._optimizers):
-            torch.save(
-                opt.state_dict(), os.path.join(output_dir, _numbered(OPTIMIZER_NAME, i, ".bin"))
-            )
-        for i, sched in enumerate(accelerator._schedulers):
-            torch.save(
-                sched.state_dict(), os.path.join(output_dir, _numbered(SCHEDULER_NAME, i, ".bin"))
-            )
-        if accelerator.scaler is not None:
-            torch.save(accelerator.scaler.state_dict(), os.path.join(output_dir, SCALER_NAME))
-        for i, obj in enumerate(accelerator._custom_objects):
-            torch.save(obj.state_dict(), os.path.join(output_dir, f"{CUSTOM_NAME}_{i}.pkl"))
-    rank = accelerator.process_index
-    torch.save(_rng_states(accelerator), os.path.join(output_dir, f"{RNG_STATE_NAME}_{rank}.pkl"))
+    files = collect_checkpoint_files(accelerator, weights, safe_serialization)
+    write_files(os.fspath(output_dir), files)
 
 
 def _strip_prefix(
@@ -556,10 +560,56 @@ def _check_supported(accelerator: Accelerator, what: str) -> None:
         )
 
 
+def _publish(partial: str, final: str, marker: dict[str, Any], config: Any) -> None:
+    """Mark ``partial`` complete and rename it to ``final`` (main process, after every rank
+    flushed its files); then prune to ``total_limit``."""
+    parent, name = os.path.split(final)
+    marker_path = os.path.join(partial, COMPLETE_MARKER)
+    with open(marker_path, "w") as handle:
+        json.dump(marker, handle, indent=1)
+        handle.flush()
+        os.fsync(handle.fileno())
+    _fsync_path(partial)
+    old = os.path.join(parent, f".{name}.old")
+    if os.path.exists(final):
+        shutil.rmtree(old, ignore_errors=True)
+        os.rename(final, old)
+    os.rename(partial, final)
+    _fsync_path(parent)
+    shutil.rmtree(old, ignore_errors=True)
+    if config.automatic_checkpoint_naming and config.total_limit is not None:
+        _prune(parent, config.total_limit, keep=final)
+
+
+def checkpoint_writer(accelerator: Accelerator) -> AsyncCheckpointWriter:
+    """The accelerator's background checkpoint writer (created on first use).
+
+    Example:
+        >>> checkpoint_writer(accelerator).in_flight  # doctest: +SKIP
+        False
+    """
+    writer = getattr(accelerator, "_checkpoint_writer", None)
+    if writer is None:
+        writer = accelerator._checkpoint_writer = AsyncCheckpointWriter()
+    return writer
+
+
+def wait_for_checkpoint(accelerator: Accelerator) -> None:
+    """See :meth:`Accelerator.wait_for_checkpoint`.
+
+    Example:
+        >>> wait_for_checkpoint(accelerator)  # doctest: +SKIP
+    """
+    writer = getattr(accelerator, "_checkpoint_writer", None)
+    if writer is not None:
+        writer.wait()
+
+
 def save_state(
     accelerator: Accelerator,
     output_dir: PathLike | None = None,
     safe_serialization: bool = True,
+    async_save: bool = False,
     **save_model_func_kwargs: Any,
 ) -> str:
     """See :meth:`Accelerator.save_state`.
@@ -567,7 +617,14 @@ def save_state(
     Example:
         >>> save_state(accelerator, "ckpt")  # doctest: +SKIP
     """
+    wait_for_checkpoint(accelerator)  # one save in flight at most, in order
     _check_supported(accelerator, "save_state")
+    strategy = accelerator.strategy
+    if async_save and not strategy.supports_async_save:
+        raise ValueError(
+            f"save_state(async_save=True) is not supported by the {strategy.name!r} strategy: "
+            "it writes its own checkpoint format; call save_state() without async_save"
+        )
     config = accelerator.project_configuration
     if config.automatic_checkpoint_naming:
         root = _checkpoints_root(accelerator)
@@ -597,36 +654,51 @@ def save_state(
         shutil.rmtree(partial, ignore_errors=True)  # left over from a crashed save
         os.makedirs(partial)
     accelerator.wait_for_everyone()
+    marker = {
+        "format": "accel-checkpoint",
+        "version": FORMAT_VERSION,
+        "num_processes": accelerator.num_processes,
+        "step": accelerator.step,
+        "iteration": config.iteration,
+        "safe_serialization": bool(safe_serialization),
+    }
 
-    accelerator.strategy.save_checkpoint(partial, safe_serialization=safe_serialization)
-    _fsync_tree(partial)
-    accelerator.wait_for_everyone()  # every process has written and flushed its files
+    if async_save:
+        writer = checkpoint_writer(accelerator)
+        staged = writer.stage(strategy.checkpoint_files(partial, safe_serialization))
+        writer.process_group()  # created now, by every process together
 
-    if finalizer:
-        marker = {
-            "format": "accel-checkpoint",
-            "version": FORMAT_VERSION,
-            "num_processes": accelerator.num_processes,
-            "step": accelerator.step,
-            "iteration": config.iteration,
-            "safe_serialization": bool(safe_serialization),
-        }
-        marker_path = os.path.join(partial, COMPLETE_MARKER)
-        with open(marker_path, "w") as handle:
-            json.dump(marker, handle, indent=1)
-            handle.flush()
-            os.fsync(handle.fileno())
-        _fsync_path(partial)
-        old = os.path.join(parent, f".{name}.old")
-        if os.path.exists(final):
-            shutil.rmtree(old, ignore_errors=True)
-            os.rename(final, old)
-        os.rename(partial, final)
-        _fsync_path(parent)
-        shutil.rmtree(old, ignore_errors=True)
-        if config.automatic_checkpoint_naming and config.total_limit is not None:
-            _prune(parent, config.total_limit, keep=final)
-    accelerator.wait_for_everyone()
+        def write_and_publish() -> None:
+            error: BaseException | None = None
+            try:
+                write_files(partial, staged)
+            except BaseException as caught:
+                error = caught
+            if not writer.all_succeeded(error is None):
+                if error is not None:
+                    raise error
+                raise RuntimeError(
+                    f"another process failed to write its part of {final!r}; not published"
+                )
+            published = True
+            if finalizer:
+                try:
+                    _publish(partial, final, marker, config)
+                except BaseException as caught:
+                    error, published = caught, False
+            if not writer.all_succeeded(published):
+                if error is not None:
+                    raise error
+                raise RuntimeError(f"the main process failed to publish {final!r}")
+
+        writer.submit(write_and_publish, final)
+    else:
+        strategy.save_checkpoint(partial, safe_serialization=safe_serialization)
+        _fsync_tree(partial)
+        accelerator.wait_for_everyone()  # every process has written and flushed its files
+        if finalizer:
+            _publish(partial, final, marker, config)
+        accelerator.wait_for_everyone()
     config.iteration += 1
     return final
 
@@ -642,6 +714,7 @@ def load_state(
     Example:
         >>> load_state(accelerator, "ckpt")  # doctest: +SKIP
     """
+    wait_for_checkpoint(accelerator)  # the save in flight may be the one to load
     _check_supported(accelerator, "load_state")
     config = accelerator.project_configuration
     if input_dir is not None:

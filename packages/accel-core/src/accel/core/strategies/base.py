@@ -10,6 +10,7 @@ import torch
 
 if TYPE_CHECKING:
     from accel.core.accelerator import Accelerator
+    from accel.core.checkpoint_files import CheckpointFile
     from accel.core.optimizer import AcceleratedOptimizer
 
 
@@ -114,23 +115,53 @@ class TrainingStrategy:
         """
         return self.unwrap_model(model).state_dict()
 
-    def save_checkpoint(self, folder: str, safe_serialization: bool = True) -> None:
-        """Write the training state into ``folder`` (it exists; every process calls this).
+    def checkpoint_files(self, folder: str, safe_serialization: bool = True) -> list[CheckpointFile]:
+        """The files this process contributes to a checkpoint in ``folder``, not yet written.
 
-        ``save_state`` owns the rest: the temporary folder, the completion marker, the rename
-        and pruning. The default writes Accelerate's file layout (``model.safetensors``,
-        ``optimizer.bin``, ...); a strategy with its own format (DeepSpeed) overrides it and
-        :meth:`load_checkpoint` together.
+        The default is Accelerate's layout (``model.safetensors``, ``optimizer.bin``, ...),
+        after the ``register_save_state_pre_hook`` hooks ran. ``save_state(async_save=True)``
+        stages these payloads to CPU and writes them in the background.
 
         Example:
-            >>> strategy.save_checkpoint("ckpt/.checkpoint_0.partial")  # doctest: +SKIP
+            >>> [f.name for f in strategy.checkpoint_files("ckpt")]  # doctest: +SKIP
+            ['model.safetensors', 'optimizer.bin', 'random_states_0.pkl']
         """
-        from accel.core.checkpointing import run_save_pre_hooks, write_checkpoint_files
+        from accel.core.checkpointing import collect_checkpoint_files, run_save_pre_hooks
 
         accelerator = self.accelerator
         weights = [accelerator.get_state_dict(model) for model in accelerator._models]
         run_save_pre_hooks(accelerator, weights, folder)
-        write_checkpoint_files(accelerator, folder, weights, safe_serialization=safe_serialization)
+        return collect_checkpoint_files(accelerator, weights, safe_serialization)
+
+    def save_checkpoint(self, folder: str, safe_serialization: bool = True) -> None:
+        """Write the training state into ``folder`` (it exists; every process calls this).
+
+        ``save_state`` owns the rest: the temporary folder, the completion marker, the rename
+        and pruning. The default writes :meth:`checkpoint_files`; a strategy with its own
+        format (DeepSpeed) overrides this and :meth:`load_checkpoint` together.
+
+        Example:
+            >>> strategy.save_checkpoint("ckpt/.checkpoint_0.partial")  # doctest: +SKIP
+        """
+        from accel.core.checkpoint_files import write_files
+
+        write_files(folder, self.checkpoint_files(folder, safe_serialization))
+
+    @property
+    def supports_async_save(self) -> bool:
+        """Whether ``save_state(async_save=True)`` can stage this strategy's checkpoint: true
+        unless it writes its own format (overrides :meth:`save_checkpoint` but not
+        :meth:`checkpoint_files`).
+
+        Example:
+            >>> strategy.supports_async_save  # doctest: +SKIP
+            True
+        """
+        cls = type(self)
+        return (
+            cls.save_checkpoint is TrainingStrategy.save_checkpoint
+            or cls.checkpoint_files is not TrainingStrategy.checkpoint_files
+        )
 
     def load_checkpoint(
         self, folder: str, load_kwargs: dict[str, Any] | None = None, **model_kwargs: Any
