@@ -257,7 +257,46 @@ def _check(args: argparse.Namespace, resolved: Resolved) -> None:
         )
     if machines > 1 and not v["main_process_ip"]:
         raise LaunchError(f"num_machines={machines} needs --main_process_ip (address of machine 0)")
+    if v["tpu"]:
+        _check_xla(args, src["tpu"])
     _check_target(args)
+
+
+def _check_xla(args: argparse.Namespace, source: str) -> None:
+    """``--tpu`` runs a Python target through accel-xla's runner, in this Python."""
+    import importlib.util
+
+    if args.no_python:
+        raise LaunchError(
+            f"--tpu (from {source}) runs a Python script through XLA's multiprocessing; "
+            "--no_python cannot be used with it"
+        )
+    missing = [
+        name for name in ("torch_xla", "accel.xla") if importlib.util.find_spec(name) is None
+    ]
+    if missing:
+        raise LaunchError(
+            f"--tpu (from {source}) needs torch-xla and accel-xla, but {' and '.join(missing)} "
+            f"cannot be imported by {sys.executable}; install them with pip install "
+            "'accel-core[xla]' (torch-xla X.Y needs torch X.Y)"
+        )
+
+
+def xla_command(args: argparse.Namespace, num_processes: int | None) -> list[str]:
+    """The argv of ``accel launch --tpu``: accel-xla's runner starts the processes.
+
+    ``num_processes=None`` means one process per XLA device.
+
+    Example:
+        >>> ns = argparse.Namespace(module=False, training_script="t.py", training_script_args=[])
+        >>> xla_command(ns, 1)[1:]
+        ['-u', '-m', 'accel.xla.launch', '--num_processes', '1', 't.py']
+    """
+    count = "all" if num_processes is None else str(num_processes)
+    runner = [sys.executable, "-u", "-m", "accel.xla.launch", "--num_processes", count]
+    if args.module:
+        runner.append("--module")
+    return [*runner, args.training_script, *args.training_script_args]
 
 
 def _check_target(args: argparse.Namespace) -> None:
@@ -350,7 +389,10 @@ def launch(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -
 
     from accel.launch.spawn import WorkerGroup, exec_single, run_workers
 
-    if (nproc == 1 and v["max_restarts"] == 0) or v["tpu"]:
+    if v["tpu"]:
+        explicit = resolved.sources["num_processes"] != "default"
+        exec_single(xla_command(args, v["num_processes"] if explicit else None), env)
+    if nproc == 1 and v["max_restarts"] == 0:
         exec_single(command, env)
     group = WorkerGroup(
         command=command,
