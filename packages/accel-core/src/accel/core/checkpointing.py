@@ -675,6 +675,8 @@ def save_state(
             except BaseException as caught:
                 error = caught
             if not writer.all_succeeded(error is None):
+                if finalizer:
+                    shutil.rmtree(partial, ignore_errors=True)
                 if error is not None:
                     raise error
                 raise RuntimeError(
