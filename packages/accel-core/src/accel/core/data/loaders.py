@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from accel.core.data.tracking import (
     DataLoaderStateMixin,
@@ -49,6 +50,27 @@ def _batch_size_of(loader: DataLoader) -> int | None:
         if size is not None:
             return size
     return None
+
+
+class _ResumeIndexSkip:
+    """The index sampler of a resumed pass: leaves out the indices of the batches used before
+    the checkpoint, so those batches are never loaded.
+
+    How many to leave out is read from ``loader._skip_indices`` (then cleared) when iteration
+    actually starts: torch's multi-worker iterator calls ``iter`` on its sampler twice and
+    keeps it for the later passes of persistent workers, which must skip nothing.
+    """
+
+    def __init__(self, sampler: Any, loader: DataLoaderShard) -> None:
+        self.sampler = sampler
+        self.loader = loader
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[Any]:
+        skip, self.loader._skip_indices = self.loader._skip_indices, 0
+        yield from itertools.islice(self.sampler, skip, None)
 
 
 class _PreparedDataLoader(DataLoaderStateMixin, DataLoader):
@@ -145,6 +167,13 @@ class DataLoaderShard(_PreparedDataLoader):
         self.end_of_dataloader = False
         self.remainder = -1
 
+    _skip_indices = 0  # batches whose indices the next pass leaves out (a resume)
+
+    @property
+    def _index_sampler(self) -> Any:
+        sampler = super()._index_sampler
+        return _ResumeIndexSkip(sampler, self) if self._skip_indices else sampler
+
     def _place(self, batch: Any) -> Any:
         if self.device is None:
             return batch
@@ -159,17 +188,26 @@ class DataLoaderShard(_PreparedDataLoader):
             resumed, restore_rng = self._take_resume()
             skip = self.skip_batches + resumed
             self._batches_yielded = resumed
+            # A map-style pass resumes by skipping indices: the used batches are never loaded.
+            position = resumed if not isinstance(self.dataset, IterableDataset) else 0
+            self._skip_indices = position
             batches = super().__iter__()
             try:
                 current = next(batches)
             except StopIteration:
+                if position:  # saved after the last batch of this pass: the pass is over
+                    if restore_rng is not None:
+                        restore_rng()
+                    self._epoch += 1
                 return
-            position = 0
+            finally:
+                self._skip_indices = 0
             while True:
                 # Placed before looking ahead, so the copy overlaps with loading the next batch.
                 current = self._place(current)
                 if position == skip and restore_rng is not None:
                     restore_rng()  # RNG as it was when this batch was next, at save time
+                    restore_rng = None
                 try:
                     following = next(batches)
                 except StopIteration:
@@ -182,6 +220,8 @@ class DataLoaderShard(_PreparedDataLoader):
                     break
                 position += 1
                 current = following
+            if restore_rng is not None:  # the pass ended among the skipped batches
+                restore_rng()
             self._epoch += 1
         finally:
             self.end()
@@ -318,6 +358,7 @@ class DataLoaderDispatcher(_PreparedDataLoader):
                 share = observed // count
                 if position == skip and restore_rng is not None:
                     restore_rng()  # RNG as it was when this batch was next, at save time
+                    restore_rng = None
                 upcoming, upcoming_structure = self._load_group(source)
                 last = upcoming_structure is None
                 if last and not self._drop_last and observed % count != 0:
@@ -333,6 +374,8 @@ class DataLoaderDispatcher(_PreparedDataLoader):
                     yield batch
                 position += 1
                 batch, structure = upcoming, upcoming_structure
+            if restore_rng is not None:  # the pass ended among the skipped batches
+                restore_rng()
             self._epoch += 1
         finally:
             self.end()
@@ -420,6 +463,7 @@ class SkipDataLoader(DataLoaderStateMixin, DataLoader):
             while True:
                 if position == skip and restore_rng is not None:
                     restore_rng()  # RNG as it was when this batch was next, at save time
+                    restore_rng = None
                 try:
                     batch = next(batches)
                 except StopIteration:
@@ -428,6 +472,8 @@ class SkipDataLoader(DataLoaderStateMixin, DataLoader):
                     self._batches_yielded += 1
                     yield batch
                 position += 1
+            if restore_rng is not None:  # the pass ended among the skipped batches
+                restore_rng()
             self._epoch += 1
         finally:
             self.end()

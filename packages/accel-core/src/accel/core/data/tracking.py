@@ -41,7 +41,8 @@ class DataLoaderStateMixin:
     _epoch: int = 0
     _batches_yielded: int = 0
     # Set by ``Accelerator.load_state``: (batches of this pass already seen, a callable that
-    # restores the checkpoint's RNG states once the skipped batches are loaded, or None).
+    # restores the checkpoint's RNG states once the pass reaches the first unseen batch, or
+    # None). Map-style passes skip the seen batches' indices; iterable ones load and drop them.
     _resume: tuple[int, Any] | None = None
 
     def _take_resume(self) -> tuple[int, Any]:
