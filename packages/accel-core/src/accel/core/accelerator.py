@@ -165,6 +165,9 @@ class Accelerator:
         self._dataloaders: list[Any] = []
         self._custom_objects: list[Any] = []
         self.strategy = strategy_for(self.distributed_type)(self)
+        if self.strategy.owns_mixed_precision:
+            self.native_amp = False
+            self.scaler = None
 
     # -- configuration -------------------------------------------------------------------
 
@@ -632,7 +635,7 @@ class Accelerator:
             return
         owned = {id(p) for model in self._models for p in model.parameters()}
         for obj in result:
-            if not isinstance(obj, AcceleratedOptimizer):
+            if not isinstance(obj, AcceleratedOptimizer) or not obj.holds_model_parameters:
                 continue
             params = [p for group in obj.param_groups for p in group["params"]]
             if params and not any(id(p) in owned for p in params):

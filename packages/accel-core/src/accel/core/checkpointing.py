@@ -242,12 +242,16 @@ def collect_checkpoint_files(
     accelerator: Accelerator,
     weights: list[Mapping[str, torch.Tensor]],
     safe_serialization: bool = True,
+    optimizers: list[Any] | None = None,
+    schedulers: list[Any] | None = None,
 ) -> list[CheckpointFile]:
     """The files this process contributes to a checkpoint, not yet written.
 
     The main process (each node's main process with ``save_on_each_node``) contributes
     weights, optimizers, schedulers, scaler and custom objects; every process contributes its
     own ``random_states_{rank}.pkl``. Payloads reference the live state (nothing is copied).
+    ``optimizers``/``schedulers`` default to the accelerator's; a strategy that saves some
+    itself (DeepSpeed) passes the others.
 
     Example:
         >>> [f.name for f in collect_checkpoint_files(accelerator, [model.state_dict()])]  # doctest: +SKIP
@@ -267,9 +271,11 @@ def collect_checkpoint_files(
                 files.append(CheckpointFile(name, state, "safetensors"))
             else:
                 files.append(CheckpointFile(_numbered(MODEL_NAME, i, ".bin"), dict(state)))
-        for i, opt in enumerate(accelerator._optimizers):
+        optimizers = accelerator._optimizers if optimizers is None else optimizers
+        schedulers = accelerator._schedulers if schedulers is None else schedulers
+        for i, opt in enumerate(optimizers):
             files.append(CheckpointFile(_numbered(OPTIMIZER_NAME, i, ".bin"), opt.state_dict()))
-        for i, sched in enumerate(accelerator._schedulers):
+        for i, sched in enumerate(schedulers):
             files.append(CheckpointFile(_numbered(SCHEDULER_NAME, i, ".bin"), sched.state_dict()))
         if accelerator.scaler is not None:
             files.append(CheckpointFile(SCALER_NAME, accelerator.scaler.state_dict()))
@@ -377,9 +383,12 @@ def read_checkpoint_files(
     input_dir: PathLike,
     models: list[torch.nn.Module],
     load_kwargs: dict[str, Any] | None = None,
+    optimizers: list[Any] | None = None,
+    schedulers: list[Any] | None = None,
     **load_model_func_kwargs: Any,
 ) -> None:
-    """Load the files of one checkpoint folder into the accelerator's prepared objects.
+    """Load the files of one checkpoint folder into the accelerator's prepared objects
+    (``optimizers``/``schedulers``: the accelerator's unless given, as when saving).
 
     ``load_kwargs`` go to ``torch.load`` for optimizer and scheduler files (``map_location``
     only: ``weights_only`` is always ``True``); ``load_model_func_kwargs`` go to the models'
@@ -423,9 +432,11 @@ def read_checkpoint_files(
             _load_weights(
                 target, need(_numbered(MODEL_NAME, i, ".bin")), False, **load_model_func_kwargs
             )
-    for i, opt in enumerate(accelerator._optimizers):
+    optimizers = accelerator._optimizers if optimizers is None else optimizers
+    schedulers = accelerator._schedulers if schedulers is None else schedulers
+    for i, opt in enumerate(optimizers):
         opt.load_state_dict(safe_load(need(_numbered(OPTIMIZER_NAME, i, ".bin")), map_location))
-    for i, sched in enumerate(accelerator._schedulers):
+    for i, sched in enumerate(schedulers):
         sched.load_state_dict(safe_load(need(_numbered(SCHEDULER_NAME, i, ".bin"))))
     if accelerator.scaler is not None:
         accelerator.scaler.load_state_dict(safe_load(need(SCALER_NAME)))
@@ -548,7 +559,7 @@ def _checkpoints_root(accelerator: Accelerator) -> str:
     return os.path.join(os.fspath(accelerator.project_dir), "checkpoints")
 
 
-_UNSUPPORTED = ("FSDP", "DEEPSPEED", "MEGATRON_LM")
+_UNSUPPORTED = ("FSDP", "MEGATRON_LM")
 
 
 def _check_supported(accelerator: Accelerator, what: str) -> None:

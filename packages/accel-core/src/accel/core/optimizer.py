@@ -26,6 +26,10 @@ class AcceleratedOptimizer(torch.optim.Optimizer):
         False
     """
 
+    # False for wrappers whose param groups hold copies of the model's parameters (DeepSpeed's
+    # flat partitions), so prepare() does not check them against the models.
+    holds_model_parameters = True
+
     def __init__(
         self,
         optimizer: torch.optim.Optimizer,

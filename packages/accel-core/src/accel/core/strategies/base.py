@@ -30,6 +30,11 @@ class TrainingStrategy:
     """
 
     name = "base"
+    # True when the strategy casts and scales for fp16/bf16 itself (DeepSpeed's engines): the
+    # Accelerator then creates no GradScaler and wraps no forward in autocast.
+    owns_mixed_precision = False
+    # True when the strategy's backward divides the loss by the accumulation steps itself.
+    scales_loss_for_accumulation = False
 
     def __init__(self, accelerator: Accelerator) -> None:
         self.accelerator = accelerator
@@ -115,7 +120,9 @@ class TrainingStrategy:
         """
         return self.unwrap_model(model).state_dict()
 
-    def checkpoint_files(self, folder: str, safe_serialization: bool = True) -> list[CheckpointFile]:
+    def checkpoint_files(
+        self, folder: str, safe_serialization: bool = True
+    ) -> list[CheckpointFile]:
         """The files this process contributes to a checkpoint in ``folder``, not yet written.
 
         The default is Accelerate's layout (``model.safetensors``, ``optimizer.bin``, ...),
