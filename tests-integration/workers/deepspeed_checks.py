@@ -168,7 +168,9 @@ if not OFFLOAD_ONLY:
         model = fresh_model()
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 / (1 + step))
-        model, optimizer, scheduler, data = accelerator.prepare(model, optimizer, scheduler, loader())
+        model, optimizer, scheduler, data = accelerator.prepare(
+            model, optimizer, scheduler, loader()
+        )
         train(accelerator, model, optimizer, data, clip=None)
         # 16 batches per process in two epochs, accumulation 2: 8 optimizer steps
         assert model.global_steps == 8, model.global_steps
@@ -290,7 +292,9 @@ if not OFFLOAD_ONLY:
         try:
             accelerator.prepare(model, optimizer, loader())
         except ValueError as error:
-            assert "partly inside zero3_init_context" in str(error) and "1.weight" in str(error), error
+            assert "partly inside zero3_init_context" in str(error) and "1.weight" in str(error), (
+                error
+            )
         else:
             raise AssertionError("a partly partitioned model was accepted")
 
@@ -302,10 +306,17 @@ if not OFFLOAD_ONLY:
             "gradient_accumulation_steps": "auto",
             "gradient_clipping": "auto",
             "zero_optimization": {"stage": 2},
-            "optimizer": {"type": "AdamW", "params": {"lr": "auto", "weight_decay": "auto", "torch_adam": True}},
+            "optimizer": {
+                "type": "AdamW",
+                "params": {"lr": "auto", "weight_decay": "auto", "torch_adam": True},
+            },
             "scheduler": {
                 "type": "WarmupLR",
-                "params": {"warmup_min_lr": "auto", "warmup_max_lr": "auto", "warmup_num_steps": "auto"},
+                "params": {
+                    "warmup_min_lr": "auto",
+                    "warmup_max_lr": "auto",
+                    "warmup_num_steps": "auto",
+                },
             },
         }
         path = shared_dir("auto_config.json")
@@ -317,7 +328,9 @@ if not OFFLOAD_ONLY:
         model = fresh_model()
         optimizer = DummyOptim(model.parameters(), lr=5e-3, weight_decay=0.01)
         scheduler = DummyScheduler(optimizer, warmup_num_steps=4)
-        model, optimizer, scheduler, data = accelerator.prepare(model, optimizer, scheduler, loader())
+        model, optimizer, scheduler, data = accelerator.prepare(
+            model, optimizer, scheduler, loader()
+        )
         filled = accelerator.state.deepspeed_plugin.deepspeed_config
         assert filled["train_micro_batch_size_per_gpu"] == 4
         assert filled["train_batch_size"] == 16

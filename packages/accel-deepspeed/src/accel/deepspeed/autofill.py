@@ -99,18 +99,21 @@ def fill_from_prepare(
     if isinstance(optimizer, DummyOptim):
         if not config.has("optimizer"):
             raise ValueError(
-                f"a DummyOptim was passed to prepare() but {config.origin} has no \"optimizer\" "
+                f'a DummyOptim was passed to prepare() but {config.origin} has no "optimizer" '
                 "section; add one, or pass a real torch optimizer"
             )
         lr = optimizer.lr
         facts["optimizer.params.lr"] = (optimizer.lr, "DummyOptim(lr=...)")
-        facts["optimizer.params.weight_decay"] = (optimizer.weight_decay, "DummyOptim(weight_decay=...)")
+        facts["optimizer.params.weight_decay"] = (
+            optimizer.weight_decay,
+            "DummyOptim(weight_decay=...)",
+        )
         for key, value in optimizer.kwargs.items():
             facts[f"optimizer.params.{key}"] = (value, f"DummyOptim({key}=...)")
     elif optimizer is not None:
         if config.has("optimizer"):
             raise ValueError(
-                f"{config.origin} defines an \"optimizer\" section and prepare() got the "
+                f'{config.origin} defines an "optimizer" section and prepare() got the '
                 f"optimizer {type(optimizer).__name__}: keep one; to use the config's, pass "
                 "accel.deepspeed.DummyOptim(model.parameters(), lr=...) instead"
             )
@@ -119,7 +122,7 @@ def fill_from_prepare(
         if not config.has("scheduler") and scheduler.lr_scheduler_callable is None:
             raise ValueError(
                 f"a DummyScheduler was passed to prepare() but {config.origin} has no "
-                "\"scheduler\" section; add one, or give DummyScheduler(lr_scheduler_callable=...)"
+                '"scheduler" section; add one, or give DummyScheduler(lr_scheduler_callable=...)'
             )
         facts["scheduler.params.warmup_num_steps"] = (
             scheduler.warmup_num_steps,
@@ -133,7 +136,7 @@ def fill_from_prepare(
             facts[f"scheduler.params.{key}"] = (value, f"DummyScheduler({key}=...)")
     elif scheduler is not None and config.has("scheduler"):
         raise ValueError(
-            f"{config.origin} defines a \"scheduler\" section and prepare() got the scheduler "
+            f'{config.origin} defines a "scheduler" section and prepare() got the scheduler '
             f"{type(scheduler).__name__}: keep one; to use the config's, pass "
             "accel.deepspeed.DummyScheduler(optimizer, ...) instead"
         )
@@ -181,7 +184,10 @@ def fill_from_prepare(
     if hidden is not None:
         source = f"{type(model).__name__}.config.hidden_size={hidden}"
         defaults["zero_optimization.reduce_bucket_size"] = (hidden * hidden, source)
-        defaults["zero_optimization.stage3_prefetch_bucket_size"] = (int(0.9 * hidden * hidden), source)
+        defaults["zero_optimization.stage3_prefetch_bucket_size"] = (
+            int(0.9 * hidden * hidden),
+            source,
+        )
         defaults["zero_optimization.stage3_param_persistence_threshold"] = (10 * hidden, source)
     config.fill(defaults, must_match=False)
     if (
@@ -209,5 +215,5 @@ def _check_batch_sizes(config: Any, num_processes: int) -> None:
             f"{config.origin}: train_batch_size={total} must equal "
             f"train_micro_batch_size_per_gpu={micro} x gradient_accumulation_steps={steps} x "
             f"{num_processes} processes = {micro * steps * num_processes}; set train_batch_size "
-            "to \"auto\""
+            'to "auto"'
         )

@@ -42,8 +42,12 @@ def engine_tag(index: int) -> str:
 
 
 def _others(accelerator: Any) -> tuple[list[Any], list[Any]]:
-    optimizers = [o for o in accelerator._optimizers if not isinstance(o, DeepSpeedOptimizerWrapper)]
-    schedulers = [s for s in accelerator._schedulers if not isinstance(s, DeepSpeedSchedulerWrapper)]
+    optimizers = [
+        o for o in accelerator._optimizers if not isinstance(o, DeepSpeedOptimizerWrapper)
+    ]
+    schedulers = [
+        s for s in accelerator._schedulers if not isinstance(s, DeepSpeedSchedulerWrapper)
+    ]
     return optimizers, schedulers
 
 

@@ -62,9 +62,7 @@ def load_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str,
         with open(path, encoding="utf-8") as handle:
             loaded = json.load(handle)
     except json.JSONDecodeError as error:
-        raise ValueError(
-            f"the DeepSpeed config file {path!r} is not valid JSON: {error}"
-        ) from None
+        raise ValueError(f"the DeepSpeed config file {path!r} is not valid JSON: {error}") from None
     if not isinstance(loaded, dict):
         raise ValueError(
             f"the DeepSpeed config file {path!r} holds a {type(loaded).__name__}, not a JSON object"
@@ -265,12 +263,14 @@ class DeepSpeedConfig:
             if current == AUTO:
                 self.set_value(key, value)
             elif must_match and not _same(current, value):
-                conflicts.append(f"  {key}: {current!r} in {self.origin} vs {value!r} from {source}")
+                conflicts.append(
+                    f"  {key}: {current!r} in {self.origin} vs {value!r} from {source}"
+                )
         if conflicts:
             raise ValueError(
                 "the DeepSpeed config disagrees with settings given elsewhere:\n"
                 + "\n".join(conflicts)
-                + "\nremove one of the two, or set the config value to \"auto\" to take the "
+                + '\nremove one of the two, or set the config value to "auto" to take the '
                 "other one"
             )
 
@@ -284,8 +284,7 @@ class DeepSpeedConfig:
         if not left:
             return
         lines = [
-            f"  {key}: {_HOW_TO_SET.get(key, 'set a concrete value in the config')}"
-            for key in left
+            f"  {key}: {_HOW_TO_SET.get(key, 'set a concrete value in the config')}" for key in left
         ]
         raise ValueError(
             f'these values of {self.origin} are still "auto" and accel cannot infer them:\n'

@@ -35,7 +35,9 @@ class DummyOptim:
         self.kwargs = kwargs
 
     def __repr__(self) -> str:
-        return f"DummyOptim(lr={self.lr}, weight_decay={self.weight_decay}, {len(self.params)} params)"
+        return (
+            f"DummyOptim(lr={self.lr}, weight_decay={self.weight_decay}, {len(self.params)} params)"
+        )
 
 
 class DummyScheduler:

@@ -56,9 +56,12 @@ DEFAULT_ZERO_STAGE = 2
 def _parse(field: str, raw: Any, source: str) -> Any:
     """Check one field's value (strings from the environment are converted)."""
     text = raw.strip() if isinstance(raw, str) else None
+    original = raw
 
     def bad(valid: str) -> ValueError:
-        return ValueError(f"{source}={raw!r} is not valid for DeepSpeedPlugin.{field}: expected {valid}")
+        return ValueError(
+            f"{source}={original!r} is not valid for DeepSpeedPlugin.{field}: expected {valid}"
+        )
 
     if field in ("gradient_accumulation_steps", "zero_stage"):
         if text is not None:
@@ -237,7 +240,9 @@ class DeepSpeedPlugin:
             stage = self.hf_ds_config.get_value("zero_optimization.stage")
             if stage is None:
                 self.hf_ds_config.set_value("zero_optimization.stage", DEFAULT_ZERO_STAGE)
-                self.sources["zero_stage"] = "the default (the config has no zero_optimization.stage)"
+                self.sources["zero_stage"] = (
+                    "the default (the config has no zero_optimization.stage)"
+                )
             elif stage == AUTO:
                 self.hf_ds_config.set_value("zero_optimization.stage", DEFAULT_ZERO_STAGE)
             elif self.zero_stage is None:
@@ -308,7 +313,11 @@ class DeepSpeedPlugin:
         return self.hf_ds_config.is_auto(key)
 
     def fill_match(
-        self, ds_key_long: str, mismatches: list[str] | None = None, must_match: bool = True, **kwargs: Any
+        self,
+        ds_key_long: str,
+        mismatches: list[str] | None = None,
+        must_match: bool = True,
+        **kwargs: Any,
     ) -> None:
         """Fill one ``"auto"`` config key from ``kwargs`` (Accelerate's signature).
 
@@ -332,7 +341,12 @@ class DeepSpeedPlugin:
             mismatches.append(str(error))
 
     def deepspeed_config_process(
-        self, prefix: str = "", mismatches: list[str] | None = None, config: Any = None, must_match: bool = True, **kwargs: Any
+        self,
+        prefix: str = "",
+        mismatches: list[str] | None = None,
+        config: Any = None,
+        must_match: bool = True,
+        **kwargs: Any,
     ) -> None:
         """Fill every ``"auto"`` key named in ``kwargs`` (dotted keys; Accelerate's method).
 
@@ -368,12 +382,12 @@ class DeepSpeedPlugin:
         if config.is_true(f"{other}.enabled"):
             raise ValueError(
                 f"mixed_precision={mode!r} conflicts with {other}.enabled=true in "
-                f"{config.origin}; use one 16-bit type (set {other}.enabled to \"auto\")"
+                f'{config.origin}; use one 16-bit type (set {other}.enabled to "auto")'
             )
         if config.is_false(f"{mode}.enabled"):
             raise ValueError(
                 f"mixed_precision={mode!r} conflicts with {mode}.enabled=false in "
-                f"{config.origin}; set it to \"auto\" or true"
+                f'{config.origin}; set it to "auto" or true'
             )
         if not config.has(f"{mode}.enabled"):
             config.set_value(f"{mode}.enabled", True)
@@ -414,7 +428,9 @@ class DeepSpeedPlugin:
             return
         from accel.deepspeed.zero3 import set_moe_leaf_modules
 
-        set_moe_leaf_modules(model, self.transformer_moe_cls_names, self.sources.get("transformer_moe_cls_names", ""))
+        set_moe_leaf_modules(
+            model, self.transformer_moe_cls_names, self.sources.get("transformer_moe_cls_names", "")
+        )
 
     # -- several plugins -----------------------------------------------------------------
 

@@ -81,7 +81,7 @@ class DeepSpeedStrategy(TrainingStrategy):
                 f"Accelerator(gradient_accumulation_steps={steps}) conflicts with "
                 f"gradient_accumulation_steps={configured} "
                 f"({plugin.sources.get('gradient_accumulation_steps', plugin.hf_ds_config.origin)}); "
-                "give it in one place, or set the config value to \"auto\""
+                'give it in one place, or set the config value to "auto"'
             )
 
     @property
@@ -107,9 +107,7 @@ class DeepSpeedStrategy(TrainingStrategy):
             >>> [w.engine for w in accelerator.strategy.engines()]  # doctest: +SKIP
         """
         live = self.accelerator._models
-        self._wrappers = [
-            (w, p) for w, p in self._wrappers if any(w.engine is m for m in live)
-        ]
+        self._wrappers = [(w, p) for w, p in self._wrappers if any(w.engine is m for m in live)]
         return [w for w, _ in self._wrappers]
 
     # -- prepare -------------------------------------------------------------------------
@@ -168,7 +166,11 @@ class DeepSpeedStrategy(TrainingStrategy):
     def _check_counts(
         objects: list[Any], models: list[int], optimizers: list[int], schedulers: list[int]
     ) -> None:
-        for kind, found in (("model", models), ("optimizer", optimizers), ("scheduler", schedulers)):
+        for kind, found in (
+            ("model", models),
+            ("optimizer", optimizers),
+            ("scheduler", schedulers),
+        ):
             if len(found) > 1:
                 names = ", ".join(type(objects[i]).__name__ for i in found)
                 raise ValueError(
@@ -200,9 +202,11 @@ class DeepSpeedStrategy(TrainingStrategy):
         accelerator = self.accelerator
         plugin = self.plugin
         if optimizer is not None:
-            params = optimizer.params if isinstance(optimizer, DummyOptim) else [
-                p for group in optimizer.param_groups for p in group["params"]
-            ]
+            params = (
+                optimizer.params
+                if isinstance(optimizer, DummyOptim)
+                else [p for group in optimizer.param_groups for p in group["params"]]
+            )
             owned = {id(p) for p in model.parameters()}
             if params and not any(id(p) in owned for p in params):
                 raise ValueError(
@@ -296,9 +300,7 @@ class DeepSpeedStrategy(TrainingStrategy):
         Example:
             >>> accelerator.backward(loss)  # doctest: +SKIP
         """
-        self._wrapper_for().backward(
-            loss, sync_gradients=self.accelerator.sync_gradients, **kwargs
-        )
+        self._wrapper_for().backward(loss, sync_gradients=self.accelerator.sync_gradients, **kwargs)
 
     def no_sync(self, model: torch.nn.Module) -> contextlib.AbstractContextManager[None]:
         """Nothing to enter: the engine skips reductions on non-final accumulation steps.

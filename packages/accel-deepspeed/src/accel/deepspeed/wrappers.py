@@ -75,7 +75,11 @@ class DeepSpeedEngineWrapper:
             0.73
         """
         norm = self.engine.get_global_grad_norm()
-        return float(norm.item() if isinstance(norm, torch.Tensor) else norm) if norm is not None else None
+        return (
+            float(norm.item() if isinstance(norm, torch.Tensor) else norm)
+            if norm is not None
+            else None
+        )
 
 
 class DeepSpeedOptimizerWrapper(AcceleratedOptimizer):

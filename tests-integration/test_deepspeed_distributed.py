@@ -1,0 +1,72 @@
+"""accel-deepspeed with real DeepSpeed on 2 gloo processes (see ``workers/deepspeed_checks.py``).
+
+ZeRO-1/2/3 train to DDP's weights, checkpoints resume exactly, ZeRO-3 ``save_model`` writes a
+full model, ``zero3_init_context`` builds partitioned models, ``"auto"`` values are filled,
+two plugins (student/teacher) work together, bad input is refused; CPU offload in its own
+launch (it compiles DeepSpeedCPUAdam on a clean machine). An example script runs end to end
+under ``accel launch --use_deepspeed``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from launching import LaunchResult, clean_environment, declared_checks
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+ACCEL = Path(sys.executable).parent / "accel"
+OFFLOAD_CHECKS = ["cpu_offload_matches_ddp"]
+CHECKS = [name for name in declared_checks("deepspeed_checks.py") if name not in OFFLOAD_CHECKS]
+
+
+def _finished(run: LaunchResult) -> None:
+    assert not run.timed_out and run.returncode == 0, run.diagnostics()
+    assert sorted(run.reports) == [0, 1], run.diagnostics()
+
+
+def test_deepspeed_launch_finished(deepspeed_run: LaunchResult) -> None:
+    _finished(deepspeed_run)
+
+
+@pytest.mark.parametrize("check", CHECKS)
+def test_deepspeed(deepspeed_run: LaunchResult, check: str) -> None:
+    deepspeed_run.assert_passed(check, (0, 1))
+
+
+def test_deepspeed_offload_launch_finished(deepspeed_offload_run: LaunchResult) -> None:
+    _finished(deepspeed_offload_run)
+
+
+@pytest.mark.parametrize("check", OFFLOAD_CHECKS)
+def test_deepspeed_offload(deepspeed_offload_run: LaunchResult, check: str) -> None:
+    deepspeed_offload_run.assert_passed(check, (0, 1))
+
+
+def test_example_under_accel_launch_use_deepspeed(tmp_path: Path) -> None:
+    """``accel launch --use_deepspeed --zero_stage 3`` runs examples/train_deepspeed.py: two
+    processes, ZeRO-3 from the flags, the loss goes down, the gathered model is written."""
+    report = tmp_path / "report.json"
+    command = [
+        str(ACCEL), "launch", "--use_deepspeed", "--zero_stage", "3", "--cpu",
+        "--num_processes", "2", str(ROOT / "examples" / "train_deepspeed.py"),
+        "--epochs", "3", "--out", str(tmp_path / "model"), "--report", str(report),
+    ]  # fmt: skip
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=600, env=clean_environment(), cwd=tmp_path
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    summary = json.loads(report.read_text())
+    assert summary["distributed_type"] == "DEEPSPEED", summary
+    assert summary["num_processes"] == 2 and summary["zero_stage"] == 3, summary
+    assert summary["micro_batch"] == 8, summary
+    assert summary["losses"][-1] < summary["losses"][0] / 2, summary
+    from safetensors.torch import load_file
+
+    weights = load_file(str(tmp_path / "model" / "model.safetensors"))
+    assert weights["0.weight"].shape == (64, 16) and weights["2.weight"].shape == (1, 64)
