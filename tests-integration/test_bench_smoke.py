@@ -26,6 +26,7 @@ OPERATIONS = [
     "TransformerEncoderLayer(128), 16x32 vs raw",
     "TransformerEncoderLayer(128), 16x32 vs accelerate",
     "step overhead over raw (us/step)",
+    "ZeRO-2 MLP 3xLinear(512)+ReLU, batch 64, AdamW",
 ]
 
 
@@ -37,7 +38,7 @@ def test_run_all_quick_prints_a_ratio_for_every_operation() -> None:
         [sys.executable, str(RUN_ALL), "--quick"],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,  # the DeepSpeed launch alone takes about a minute here
         env=env,
         cwd=ROOT,
     )
@@ -46,6 +47,6 @@ def test_run_all_quick_prints_a_ratio_for_every_operation() -> None:
     for operation in OPERATIONS:
         pattern = (
             re.escape(operation)
-            + r" +\|.*\| (accel/raw|accelerate/accel|accel/accelerate) = [0-9.]+x?"
+            + r" +\|.*\| (accel/raw|accelerate/accel|accel/accelerate|accel/deepspeed) = [0-9.]+x?"
         )
         assert re.search(pattern, result.stdout), f"no ratio line for {operation!r}:\n{output}"

@@ -8,6 +8,8 @@
 2. ``import_time.py``: import cost of ``accel.ops`` vs ``accelerate`` above ``import torch``.
 3. ``training_loop.py``: steps/s of a DDP training loop (2 gloo processes) with accel vs
    Accelerate vs raw torch, and the per-step Python overhead on 1 process.
+   ``deepspeed_zero2.py``: steps/s of a DeepSpeed ZeRO-2 loop (2 gloo processes) through accel
+   vs written directly against ``deepspeed.initialize``.
 4. ``launch_overhead.py``: wall time of a 2-process CPU job started by ``accel launch`` vs
    ``torchrun`` vs ``accelerate launch``.
 4. ``cli_startup.py``: wall time of ``accel --help`` / ``env --help`` / ``config default`` vs
@@ -67,6 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     run(torchrun, env)
     run([sys.executable, str(HERE / "import_time.py"), *extra], env)
     run([sys.executable, str(HERE / "training_loop.py"), *extra], env)
+    run([sys.executable, str(HERE / "deepspeed_zero2.py"), *extra], env)
     run([sys.executable, str(HERE / "launch_overhead.py"), *extra], env)
     run([sys.executable, str(HERE / "cli_startup.py"), *extra], env)
     run([sys.executable, str(HERE / "big_model_load.py"), *extra], env)
