@@ -29,6 +29,14 @@ OPERATIONS = [
     "ZeRO-2 MLP 3xLinear(512)+ReLU, batch 64, AdamW",
 ]
 
+CHECKPOINT_LINES = [
+    "save_state (returned), accelerate/accel",
+    "save_state (on disk), accelerate/accel",
+    "load_state, accelerate/accel",
+    "blocked / synchronous save (warm)",
+    "save_model / dd throughput (page cache)",
+]
+
 
 @pytest.mark.slow
 def test_run_all_quick_prints_a_ratio_for_every_operation() -> None:
@@ -50,3 +58,5 @@ def test_run_all_quick_prints_a_ratio_for_every_operation() -> None:
             + r" +\|.*\| (accel/raw|accelerate/accel|accel/accelerate|accel/deepspeed) = [0-9.]+x?"
         )
         assert re.search(pattern, result.stdout), f"no ratio line for {operation!r}:\n{output}"
+    for line in CHECKPOINT_LINES:
+        assert re.search(re.escape(line) + r" +[0-9.]+x", result.stdout), f"no {line!r}:\n{output}"

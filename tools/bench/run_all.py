@@ -17,6 +17,9 @@
 5. ``big_model_load.py``: time to first output and peak RSS of a 1.6 GB sharded checkpoint
    loaded all on CPU (cold/warm), half on disk and all on disk with ``accel.big_model`` vs
    Accelerate vs a raw read (``--quick``: 25 MB).
+6. ``checkpoint_io.py``: ``save_state``/``load_state`` of a 1.07 GB model + AdamW state vs
+   Accelerate, the blocked time of ``async_save``, ``save_model`` throughput vs ``dd``
+   (``--quick``: 17 MB).
 
 Exits non-zero if a benchmark fails (including a result mismatch); missed performance targets
 are reported as ``MISSED`` in the tables but do not fail the run.
@@ -73,6 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     run([sys.executable, str(HERE / "launch_overhead.py"), *extra], env)
     run([sys.executable, str(HERE / "cli_startup.py"), *extra], env)
     run([sys.executable, str(HERE / "big_model_load.py"), *extra], env)
+    run([sys.executable, str(HERE / "checkpoint_io.py"), *extra], env)
     print(f"\nall benchmarks done in {time.perf_counter() - start:.0f} s")
 
 

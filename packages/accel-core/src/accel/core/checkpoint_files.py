@@ -34,6 +34,7 @@ FileFormat = Literal["safetensors", "torch"]
 # More writers than cores only add seeks; two keep a disk and the CPU side of
 # serialization busy at once on small machines.
 _MAX_WRITERS = 4
+_PARALLEL_COPY_BYTES = 256 << 20
 
 
 @dataclass
@@ -171,11 +172,24 @@ class CpuStager:
         ]
         for key in set(self._buffers) - walk.used:  # tensors that no longer occur
             del self._buffers[key]
-        for source, buffer in walk.copies:
-            buffer.copy_(source, non_blocking=source.device.type == "cuda")
-        if any(source.device.type == "cuda" for source, _ in walk.copies):
-            torch.cuda.synchronize()
+        _copy_all(walk.copies)
         return staged
+
+
+def _copy_all(copies: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    """Run the staging copies; large ones on several threads (``copy_`` releases the GIL, and
+    the first copy into a fresh buffer is dominated by page faults, which parallelize)."""
+    total = sum(source.numel() * source.element_size() for source, _ in copies)
+    workers = min(_MAX_WRITERS, os.cpu_count() or 1, len(copies))
+    if total < _PARALLEL_COPY_BYTES or workers < 2:
+        for source, buffer in copies:
+            buffer.copy_(source, non_blocking=source.device.type == "cuda")
+    else:
+        with ThreadPoolExecutor(workers, thread_name_prefix="accel-stage") as pool:
+            for done in [pool.submit(b.copy_, s, non_blocking=s.is_cuda) for s, b in copies]:
+                done.result()
+    if any(source.device.type == "cuda" for source, _ in copies):
+        torch.cuda.synchronize()
 
 
 class _StagingWalk:
