@@ -22,5 +22,6 @@ def test_pairs_torch_xla_with_the_installed_torch() -> None:
 
 def test_upgrade_upgrades_torch_first() -> None:
     commands = install_xla(upgrade=True, dry_run=True)
-    assert [c[-2:] for c in commands][0] == ["--upgrade", "torch"]
+    assert len(commands) == 2
+    assert commands[0][-2:] == ["--upgrade", "torch"]
     assert commands[1][-1].startswith("torch-xla==")

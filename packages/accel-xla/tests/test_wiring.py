@@ -6,10 +6,10 @@ import importlib
 import importlib.util
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from accel.core.strategies.base import TrainingStrategy
 from accel.state.backends import CollectiveBackend

@@ -61,9 +61,7 @@ def test_xla_checkpoint_loads_into_a_cpu_job(
             torch.testing.assert_close(value, saved[name], rtol=0, atol=0, msg=name)
 
 
-def test_save_model_writes_cpu_safetensors(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_save_model_writes_cpu_safetensors(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     with job(monkeypatch, xla=True):
         accelerator = Accelerator()
         model, optimizer, loader, scheduler = _prepared(accelerator)
