@@ -78,6 +78,10 @@ def protocol_env(values: Mapping[str, Any]) -> dict[str, str]:
             "OFFLOAD_PARAM_DEVICE": get("offload_param_device"),
             "CONFIG_FILE": get("deepspeed_config_file"),
             "ZERO3_INIT": get("zero3_init_flag"),
+            "ZERO3_SAVE_16BIT_MODEL": get("zero3_save_16bit_model"),
+            "OFFLOAD_OPTIMIZER_NVME_PATH": get("offload_optimizer_nvme_path"),
+            "OFFLOAD_PARAM_NVME_PATH": get("offload_param_nvme_path"),
+            "MOE_LAYER_CLS_NAMES": get("deepspeed_moe_layer_cls_names"),
         }
         _put_settings(env, "ACCEL_DEEPSPEED_", deepspeed)
     return env

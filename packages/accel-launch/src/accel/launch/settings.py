@@ -176,6 +176,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("offload_param_device", None, _accel("DEEPSPEED_OFFLOAD_PARAM_DEVICE"), ("offload_param_device",), _choice(OFFLOAD_DEVICES)),
     Option("deepspeed_config_file", None, _accel("DEEPSPEED_CONFIG_FILE"), ("deepspeed_config_file",), _text),
     Option("zero3_init_flag", None, _accel("DEEPSPEED_ZERO3_INIT"), ("zero3_init_flag",), _bool),
+    Option("zero3_save_16bit_model", None, _accel("DEEPSPEED_ZERO3_SAVE_16BIT_MODEL"), ("zero3_save_16bit_model",), _bool),
+    Option("offload_optimizer_nvme_path", None, _accel("DEEPSPEED_OFFLOAD_OPTIMIZER_NVME_PATH"), ("offload_optimizer_nvme_path",), _text),
+    Option("offload_param_nvme_path", None, _accel("DEEPSPEED_OFFLOAD_PARAM_NVME_PATH"), ("offload_param_nvme_path",), _text),
+    Option("deepspeed_moe_layer_cls_names", None, _accel("DEEPSPEED_MOE_LAYER_CLS_NAMES"), ("deepspeed_moe_layer_cls_names",), _text),
     Option("gradient_accumulation_steps", None, _accel("GRADIENT_ACCUMULATION_STEPS"), ("gradient_accumulation_steps",), _int_at_least(1)),
     Option("gradient_clipping", None, _accel("GRADIENT_CLIPPING"), ("gradient_clipping",), _float),
 )  # fmt: skip
