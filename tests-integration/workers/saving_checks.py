@@ -82,6 +82,61 @@ def fsdp_save_model_reloads():
         accelerator.wait_for_everyone()
 
 
+def _fsdp_training(state_dict_type: str):
+    """A fresh FSDP2 accelerator, model and AdamW from the same seed, and a step function."""
+    reset_state()
+    torch.manual_seed(0)
+    model = Net()
+    accelerator = Accelerator(
+        fsdp_plugin=FullyShardedDataParallelPlugin(
+            auto_wrap_policy="transformer_based_wrap",
+            transformer_cls_names_to_wrap=["Block"],
+            state_dict_type=state_dict_type,
+        )
+    )
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.05)
+    model, optimizer = accelerator.prepare(model, optimizer)
+
+    def train(steps: int, seed: int) -> None:
+        generator = torch.Generator().manual_seed(seed * 10 + RANK)
+        for _ in range(steps):
+            loss = model(torch.randn(4, 8, generator=generator)).pow(2).mean()
+            accelerator.backward(loss)
+            optimizer.step()
+            optimizer.zero_grad()
+
+    return accelerator, model, train
+
+
+@checks.add
+def fsdp_save_state_resumes_identically():
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    full = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    for kind in ("FULL_STATE_DICT", "SHARDED_STATE_DICT"):
+        accelerator, model, train = _fsdp_training(kind)
+        train(3, seed=1)
+        folder = accelerator.save_state(shared_dir(f"fsdp_state_{kind}"))
+        train(3, seed=2)
+        expected = get_model_state_dict(model, options=full)
+
+        accelerator, model, train = _fsdp_training(kind)
+        accelerator.load_state(folder)
+        train(3, seed=2)
+        got = get_model_state_dict(model, options=full)
+        if RANK == 0:
+            assert expected and expected.keys() == got.keys()
+            for key in expected:
+                assert torch.equal(expected[key], got[key]), (kind, key)
+            # the saved weights are full: a plain module loads them
+            from safetensors.torch import load_file
+
+            plain = Net()
+            plain.load_state_dict(load_file(os.path.join(folder, "model.safetensors")))
+        accelerator.wait_for_everyone()
+    reset_state()
+
+
 @checks.add
 def save_and_trackers_main_process_only():
     accelerator = Accelerator(log_with="jsonl", project_dir=str(shared_dir("project")))

@@ -69,6 +69,7 @@ logger = logging.getLogger(__name__)
 
 SAFE_MODEL_NAME = "model"
 MODEL_NAME = "pytorch_model"
+FSDP_MODEL_NAME = "pytorch_model_fsdp"
 OPTIMIZER_NAME = "optimizer"
 SCHEDULER_NAME = "scheduler"
 SCALER_NAME = "scaler.pt"
@@ -263,6 +264,10 @@ def collect_checkpoint_files(
         if config.save_on_each_node
         else accelerator.is_main_process
     )
+    optimizers = accelerator._optimizers if optimizers is None else optimizers
+    schedulers = accelerator._schedulers if schedulers is None else schedulers
+    # Every process asks: a sharded strategy gathers optimizer states collectively.
+    optimizer_states = [accelerator.strategy.optimizer_state_dict(opt) for opt in optimizers]
     files: list[CheckpointFile] = []
     if writer:
         for i, state in enumerate(weights):
@@ -271,10 +276,8 @@ def collect_checkpoint_files(
                 files.append(CheckpointFile(name, state, "safetensors"))
             else:
                 files.append(CheckpointFile(_numbered(MODEL_NAME, i, ".bin"), dict(state)))
-        optimizers = accelerator._optimizers if optimizers is None else optimizers
-        schedulers = accelerator._schedulers if schedulers is None else schedulers
-        for i, opt in enumerate(optimizers):
-            files.append(CheckpointFile(_numbered(OPTIMIZER_NAME, i, ".bin"), opt.state_dict()))
+        for i, state in enumerate(optimizer_states):
+            files.append(CheckpointFile(_numbered(OPTIMIZER_NAME, i, ".bin"), state))
         for i, sched in enumerate(schedulers):
             files.append(CheckpointFile(_numbered(SCHEDULER_NAME, i, ".bin"), sched.state_dict()))
         if accelerator.scaler is not None:
@@ -321,7 +324,12 @@ def _strip_prefix(
 
 
 def _load_weights(
-    model: torch.nn.Module, path: str, safe: bool, strict: bool = True, **kwargs: Any
+    model: torch.nn.Module,
+    path: str,
+    safe: bool,
+    load: Callable[..., Any],
+    strict: bool = True,
+    **kwargs: Any,
 ) -> None:
     if safe:
         from safetensors import safe_open
@@ -336,7 +344,7 @@ def _load_weights(
     else:
         state_dict = safe_load(path)
     state_dict = _strip_prefix(state_dict, model)
-    result = model.load_state_dict(state_dict, strict=False, **kwargs)
+    result = load(model, state_dict, **kwargs)
     if not strict:
         return
     # Tied weights are saved once (safetensors refuses shared memory): a missing name that
@@ -425,17 +433,22 @@ def read_checkpoint_files(
         target = accelerator.unwrap_model(model)
         if hasattr(target, "_orig_mod"):
             target = target._orig_mod
+        load = accelerator.strategy.load_model_state_dict
         safe_path = os.path.join(input_dir, _numbered(SAFE_MODEL_NAME, i, ".safetensors"))
+        # Accelerate names the full weights of an FSDP model pytorch_model_fsdp[_i].bin.
+        fsdp_path = os.path.join(input_dir, _numbered(FSDP_MODEL_NAME, i, ".bin"))
         if os.path.isfile(safe_path):
-            _load_weights(target, safe_path, True, **load_model_func_kwargs)
+            _load_weights(target, safe_path, True, load, **load_model_func_kwargs)
+        elif os.path.isfile(fsdp_path):
+            _load_weights(target, fsdp_path, False, load, **load_model_func_kwargs)
         else:
-            _load_weights(
-                target, need(_numbered(MODEL_NAME, i, ".bin")), False, **load_model_func_kwargs
-            )
+            path = need(_numbered(MODEL_NAME, i, ".bin"))
+            _load_weights(target, path, False, load, **load_model_func_kwargs)
     optimizers = accelerator._optimizers if optimizers is None else optimizers
     schedulers = accelerator._schedulers if schedulers is None else schedulers
     for i, opt in enumerate(optimizers):
-        opt.load_state_dict(safe_load(need(_numbered(OPTIMIZER_NAME, i, ".bin")), map_location))
+        state = safe_load(need(_numbered(OPTIMIZER_NAME, i, ".bin")), map_location)
+        accelerator.strategy.load_optimizer_state_dict(opt, state)
     for i, sched in enumerate(schedulers):
         sched.load_state_dict(safe_load(need(_numbered(SCHEDULER_NAME, i, ".bin"))))
     if accelerator.scaler is not None:
@@ -559,7 +572,7 @@ def _checkpoints_root(accelerator: Accelerator) -> str:
     return os.path.join(os.fspath(accelerator.project_dir), "checkpoints")
 
 
-_UNSUPPORTED = ("FSDP", "MEGATRON_LM")
+_UNSUPPORTED = ("MEGATRON_LM",)
 
 
 def _check_supported(accelerator: Accelerator, what: str) -> None:

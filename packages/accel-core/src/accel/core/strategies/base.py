@@ -120,6 +120,35 @@ class TrainingStrategy:
         """
         return self.unwrap_model(model).state_dict()
 
+    def optimizer_state_dict(self, optimizer: Any) -> dict[str, Any]:
+        """The optimizer state a checkpoint stores (every process calls it; sharded strategies
+        gather).
+
+        Example:
+            >>> strategy.optimizer_state_dict(optimizer)["param_groups"]  # doctest: +SKIP
+        """
+        return optimizer.state_dict()
+
+    def load_optimizer_state_dict(self, optimizer: Any, state: dict[str, Any]) -> None:
+        """Put a state from :meth:`optimizer_state_dict` back (every process calls it).
+
+        Example:
+            >>> strategy.load_optimizer_state_dict(optimizer, state)  # doctest: +SKIP
+        """
+        optimizer.load_state_dict(state)
+
+    def load_model_state_dict(
+        self, model: torch.nn.Module, state_dict: dict[str, torch.Tensor], **kwargs: Any
+    ) -> Any:
+        """Load full (unsharded) weights into a prepared model without strict checking;
+        returns the missing/unexpected keys as ``load_state_dict`` does.
+
+        Example:
+            >>> strategy.load_model_state_dict(model, weights).missing_keys  # doctest: +SKIP
+            []
+        """
+        return model.load_state_dict(state_dict, strict=False, **kwargs)
+
     def checkpoint_files(
         self, folder: str, safe_serialization: bool = True
     ) -> list[CheckpointFile]:

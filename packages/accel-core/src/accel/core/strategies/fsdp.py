@@ -165,6 +165,90 @@ class FSDPStrategy(TrainingStrategy):
         options = StateDictOptions(full_state_dict=full, cpu_offload=full)
         return get_model_state_dict(model, options=options)
 
+    # -- checkpoints: full (unsharded) states in Accelerate's file layout -----------------
+
+    def _owner(self, optimizer: Any) -> torch.nn.Module:
+        """The prepared model whose (sharded) parameters ``optimizer`` updates."""
+        inner = getattr(optimizer, "optimizer", optimizer)
+        mine = {id(p) for group in inner.param_groups for p in group["params"]}
+        for model in self.accelerator._models:
+            if any(id(p) in mine for p in model.parameters()):
+                return model
+        raise ValueError(
+            f"the optimizer {type(inner).__name__} updates no parameter of a model prepared "
+            "with FSDP; prepare the model and its optimizer in the same prepare() call"
+        )
+
+    def checkpoint_files(self, folder: str, safe_serialization: bool = True) -> list[Any]:
+        """Full weights and optimizer states gathered on the main process (whatever the
+        plugin's ``state_dict_type``), in the layout of a non-sharded checkpoint.
+
+        Example:
+            >>> [f.name for f in strategy.checkpoint_files("ckpt")]  # doctest: +SKIP
+            ['model.safetensors', 'optimizer.bin', 'random_states_0.pkl']
+        """
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        from accel.core.checkpointing import collect_checkpoint_files, run_save_pre_hooks
+
+        accelerator = self.accelerator
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        weights = [get_model_state_dict(model, options=options) for model in accelerator._models]
+        run_save_pre_hooks(accelerator, weights, folder)
+        return collect_checkpoint_files(accelerator, weights, safe_serialization)
+
+    def optimizer_state_dict(self, optimizer: Any) -> dict[str, Any]:
+        """The full optimizer state, keyed by parameter names, on the main process (other
+        processes get an empty dict). A collective: every process calls it.
+
+        Example:
+            >>> strategy.optimizer_state_dict(optimizer)  # doctest: +SKIP
+        """
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_optimizer_state_dict,
+        )
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        inner = getattr(optimizer, "optimizer", optimizer)
+        return get_optimizer_state_dict(self._owner(optimizer), inner, options=options)
+
+    def load_optimizer_state_dict(self, optimizer: Any, state: dict[str, Any]) -> None:
+        """Shard a full optimizer state (as :meth:`optimizer_state_dict` wrote, or Accelerate's
+        ``FULL_STATE_DICT`` ``optimizer.bin``) onto this process.
+
+        Example:
+            >>> strategy.load_optimizer_state_dict(optimizer, state)  # doctest: +SKIP
+        """
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_optimizer_state_dict,
+        )
+
+        inner = getattr(optimizer, "optimizer", optimizer)
+        set_optimizer_state_dict(
+            self._owner(optimizer),
+            inner,
+            optim_state_dict=state,
+            options=StateDictOptions(full_state_dict=True),
+        )
+
+    def load_model_state_dict(
+        self, model: torch.nn.Module, state_dict: dict[str, torch.Tensor], **kwargs: Any
+    ) -> Any:
+        """Shard full weights onto this process's part of an FSDP2 model (not strict: the
+        caller checks the returned missing/unexpected keys).
+
+        Example:
+            >>> strategy.load_model_state_dict(model, weights)  # doctest: +SKIP
+        """
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+        if kwargs:
+            raise TypeError(f"load_state under FSDP accepts only strict=...; got {sorted(kwargs)}")
+        options = StateDictOptions(full_state_dict=True, strict=False)
+        return set_model_state_dict(model, state_dict, options=options)
+
 
 def _is_bare_container(module: torch.nn.Module) -> bool:
     """A ``ModuleList``/``ModuleDict`` without ``forward``: never called, so ``fully_shard``
