@@ -392,3 +392,18 @@ def test_sharded_strategies_are_refused_clearly(tmp_path, monkeypatch) -> None:
         accelerator.save_state(tmp_path / "ckpt")
     with pytest.raises(ValueError, match="FSDP"):
         accelerator.load_state(tmp_path)
+
+
+def test_accelerate_fsdp_model_file_name_is_read(tmp_path) -> None:
+    accelerator, model, optimizer, scheduler, loader, counter = _setup()
+    _train(accelerator, model, optimizer, scheduler, list(loader)[:2], counter)
+    expected = {k: v.clone() for k, v in model.state_dict().items()}
+    folder = accelerator.save_state(tmp_path / "ckpt", safe_serialization=False)
+    os.rename(
+        os.path.join(folder, "pytorch_model.bin"), os.path.join(folder, "pytorch_model_fsdp.bin")
+    )
+
+    accelerator, model, optimizer, scheduler, loader, counter = _setup()
+    accelerator.load_state(folder)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, expected[key]), key
