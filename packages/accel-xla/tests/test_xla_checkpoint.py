@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _loops import job, make_objects, run_epochs
+from _xla_loops import job, make_objects, run_epochs
 from safetensors.torch import load_file
 
 from accel.core import Accelerator

@@ -14,7 +14,7 @@ import socket
 import pytest
 import torch
 import torch.distributed as dist
-from _loops import job
+from _xla_loops import job
 
 from accel.ops import (
     broadcast,

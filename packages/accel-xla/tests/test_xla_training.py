@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch_xla.debug.metrics as metrics
-from _loops import job, make_objects, run_epochs, train
+from _xla_loops import job, make_objects, run_epochs, train
 
 from accel.core import Accelerator
 from accel.state import DistributedType
