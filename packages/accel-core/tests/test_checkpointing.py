@@ -381,16 +381,16 @@ def test_mismatched_weights_are_named(tmp_path) -> None:
         accelerator.load_state(folder)
 
 
-def test_sharded_strategies_are_refused_clearly(tmp_path, monkeypatch) -> None:
+def test_megatron_lm_is_refused_clearly(tmp_path, monkeypatch) -> None:
     from accel.core import DistributedType
 
     accelerator, *_ = _setup()
     monkeypatch.setattr(
-        Accelerator, "distributed_type", property(lambda self: DistributedType.FSDP)
+        Accelerator, "distributed_type", property(lambda self: DistributedType.MEGATRON_LM)
     )
-    with pytest.raises(ValueError, match="FSDP"):
+    with pytest.raises(ValueError, match="MEGATRON_LM"):
         accelerator.save_state(tmp_path / "ckpt")
-    with pytest.raises(ValueError, match="FSDP"):
+    with pytest.raises(ValueError, match="MEGATRON_LM"):
         accelerator.load_state(tmp_path)
 
 
