@@ -19,6 +19,7 @@ from accel.deepspeed.autofill import batch_size_of, fill_from_prepare
 from accel.deepspeed.availability import require_deepspeed
 from accel.deepspeed.config import AUTO
 from accel.deepspeed.dummies import DummyOptim, DummyScheduler
+from accel.deepspeed.group import ensure_process_group
 from accel.deepspeed.plugin import DeepSpeedPlugin
 from accel.deepspeed.wrappers import (
     DeepSpeedEngineWrapper,
@@ -243,6 +244,7 @@ class DeepSpeedStrategy(TrainingStrategy):
                 kwargs["lr_scheduler"] = scheduler.lr_scheduler_callable
         elif scheduler is not None:
             kwargs["lr_scheduler"] = scheduler
+        ensure_process_group()
         engine, ds_optimizer, _, ds_scheduler = deepspeed.initialize(**kwargs)
 
         wrapper = DeepSpeedEngineWrapper(engine)

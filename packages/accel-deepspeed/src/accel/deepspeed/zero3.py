@@ -14,6 +14,7 @@ import torch
 
 from accel.deepspeed.availability import require_deepspeed
 from accel.deepspeed.config import AUTO
+from accel.deepspeed.group import ensure_process_group
 
 if TYPE_CHECKING:
     from accel.deepspeed.plugin import DeepSpeedPlugin
@@ -90,6 +91,7 @@ def zero3_init_context(
             f"{plugin.zero_stage} ({plugin.sources.get('zero_stage', 'DeepSpeedPlugin')})"
         )
     deepspeed = require_deepspeed()
+    ensure_process_group()
     # No dtype argument: DeepSpeed 0.19 then takes it from the config (fp32 unless fp16/bf16
     # is enabled); an explicit dtype is ignored on CPU, where it picks bf16.
     with deepspeed.zero.Init(config_dict_or_path=_init_config(plugin)):
