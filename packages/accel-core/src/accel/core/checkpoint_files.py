@@ -28,6 +28,7 @@ from typing import Any, Literal
 import torch
 
 from accel.big_model.checkpoint import ALIASES_KEY, _dedupe
+from accel.core.direct_io import DirectWriter, save_safetensors
 
 FileFormat = Literal["safetensors", "torch"]
 
@@ -35,6 +36,7 @@ FileFormat = Literal["safetensors", "torch"]
 # serialization busy at once on small machines.
 _MAX_WRITERS = 4
 _PARALLEL_COPY_BYTES = 256 << 20
+_DIRECT_BYTES = 64 << 20
 
 
 @dataclass
@@ -91,6 +93,8 @@ def write_file(folder: str, file: CheckpointFile, durable: bool = True) -> str:
         '/tmp/ckpt/scaler.pt'
     """
     path = os.path.join(folder, file.name)
+    # Big files go around the page cache (see accel.core.direct_io); DirectWriter flushes.
+    direct = durable and file.size >= _DIRECT_BYTES
     if file.format == "safetensors":
         from safetensors.torch import save_file
 
@@ -98,8 +102,15 @@ def write_file(folder: str, file: CheckpointFile, durable: bool = True) -> str:
         metadata = {"format": "pt"}
         if aliases:
             metadata[ALIASES_KEY] = json.dumps(aliases, sort_keys=True)
+        if direct:
+            save_safetensors(kept, path, metadata=metadata)
+            return path
         save_file(kept, path, metadata=metadata)
     elif file.format == "torch":
+        if direct:
+            with DirectWriter(path) as out:
+                torch.save(file.payload, out)
+            return path
         torch.save(file.payload, path)
     else:
         raise ValueError(
