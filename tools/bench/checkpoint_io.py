@@ -9,7 +9,10 @@ times; the table shows medians.
 - **save**: the ``save_state(folder)`` call; **save durable**: the call plus an ``os.sync()``
   right after it (accel flushes every file before it returns; Accelerate does not, so the
   sync is where its data reaches the disk). **load**: ``load_state(folder)`` into a freshly
-  prepared model and optimizer (page cache warm: the files were just written).
+  prepared model and optimizer, with the page cache dropped first (as a job resumed later
+  finds it; ``echo 1 > /proc/sys/vm/drop_caches`` needs root, else the load is warm and the
+  table says so). accel writes big files around the page cache, so a warm-cache load would
+  favour Accelerate's files, which are still cached.
 - **async blocked**: how long ``save_state(async_save=True)`` blocks training (the copy to
   CPU), first save (buffers allocated) and second save (buffers reused), against accel's own
   synchronous save; **async total**: until ``wait_for_checkpoint()`` returns.
@@ -76,6 +79,17 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
+def _drop_page_cache() -> bool:
+    """Empty the page cache (as a job resumed later finds it); needs root. Whether it worked."""
+    os.sync()
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as handle:
+            handle.write("1\n")
+        return True
+    except OSError:
+        return False
+
+
 def child_save_load(library: str, width: int, folder: str) -> dict[str, float]:
     """One fresh process: save_state, sync, load_state into new objects, verify."""
     model, optimizer = _build(width)
@@ -96,13 +110,14 @@ def child_save_load(library: str, width: int, folder: str) -> dict[str, float]:
     fresh_model, fresh_optimizer = accelerator.prepare(fresh_model, fresh_optimizer)
     accelerator._models[:] = [fresh_model]
     accelerator._optimizers[:] = [fresh_optimizer]
+    cold = _drop_page_cache()
     started = time.perf_counter()
     accelerator.load_state(folder)
     loaded = time.perf_counter() - started
     assert _same(fresh_model.state_dict(), expected_model), f"{library}: weights differ"
     got = fresh_optimizer.state_dict()
     assert _same(got["state"], expected_optimizer["state"]), f"{library}: optimizer differs"
-    return {"save": saved, "durable": durable, "load": loaded}
+    return {"save": saved, "durable": durable, "load": loaded, "cold": float(cold)}
 
 
 def child_async(width: int, folder: str) -> dict[str, float]:
@@ -222,6 +237,8 @@ def main(argv: list[str] | None = None) -> None:
 
     gb = median(models, "bytes") / 1e9
     print(f"\ncheckpoint IO: model {gb:.2f} GB + AdamW state, median of {args.repeat} runs")
+    cold = all(r["cold"] for rows in runs.values() for r in rows)
+    print(f"  load_state with the page cache {'dropped (cold)' if cold else 'WARM (not root)'}")
     print(f"  {'':<22} {'accel':>9} {'accelerate':>11}")
     for key, label in (
         ("save", "save_state"),
