@@ -32,25 +32,16 @@ from typing import Any
 
 import torch
 
+from accel.big_model.offload import SAFETENSORS_DTYPES
+
 _ALIGN = 4096
 _CHUNK = 16 << 20
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
 
+# safetensors' dtype names, from the table the big-model loader reads them with.
 _SAFETENSORS_NAMES = {
-    torch.float64: "F64",
-    torch.float32: "F32",
-    torch.float16: "F16",
-    torch.bfloat16: "BF16",
-    torch.int64: "I64",
-    torch.int32: "I32",
-    torch.int16: "I16",
-    torch.int8: "I8",
-    torch.uint8: "U8",
-    torch.bool: "BOOL",
+    dtype: name for name, dtype in SAFETENSORS_DTYPES.items() if dtype is not None
 }
-for _name, _label in (("float8_e4m3fn", "F8_E4M3"), ("float8_e5m2", "F8_E5M2")):
-    if hasattr(torch, _name):
-        _SAFETENSORS_NAMES[getattr(torch, _name)] = _label
 
 
 def _write_all(fd: int, data: memoryview) -> None:
