@@ -165,9 +165,18 @@ class TrainingStrategy:
         from accel.core.checkpointing import collect_checkpoint_files, run_save_pre_hooks
 
         accelerator = self.accelerator
-        weights = [accelerator.get_state_dict(model) for model in accelerator._models]
+        weights = [self.checkpoint_state_dict(model) for model in accelerator._models]
         run_save_pre_hooks(accelerator, weights, folder)
         return collect_checkpoint_files(accelerator, weights, safe_serialization)
+
+    def checkpoint_state_dict(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        """The weights ``save_state`` stores for ``model``: its full state dict (every process
+        calls it). Sharded strategies gather, whatever their ``get_state_dict`` layout.
+
+        Example:
+            >>> strategy.checkpoint_state_dict(model).keys()  # doctest: +SKIP
+        """
+        return self.accelerator.get_state_dict(model)
 
     def save_checkpoint(self, folder: str, safe_serialization: bool = True) -> None:
         """Write the training state into ``folder`` (it exists; every process calls this).

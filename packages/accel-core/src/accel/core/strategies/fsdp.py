@@ -179,23 +179,17 @@ class FSDPStrategy(TrainingStrategy):
             "with FSDP; prepare the model and its optimizer in the same prepare() call"
         )
 
-    def checkpoint_files(self, folder: str, safe_serialization: bool = True) -> list[Any]:
-        """Full weights and optimizer states gathered on the main process (whatever the
-        plugin's ``state_dict_type``), in the layout of a non-sharded checkpoint.
+    def checkpoint_state_dict(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        """Full weights gathered on the main process (other processes get an empty dict),
+        whatever the plugin's ``state_dict_type``: checkpoints keep the non-sharded layout.
 
         Example:
-            >>> [f.name for f in strategy.checkpoint_files("ckpt")]  # doctest: +SKIP
-            ['model.safetensors', 'optimizer.bin', 'random_states_0.pkl']
+            >>> strategy.checkpoint_state_dict(model)  # doctest: +SKIP
         """
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-        from accel.core.checkpointing import collect_checkpoint_files, run_save_pre_hooks
-
-        accelerator = self.accelerator
         options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-        weights = [get_model_state_dict(model, options=options) for model in accelerator._models]
-        run_save_pre_hooks(accelerator, weights, folder)
-        return collect_checkpoint_files(accelerator, weights, safe_serialization)
+        return get_model_state_dict(model, options=options)
 
     def optimizer_state_dict(self, optimizer: Any) -> dict[str, Any]:
         """The full optimizer state, keyed by parameter names, on the main process (other
