@@ -48,6 +48,7 @@ from torch.utils import hooks
 from accel.big_model.checkpoint import ALIASES_KEY
 from accel.core.async_checkpoint import AsyncCheckpointWriter
 from accel.core.checkpoint_files import CheckpointFile, write_files
+from accel.core.checkpoint_reader import read_safetensors, read_torch_file
 
 if TYPE_CHECKING:
     from accel.core.accelerator import Accelerator
@@ -323,6 +324,23 @@ def _strip_prefix(
     return state_dict
 
 
+def _plain_loading(model: torch.nn.Module, load: Callable[..., Any]) -> bool:
+    """Whether loading ``model`` is nothing but copying tensors into its state dict, so bytes
+    may be read straight into its parameters: the default strategy hook, and no module that
+    transforms what it loads (load hooks, its own ``_load_from_state_dict``)."""
+    from accel.core.strategies.base import TrainingStrategy
+
+    if getattr(load, "__func__", None) is not TrainingStrategy.load_model_state_dict:
+        return False
+    default = torch.nn.Module._load_from_state_dict
+    return not any(
+        module._load_state_dict_pre_hooks
+        or module._load_state_dict_post_hooks
+        or type(module)._load_from_state_dict is not default
+        for module in model.modules()
+    )
+
+
 def _load_weights(
     model: torch.nn.Module,
     path: str,
@@ -331,20 +349,18 @@ def _load_weights(
     strict: bool = True,
     **kwargs: Any,
 ) -> None:
+    placed: set[str] = set()
     if safe:
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
-        state_dict = load_file(path, device="cpu")
-        with safe_open(path, framework="pt") as handle:
-            metadata = handle.metadata() or {}
+        own = model.state_dict(keep_vars=True) if _plain_loading(model, load) else None
+        state_dict, metadata, placed = read_safetensors(path, into=own)
         for alias, kept in json.loads(metadata.get(ALIASES_KEY, "{}")).items():
             if kept in state_dict:
                 state_dict[alias] = state_dict[kept]
     else:
-        state_dict = safe_load(path)
+        state_dict = read_torch_file(path, safe_load)
     state_dict = _strip_prefix(state_dict, model)
-    result = load(model, state_dict, **kwargs)
+    # Tensors read straight into the model are loaded already.
+    result = load(model, {k: v for k, v in state_dict.items() if k not in placed}, **kwargs)
     if not strict:
         return
     # Tied weights are saved once (safetensors refuses shared memory): a missing name that
@@ -352,7 +368,9 @@ def _load_weights(
     own = model.state_dict()
     loaded = {own[k].data_ptr() for k in state_dict if k in own and own[k].numel()}
     missing = [
-        k for k in result.missing_keys if not (own[k].numel() and own[k].data_ptr() in loaded)
+        k
+        for k in result.missing_keys
+        if k not in placed and not (own[k].numel() and own[k].data_ptr() in loaded)
     ]
     if missing or result.unexpected_keys:
         raise RuntimeError(
@@ -446,8 +464,10 @@ def read_checkpoint_files(
             _load_weights(target, path, False, load, **load_model_func_kwargs)
     optimizers = accelerator._optimizers if optimizers is None else optimizers
     schedulers = accelerator._schedulers if schedulers is None else schedulers
+    cpu = map_location in ("cpu", torch.device("cpu"))
     for i, opt in enumerate(optimizers):
-        state = safe_load(need(_numbered(OPTIMIZER_NAME, i, ".bin")), map_location)
+        path = need(_numbered(OPTIMIZER_NAME, i, ".bin"))
+        state = read_torch_file(path, safe_load) if cpu else safe_load(path, map_location)
         accelerator.strategy.load_optimizer_state_dict(opt, state)
     for i, sched in enumerate(schedulers):
         sched.load_state_dict(safe_load(need(_numbered(SCHEDULER_NAME, i, ".bin"))))
