@@ -32,7 +32,8 @@ OPERATIONS = [
 CHECKPOINT_LINES = [
     "save_state (returned), accelerate/accel",
     "save_state (on disk), accelerate/accel",
-    "load_state, accelerate/accel",
+    "load_state (cold cache), accelerate/accel",
+    "load_state (warm cache), accelerate/accel",
     "blocked / synchronous save (warm)",
     "save_model / dd throughput (page cache)",
 ]

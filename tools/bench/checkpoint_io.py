@@ -8,11 +8,13 @@ times; the table shows medians.
 
 - **save**: the ``save_state(folder)`` call; **save durable**: the call plus an ``os.sync()``
   right after it (accel flushes every file before it returns; Accelerate does not, so the
-  sync is where its data reaches the disk). **load**: ``load_state(folder)`` into a freshly
-  prepared model and optimizer, with the page cache dropped first (as a job resumed later
-  finds it; ``echo 1 > /proc/sys/vm/drop_caches`` needs root, else the load is warm and the
-  table says so). accel writes big files around the page cache, so a warm-cache load would
-  favour Accelerate's files, which are still cached.
+  sync is where its data reaches the disk). **load**: ``load_state(folder)`` in a new process
+  (as a resumed job does) into a freshly prepared model and an optimizer without state; *cold*:
+  the page cache dropped first (a job resumed on another machine, or much later;
+  ``echo 1 > /proc/sys/vm/drop_caches`` needs root, else the table says the load was warm),
+  *warm*: every file of the checkpoint read once first (a job resumed right away, on the same
+  machine). accel writes big files around the page cache, so without these two steps the
+  load would favour Accelerate's files, which its save left cached.
 - **async blocked**: how long ``save_state(async_save=True)`` blocks training (the copy to
   CPU), first save (buffers allocated) and second save (buffers reused), against accel's own
   synchronous save; **async total**: until ``wait_for_checkpoint()`` returns.
@@ -90,34 +92,54 @@ def _drop_page_cache() -> bool:
         return False
 
 
-def child_save_load(library: str, width: int, folder: str) -> dict[str, float]:
-    """One fresh process: save_state, sync, load_state into new objects, verify."""
+def child_save(library: str, width: int, folder: str) -> dict[str, float]:
+    """One fresh process: build, train one step, ``save_state`` (then sync)."""
     model, optimizer = _build(width)
     accelerator = _accelerator(library)
     model, optimizer = accelerator.prepare(model, optimizer)
-    expected_model = {k: v.clone() for k, v in model.state_dict().items()}
-    expected_optimizer = optimizer.state_dict()
     os.sync()
     started = time.perf_counter()
     accelerator.save_state(folder)
     saved = time.perf_counter() - started
     os.sync()
-    durable = time.perf_counter() - started
+    return {"save": saved, "durable": time.perf_counter() - started}
 
-    fresh_model, fresh_optimizer = _build(width)
-    for p in fresh_model.parameters():
-        p.data.zero_()
-    fresh_model, fresh_optimizer = accelerator.prepare(fresh_model, fresh_optimizer)
-    accelerator._models[:] = [fresh_model]
-    accelerator._optimizers[:] = [fresh_optimizer]
-    cold = _drop_page_cache()
+
+def _read_through(folder: str) -> None:
+    """Read every file of ``folder`` once, so it sits in the page cache."""
+    for name in os.listdir(folder):
+        with open(os.path.join(folder, name), "rb") as handle:
+            while handle.read(64 << 20):
+                pass
+
+
+def child_load(library: str, width: int, folder: str, cache: str) -> dict[str, float]:
+    """One fresh process, as a resumed job: ``load_state`` into a new model and optimizer
+    (``cache="cold"``: page cache dropped first; ``"warm"``: every file read once first), then
+    check every weight and optimizer value bitwise against the same training step rebuilt
+    here."""
+    import torch
+
+    expected_model, expected_optimizer = _build(width)
+    model, optimizer = _build(width)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+    optimizer.state.clear()
+    accelerator = _accelerator(library)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    dropped = {}
+    if cache == "warm":
+        _read_through(folder)
+    else:
+        dropped["cold"] = float(_drop_page_cache())
     started = time.perf_counter()
     accelerator.load_state(folder)
     loaded = time.perf_counter() - started
-    assert _same(fresh_model.state_dict(), expected_model), f"{library}: weights differ"
-    got = fresh_optimizer.state_dict()
-    assert _same(got["state"], expected_optimizer["state"]), f"{library}: optimizer differs"
-    return {"save": saved, "durable": durable, "load": loaded, "cold": float(cold)}
+    assert _same(model.state_dict(), expected_model.state_dict()), f"{library}: weights differ"
+    got, want = optimizer.state_dict(), expected_optimizer.state_dict()
+    assert _same(got["state"], want["state"]), f"{library}: optimizer differs"
+    return {f"load_{cache}": loaded, **dropped}
 
 
 def child_async(width: int, folder: str) -> dict[str, float]:
@@ -203,8 +225,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.child:
         mode, *rest = args.child
-        if mode == "save_load":
-            out = child_save_load(rest[0], int(rest[1]), rest[2])
+        if mode == "save":
+            out = child_save(rest[0], int(rest[1]), rest[2])
+        elif mode == "load":
+            out = child_load(rest[0], int(rest[1]), rest[2], rest[3])
         elif mode == "async":
             out = child_async(int(rest[0]), rest[1])
         else:
@@ -218,8 +242,11 @@ def main(argv: list[str] | None = None) -> None:
         runs: dict[str, list[dict[str, float]]] = {"accel": [], "accelerate": []}
         for _ in range(args.repeat):
             for library in ("accel", "accelerate"):
-                folder = root / f"{library}"
-                runs[library].append(_spawn("save_load", library, str(width), str(folder)))
+                folder = str(root / f"{library}")
+                saved = _spawn("save", library, str(width), folder)
+                cold = _spawn("load", library, str(width), folder, "cold")
+                warm = _spawn("load", library, str(width), folder, "warm")
+                runs[library].append({**saved, **cold, **warm})
                 shutil.rmtree(folder, ignore_errors=True)
         asyncs = []
         models = []
@@ -238,19 +265,22 @@ def main(argv: list[str] | None = None) -> None:
     gb = median(models, "bytes") / 1e9
     print(f"\ncheckpoint IO: model {gb:.2f} GB + AdamW state, median of {args.repeat} runs")
     cold = all(r["cold"] for rows in runs.values() for r in rows)
-    print(f"  load_state with the page cache {'dropped (cold)' if cold else 'WARM (not root)'}")
+    if not cold:
+        print("  (not root: the page cache could not be dropped, 'cold' loads are warm)")
     print(f"  {'':<22} {'accel':>9} {'accelerate':>11}")
     for key, label in (
         ("save", "save_state"),
         ("durable", "save_state + sync"),
-        ("load", "load_state"),
+        ("load_cold", "load_state, cold cache"),
+        ("load_warm", "load_state, warm cache"),
     ):
         a, b = median(runs["accel"], key), median(runs["accelerate"], key)
         print(f"  {label:<22} {a:8.2f}s {b:10.2f}s")
     for key, label in (
         ("save", "save_state (returned), accelerate/accel"),
         ("durable", "save_state (on disk), accelerate/accel"),
-        ("load", "load_state, accelerate/accel"),
+        ("load_cold", "load_state (cold cache), accelerate/accel"),
+        ("load_warm", "load_state (warm cache), accelerate/accel"),
     ):
         ratio = median(runs["accelerate"], key) / median(runs["accel"], key)
         print(_ratio_line(label, ratio, TARGET_SPEEDUP, True))

@@ -60,6 +60,7 @@ _EXPORTS = {
     "SAFE_WEIGHTS_INDEX_NAME": ".saving",
     "GeneralTracker": ".tracking",
     "CheckpointWriteError": ".async_checkpoint",
+    "CorruptCheckpointError": ".checkpoint_reader",
     "UnsafeCheckpointError": ".checkpointing",
     "find_executable_batch_size": ".memory",
     "release_memory": ".memory",
