@@ -220,6 +220,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="17 MB model (smoke test)")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--loads", type=int, default=2, help="loads of each checkpoint, per cache state"
+    )
     parser.add_argument("--dir", default=None, help="where to write (default: a temp folder)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -239,14 +242,21 @@ def main(argv: list[str] | None = None) -> None:
     width = 512 if args.quick else 4096
     root = Path(tempfile.mkdtemp(prefix="accel-ckpt-bench-", dir=args.dir))
     try:
-        runs: dict[str, list[dict[str, float]]] = {"accel": [], "accelerate": []}
+        libraries = ("accel", "accelerate")
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name in libraries}
+        loads: dict[str, list[dict[str, float]]] = {name: [] for name in libraries}
         for _ in range(args.repeat):
-            for library in ("accel", "accelerate"):
-                folder = str(root / f"{library}")
-                saved = _spawn("save", library, str(width), folder)
-                cold = _spawn("load", library, str(width), folder, "cold")
-                warm = _spawn("load", library, str(width), folder, "warm")
-                runs[library].append({**saved, **cold, **warm})
+            folders = {name: str(root / name) for name in libraries}
+            for library in libraries:
+                runs[library].append(_spawn("save", library, str(width), folders[library]))
+            # Loads alternate between the libraries, so a slow spell of the disk or of the
+            # machine's memory hits both alike.
+            for _ in range(args.loads):
+                for cache in ("cold", "warm"):
+                    for library in libraries:
+                        args_ = (library, str(width), folders[library], cache)
+                        loads[library].append(_spawn("load", *args_))
+            for folder in folders.values():
                 shutil.rmtree(folder, ignore_errors=True)
         asyncs = []
         models = []
@@ -260,11 +270,16 @@ def main(argv: list[str] | None = None) -> None:
         shutil.rmtree(root, ignore_errors=True)
 
     def median(rows: list[dict[str, float]], key: str) -> float:
-        return statistics.median(r[key] for r in rows)
+        return statistics.median(r[key] for r in rows if key in r)
+
+    table = {name: runs[name] + loads[name] for name in runs}
 
     gb = median(models, "bytes") / 1e9
-    print(f"\ncheckpoint IO: model {gb:.2f} GB + AdamW state, median of {args.repeat} runs")
-    cold = all(r["cold"] for rows in runs.values() for r in rows)
+    print(
+        f"\ncheckpoint IO: model {gb:.2f} GB + AdamW state; medians of {args.repeat} saves and "
+        f"{args.repeat * args.loads} loads per cache state"
+    )
+    cold = all(r["cold"] for rows in loads.values() for r in rows if "cold" in r)
     if not cold:
         print("  (not root: the page cache could not be dropped, 'cold' loads are warm)")
     print(f"  {'':<22} {'accel':>9} {'accelerate':>11}")
@@ -274,7 +289,7 @@ def main(argv: list[str] | None = None) -> None:
         ("load_cold", "load_state, cold cache"),
         ("load_warm", "load_state, warm cache"),
     ):
-        a, b = median(runs["accel"], key), median(runs["accelerate"], key)
+        a, b = median(table["accel"], key), median(table["accelerate"], key)
         print(f"  {label:<22} {a:8.2f}s {b:10.2f}s")
     for key, label in (
         ("save", "save_state (returned), accelerate/accel"),
@@ -282,7 +297,7 @@ def main(argv: list[str] | None = None) -> None:
         ("load_cold", "load_state (cold cache), accelerate/accel"),
         ("load_warm", "load_state (warm cache), accelerate/accel"),
     ):
-        ratio = median(runs["accelerate"], key) / median(runs["accel"], key)
+        ratio = median(table["accelerate"], key) / median(table["accel"], key)
         print(_ratio_line(label, ratio, TARGET_SPEEDUP, True))
     sync = median(asyncs, "sync")
     print(f"\nasync_save (accel): synchronous save {sync:.2f}s")
