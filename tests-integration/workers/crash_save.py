@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 from pathlib import Path
 
@@ -75,12 +76,11 @@ def _killing(point: str, original):
         return original(src, dst, *args, **kwargs)
 
     def prune_mid_delete(path, *args, **kwargs):
-        result = original(path, *args, **kwargs)
-        folder = os.path.dirname(os.fspath(path))
-        if armed and re.fullmatch(r"checkpoint_\d+", os.path.basename(folder)):
-            original(os.path.join(folder, "model.safetensors"))  # some files already gone
+        name = os.path.basename(path)
+        if armed and os.path.isdir(path) and re.fullmatch(r"\.checkpoint_\d+\.deleting", name):
+            os.remove(os.path.join(path, "model.safetensors"))  # some files already gone
             die()
-        return result
+        return original(path, *args, **kwargs)
 
     return locals()[point]
 
@@ -92,7 +92,7 @@ elif POINT == "before_marker":
 elif POINT == "before_rename":
     os.rename = _killing(POINT, os.rename)
 elif POINT == "prune_mid_delete":
-    os.remove = _killing(POINT, os.remove)
+    shutil.rmtree = _killing(POINT, shutil.rmtree)
 elif POINT == "custom_state_dict":
     progress_state_dict = setup.progress.state_dict
 

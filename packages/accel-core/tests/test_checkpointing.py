@@ -145,6 +145,20 @@ def test_total_limit_keeps_incomplete_folders_and_never_counts_them(tmp_path) ->
     assert sorted(os.listdir(root)) == ["checkpoint_0", "checkpoint_2"]
 
 
+def test_pruning_renames_before_deleting_and_finishes_a_cut_delete(tmp_path) -> None:
+    config = ProjectConfiguration(
+        project_dir=str(tmp_path), automatic_checkpoint_naming=True, total_limit=1
+    )
+    accelerator, *_ = _setup(project_config=config)
+    root = tmp_path / "checkpoints"
+    leftover = root / ".checkpoint_7.deleting"  # a prune killed mid-delete
+    leftover.mkdir(parents=True)
+    (leftover / "optimizer.bin").write_bytes(b"half")
+    accelerator.save_state()
+    accelerator.save_state()
+    assert sorted(os.listdir(root)) == ["checkpoint_1"]
+
+
 def test_existing_automatic_checkpoint_is_not_overwritten(tmp_path) -> None:
     config = ProjectConfiguration(project_dir=str(tmp_path), automatic_checkpoint_naming=True)
     accelerator, *_ = _setup(project_config=config)

@@ -122,6 +122,22 @@ def test_custom_tracker_with_kwargs():
     ]
 
 
+def test_end_training_finishes_every_tracker_when_one_fails(tmp_path):
+    class FailingTracker(ListTracker):
+        name = "failing"
+
+        def finish(self):
+            raise OSError("disk full")
+
+    failing, after = FailingTracker(), ListTracker()
+    accelerator = Accelerator(cpu=True, log_with=[failing, after])
+    accelerator.init_trackers("exp")
+    with pytest.raises(RuntimeError, match=r"failing \(OSError\('disk full'\)\)") as raised:
+        accelerator.end_training()
+    assert isinstance(raised.value.__cause__, OSError)
+    assert after.events[-1] == ("finish",)
+
+
 def test_incomplete_custom_tracker_is_rejected():
     class Broken(GeneralTracker):
         name = "broken"

@@ -1228,9 +1228,16 @@ class Accelerator:
             >>> accelerator.end_training()  # doctest: +SKIP
         """
         self.wait_for_checkpoint()
-        for tracker in self.trackers:
-            tracker.finish()
+        failures = []
+        for tracker in self.trackers:  # every tracker gets to finish, even after a failure
+            try:
+                tracker.finish()
+            except Exception as error:
+                failures.append((tracker, error))
         self.state.destroy_process_group()
+        if failures:
+            names = ", ".join(f"{getattr(t, 'name', type(t).__name__)} ({e!r})" for t, e in failures)
+            raise RuntimeError(f"end_training: finishing trackers failed: {names}") from failures[0][1]
 
     # -- checkpoints (logic in accel.core.checkpointing) ---------------------------------
 

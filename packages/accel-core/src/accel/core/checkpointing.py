@@ -80,6 +80,7 @@ COMPLETE_MARKER = "accel_checkpoint.json"
 FORMAT_VERSION = 1
 _DATALOADER_KEY = "accel_dataloaders"
 _PARTIAL_SUFFIX = ".partial"
+_DELETING_SUFFIX = ".deleting"
 _CHECKPOINT_RE = re.compile(r"^checkpoint_(\d+)$")
 
 PathLike = str | os.PathLike
@@ -204,10 +205,14 @@ def _prune(root: str, total_limit: int, keep: str) -> None:
         if os.path.abspath(path) == os.path.abspath(keep):
             continue
         logger.info("total_limit=%d: deleting the old checkpoint %s", total_limit, path)
-        # Remove the marker first, so a crash mid-delete leaves an incomplete folder, not a
-        # corrupt "complete" one.
-        os.remove(os.path.join(path, COMPLETE_MARKER))
-        shutil.rmtree(path, ignore_errors=True)
+        # Renamed out of sight first (atomic), so a crash mid-delete leaves a hidden folder
+        # that the next prune finishes, never a half-deleted checkpoint_<n>.
+        doomed = os.path.join(root, f".{os.path.basename(path)}{_DELETING_SUFFIX}")
+        shutil.rmtree(doomed, ignore_errors=True)
+        os.rename(path, doomed)
+    for name in os.listdir(root):
+        if name.startswith(".") and name.endswith(_DELETING_SUFFIX):
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
 
 
 # -- what goes into the folder ---------------------------------------------------------------
