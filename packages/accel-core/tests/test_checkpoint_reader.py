@@ -157,6 +157,7 @@ def test_read_torch_file_keeps_views_parameters_and_big_tensors(tmp_path):
         "frozen": torch.nn.Parameter(torch.ones(2), requires_grad=False),
         "big": torch.randn(5 << 20),
         "nested": [(torch.tensor(1), "text", 3.5)],
+        "empty": torch.zeros(0, 3),
     }
     path = str(tmp_path / "obj.pt")
     torch.save(obj, path)

@@ -1236,8 +1236,12 @@ class Accelerator:
                 failures.append((tracker, error))
         self.state.destroy_process_group()
         if failures:
-            names = ", ".join(f"{getattr(t, 'name', type(t).__name__)} ({e!r})" for t, e in failures)
-            raise RuntimeError(f"end_training: finishing trackers failed: {names}") from failures[0][1]
+            names = ", ".join(
+                f"{getattr(t, 'name', type(t).__name__)} ({e!r})" for t, e in failures
+            )
+            raise RuntimeError(f"end_training: finishing trackers failed: {names}") from failures[
+                0
+            ][1]
 
     # -- checkpoints (logic in accel.core.checkpointing) ---------------------------------
 

@@ -98,23 +98,24 @@ def read_into(path: str, targets: list[tuple[int, torch.Tensor]]) -> None:
             pieces.append((offset + start, view[start : start + _PIECE]))
     if not pieces:
         return
-    # Largest first, so one thread does not end on a lone big piece.
-    pieces.sort(key=lambda piece: -len(piece[1]))
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-    try:
 
-        def read(share: list[tuple[int, memoryview]]) -> None:
+    def read(share: list[tuple[int, memoryview]]) -> None:
+        # One handle per thread; readinto releases the GIL while the kernel copies.
+        with open(path, "rb", buffering=0) as handle:
             for offset, view in share:
+                handle.seek(offset)
                 done = 0
                 while done < len(view):
-                    got = os.preadv(fd, [view[done:]], offset + done)
-                    if got == 0:
+                    got = handle.readinto(view[done:])
+                    if not got:
                         raise CorruptCheckpointError(
                             f"{path!r} ended early at byte {offset + done}"
                         )
                     done += got
 
-        threads = min(_threads(), len(pieces))
+    # Thread i takes pieces i, i + threads, ...: the threads move through the file together.
+    threads = min(_threads(), len(pieces))
+    try:
         if threads == 1:
             read(pieces)
         else:
@@ -122,7 +123,6 @@ def read_into(path: str, targets: list[tuple[int, torch.Tensor]]) -> None:
                 for future in [pool.submit(read, pieces[i::threads]) for i in range(threads)]:
                     future.result()
     finally:
-        os.close(fd)
         for view in views:
             view.release()
 
