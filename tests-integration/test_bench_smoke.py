@@ -40,6 +40,7 @@ CHECKPOINT_LINES = [
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_run_all_quick_prints_a_ratio_for_every_operation() -> None:
     """``run_all.py --quick`` exits 0 and prints one ratio line per benchmarked operation."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

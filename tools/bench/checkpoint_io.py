@@ -219,9 +219,14 @@ def main(argv: list[str] | None = None) -> None:
     """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="17 MB model (smoke test)")
-    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
-        "--loads", type=int, default=2, help="loads of each checkpoint, per cache state"
+        "--repeat", type=int, default=None, help="saves per library (3; --quick: 1)"
+    )
+    parser.add_argument(
+        "--loads",
+        type=int,
+        default=None,
+        help="loads of each checkpoint per cache state (2; --quick: 1)",
     )
     parser.add_argument("--dir", default=None, help="where to write (default: a temp folder)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
@@ -240,6 +245,10 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     width = 512 if args.quick else 4096
+    if args.repeat is None:
+        args.repeat = 1 if args.quick else 3
+    if args.loads is None:
+        args.loads = 1 if args.quick else 2
     root = Path(tempfile.mkdtemp(prefix="accel-ckpt-bench-", dir=args.dir))
     try:
         libraries = ("accel", "accelerate")
