@@ -1239,9 +1239,8 @@ class Accelerator:
             names = ", ".join(
                 f"{getattr(t, 'name', type(t).__name__)} ({e!r})" for t, e in failures
             )
-            raise RuntimeError(f"end_training: finishing trackers failed: {names}") from failures[
-                0
-            ][1]
+            first = failures[0][1]
+            raise RuntimeError(f"end_training: finishing trackers failed: {names}") from first
 
     # -- checkpoints (logic in accel.core.checkpointing) ---------------------------------
 

@@ -39,6 +39,7 @@ from typing import Any
 import torch
 
 from accel.big_model.offload import SAFETENSORS_DTYPES
+from accel.core.checkpoint_files import _tensors
 
 __all__ = ["CorruptCheckpointError", "read_into", "read_safetensors", "read_torch_file"]
 
@@ -170,7 +171,7 @@ def _entry(path: str, name: str, info: Any) -> tuple[torch.dtype, list[int], int
     numel = 1
     for dim in shape:
         numel *= dim
-    element = torch.empty((), dtype=dtype).element_size()
+    element = dtype.itemsize
     if min(shape, default=0) < 0 or begin < 0 or end - begin != numel * element:
         raise CorruptCheckpointError(
             f"{path!r}: {name!r} is {info['dtype']}{shape} ({numel * element} bytes) but its "
@@ -307,7 +308,7 @@ def _rebuild(obj: Any, storages: dict[int, tuple[int, torch.Tensor]]) -> Any:
         return tensor.requires_grad_(obj.requires_grad)
     if isinstance(obj, (dict, list, tuple)):
         if type(obj) not in (dict, OrderedDict, list, tuple):
-            return _UNREADABLE if _holds_tensor(obj) else obj
+            return _UNREADABLE if _tensors(obj) else obj
         items = obj.items() if isinstance(obj, dict) else enumerate(obj)
         rebuilt = {key: _rebuild(value, storages) for key, value in items}
         if any(value is _UNREADABLE for value in rebuilt.values()):
@@ -316,13 +317,3 @@ def _rebuild(obj: Any, storages: dict[int, tuple[int, torch.Tensor]]) -> Any:
             return type(obj)(rebuilt)
         return type(obj)(rebuilt.values())
     return obj
-
-
-def _holds_tensor(obj: Any) -> bool:
-    if isinstance(obj, torch.Tensor):
-        return True
-    if isinstance(obj, dict):
-        return any(_holds_tensor(v) for v in obj.values())
-    if isinstance(obj, (list, tuple)):
-        return any(_holds_tensor(v) for v in obj)
-    return False

@@ -316,9 +316,8 @@ def write_checkpoint_files(
 
 
 def _strip_prefix(
-    state_dict: dict[str, torch.Tensor], model: torch.nn.Module
+    state_dict: dict[str, torch.Tensor], own: Mapping[str, torch.Tensor]
 ) -> dict[str, torch.Tensor]:
-    own = model.state_dict().keys()
     prefix = "module."
     if (
         state_dict
@@ -354,22 +353,24 @@ def _load_weights(
     strict: bool = True,
     **kwargs: Any,
 ) -> None:
+    own = model.state_dict(keep_vars=True)
     placed: set[str] = set()
     if safe:
-        own = model.state_dict(keep_vars=True) if _plain_loading(model, load) else None
-        state_dict, metadata, placed = read_safetensors(path, into=own)
+        into = own if _plain_loading(model, load) else None
+        state_dict, metadata, placed = read_safetensors(path, into=into)
         for alias, kept in json.loads(metadata.get(ALIASES_KEY, "{}")).items():
             if kept in state_dict:
                 state_dict[alias] = state_dict[kept]
     else:
         state_dict = read_torch_file(path, safe_load)
-    state_dict = _strip_prefix(state_dict, model)
+    state_dict = _strip_prefix(state_dict, own)
     # Tensors read straight into the model are loaded already.
     result = load(model, {k: v for k, v in state_dict.items() if k not in placed}, **kwargs)
     if not strict:
         return
     # Tied weights are saved once (safetensors refuses shared memory): a missing name that
-    # shares memory with a loaded one is not missing.
+    # shares memory with a loaded one is not missing. (Read again: a strategy's load may
+    # replace parameters.)
     own = model.state_dict()
     loaded = {own[k].data_ptr() for k in state_dict if k in own and own[k].numel()}
     missing = [
