@@ -41,7 +41,13 @@ import torch
 from accel.big_model.offload import SAFETENSORS_DTYPES
 from accel.core.checkpoint_files import _tensors
 
-__all__ = ["CorruptCheckpointError", "read_into", "read_safetensors", "read_torch_file"]
+__all__ = [
+    "CorruptCheckpointError",
+    "read_into",
+    "read_safetensors",
+    "read_torch_file",
+    "safetensors_layout",
+]
 
 _PIECE = 16 << 20  # bytes per read: large enough for the disk, small enough to spread
 _MAX_HEADER = 100 << 20  # safetensors' own limit on the JSON header
@@ -143,6 +149,11 @@ def _safetensors_header(path: str) -> tuple[dict[str, Any], int]:
                 f"{_MAX_HEADER})"
             )
         raw = handle.read(length)
+    if len(raw) < length:
+        raise CorruptCheckpointError(
+            f"{path!r} is truncated: its safetensors header should be {length} bytes, but the "
+            f"file ends after {len(raw)} of them"
+        )
     try:
         header = json.loads(raw)
     except ValueError as error:
@@ -178,6 +189,46 @@ def _entry(path: str, name: str, info: Any) -> tuple[torch.dtype, list[int], int
             f"data_offsets {[begin, end]} span {end - begin}"
         )
     return dtype, shape, begin, end
+
+
+def _check_present(
+    path: str, name: str, entry: tuple[Any, ...], data_start: int, size: int
+) -> None:
+    dtype, shape, begin, end = entry
+    if data_start + end > size:
+        raise CorruptCheckpointError(
+            f"{path!r} is truncated: tensor {name!r} ({dtype}{shape}) needs bytes "
+            f"{data_start + begin}..{data_start + end}, but the file has {size} bytes"
+        )
+
+
+def safetensors_layout(
+    path: str | os.PathLike[str],
+) -> tuple[dict[str, tuple[torch.dtype, list[int]]], dict[str, str]]:
+    """Check a safetensors file without reading its tensors: ``({name: (dtype, shape)},
+    metadata)``.
+
+    Raises :class:`CorruptCheckpointError`, naming the file and the tensor, when the header is
+    not valid or the file is too short for a tensor it describes.
+
+    Example:
+        >>> import tempfile
+        >>> from safetensors.torch import save_file
+        >>> path = os.path.join(tempfile.mkdtemp(), "w.safetensors")
+        >>> save_file({"w": torch.ones(2)}, path)
+        >>> safetensors_layout(path)
+        ({'w': (torch.float32, [2])}, {})
+    """
+    path = os.fspath(path)
+    header, data_start = _safetensors_header(path)
+    metadata = header.pop("__metadata__", None) or {}
+    size = os.path.getsize(path)
+    layout: dict[str, tuple[torch.dtype, list[int]]] = {}
+    for name, info in header.items():
+        entry = _entry(path, name, info)
+        _check_present(path, name, entry, data_start, size)
+        layout[name] = (entry[0], entry[1])
+    return layout, dict(metadata)
 
 
 def _takes_bytes(target: torch.Tensor | None, dtype: torch.dtype, shape: list[int]) -> bool:
@@ -219,8 +270,11 @@ def read_safetensors(
     placed: set[str] = set()
     targets: list[tuple[int, torch.Tensor]] = []
     filled: set[int] = set()  # a name tied to memory already being filled gets its own copy
-    for name, info in header.items():
-        dtype, shape, begin, end = _entry(path, name, info)
+    size = os.path.getsize(path)
+    entries = {name: _entry(path, name, info) for name, info in header.items()}
+    for name, entry in entries.items():  # all checked before any byte lands in ``into``
+        _check_present(path, name, entry, data_start, size)
+    for name, (dtype, shape, begin, end) in entries.items():
         target = None if into is None else into.get(name)
         if _takes_bytes(target, dtype, shape) and target.data_ptr() not in filled:  # type: ignore[union-attr]
             tensor = target.detach()  # type: ignore[union-attr]

@@ -45,10 +45,10 @@ import numpy as np
 import torch
 from torch.utils import hooks
 
-from accel.big_model.checkpoint import ALIASES_KEY
 from accel.core.async_checkpoint import AsyncCheckpointWriter
+from accel.core.checkpoint_errors import describe_damage, unsafe_globals
 from accel.core.checkpoint_files import CheckpointFile, write_files
-from accel.core.checkpoint_reader import read_safetensors, read_torch_file
+from accel.core.checkpoint_reader import CorruptCheckpointError
 
 if TYPE_CHECKING:
     from accel.core.accelerator import Accelerator
@@ -58,13 +58,12 @@ __all__ = [
     "UnsafeCheckpointError",
     "is_complete_checkpoint",
     "latest_checkpoint",
-    "read_checkpoint_files",
     "safe_load",
     "write_checkpoint_files",
 ]
 # Accelerate's ``save_accelerator_state``/``load_accelerator_state`` take the objects one by
-# one; accel's ``write_checkpoint_files``/``read_checkpoint_files`` take the Accelerator, hence
-# the different names.
+# one; accel's ``write_checkpoint_files`` (and ``checkpoint_loading.read_checkpoint_files``)
+# take the Accelerator, hence the different names.
 
 logger = logging.getLogger(__name__)
 
@@ -111,8 +110,10 @@ def safe_load(path: PathLike, map_location: Any = "cpu") -> Any:
     """``torch.load(weights_only=True)`` that also accepts numpy arrays; never runs code.
 
     Raises :class:`UnsafeCheckpointError` (naming the file and what it asked for) when the
-    file needs anything beyond tensors, containers, numbers, strings and numpy arrays. Types
-    you trust can be allowed with ``torch.serialization.add_safe_globals``.
+    file needs anything beyond tensors, containers, numbers, strings and numpy arrays (types
+    you trust can be allowed with ``torch.serialization.add_safe_globals``), and
+    :class:`CorruptCheckpointError` (naming the file and what is wrong with it) when it is
+    empty, truncated or not a ``torch.save`` file.
 
     Example:
         >>> import tempfile
@@ -122,19 +123,24 @@ def safe_load(path: PathLike, map_location: Any = "cpu") -> Any:
         {'step': 3}
     """
     path = os.fspath(path)
+    allowed = _numpy_safe_globals()
     try:
-        with torch.serialization.safe_globals(_numpy_safe_globals()):
+        with torch.serialization.safe_globals(allowed):
             return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as error:
-        try:
-            wanted = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-        except Exception:
-            wanted = []
-        detail = f" It asks for {', '.join(wanted)}." if wanted else ""
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        raise
+    except Exception as error:
+        wanted = unsafe_globals(path, allowed)
+        if not wanted:
+            raise CorruptCheckpointError(
+                f"cannot read {path!r}: {describe_damage(path, error)}. Nothing was loaded from "
+                "this checkpoint; load an earlier one, or save again."
+            ) from error
         raise UnsafeCheckpointError(
             f"refusing to load {path!r}: it is not plain data (tensors, containers, numbers, "
-            f"numpy arrays) and unpickling it could run code.{detail} If you wrote this file and "
-            "trust it, allow its types with torch.serialization.add_safe_globals([...])."
+            f"numpy arrays) and unpickling it could run code. It asks for {', '.join(wanted)}. "
+            "If you wrote this file and trust it, allow its types with "
+            "torch.serialization.add_safe_globals([...])."
         ) from error
 
 
@@ -315,77 +321,6 @@ def write_checkpoint_files(
     write_files(os.fspath(output_dir), files)
 
 
-def _strip_prefix(
-    state_dict: dict[str, torch.Tensor], own: Mapping[str, torch.Tensor]
-) -> dict[str, torch.Tensor]:
-    prefix = "module."
-    if (
-        state_dict
-        and all(k.startswith(prefix) for k in state_dict)
-        and not any(k.startswith(prefix) for k in own)
-    ):
-        return {k[len(prefix) :]: v for k, v in state_dict.items()}
-    return state_dict
-
-
-def _plain_loading(model: torch.nn.Module, load: Callable[..., Any]) -> bool:
-    """Whether loading ``model`` is nothing but copying tensors into its state dict, so bytes
-    may be read straight into its parameters: the default strategy hook, and no module that
-    transforms what it loads (load hooks, its own ``_load_from_state_dict``)."""
-    from accel.core.strategies.base import TrainingStrategy
-
-    if getattr(load, "__func__", None) is not TrainingStrategy.load_model_state_dict:
-        return False
-    default = torch.nn.Module._load_from_state_dict
-    return not any(
-        module._load_state_dict_pre_hooks
-        or module._load_state_dict_post_hooks
-        or type(module)._load_from_state_dict is not default
-        for module in model.modules()
-    )
-
-
-def _load_weights(
-    model: torch.nn.Module,
-    path: str,
-    safe: bool,
-    load: Callable[..., Any],
-    strict: bool = True,
-    **kwargs: Any,
-) -> None:
-    own = model.state_dict(keep_vars=True)
-    placed: set[str] = set()
-    if safe:
-        into = own if _plain_loading(model, load) else None
-        state_dict, metadata, placed = read_safetensors(path, into=into)
-        for alias, kept in json.loads(metadata.get(ALIASES_KEY, "{}")).items():
-            if kept in state_dict:
-                state_dict[alias] = state_dict[kept]
-    else:
-        state_dict = read_torch_file(path, safe_load)
-    state_dict = _strip_prefix(state_dict, own)
-    # Tensors read straight into the model are loaded already.
-    result = load(model, {k: v for k, v in state_dict.items() if k not in placed}, **kwargs)
-    if not strict:
-        return
-    # Tied weights are saved once (safetensors refuses shared memory): a missing name that
-    # shares memory with a loaded one is not missing. (Read again: a strategy's load may
-    # replace parameters.)
-    own = model.state_dict()
-    loaded = {own[k].data_ptr() for k in state_dict if k in own and own[k].numel()}
-    missing = [
-        k
-        for k in result.missing_keys
-        if k not in placed and not (own[k].numel() and own[k].data_ptr() in loaded)
-    ]
-    if missing or result.unexpected_keys:
-        raise RuntimeError(
-            f"the weights in {path!r} do not match {type(model).__name__}: missing keys "
-            f"{missing}, unexpected keys {list(result.unexpected_keys)}. Pass strict=False to "
-            "load_state to load the matching part only."
-        )
-
-
 def _position(loader: Any) -> dict[str, int]:
     """Where ``loader`` stands: its epoch, and how many batches of it were already used."""
     epoch = int(getattr(loader, "_epoch", 0))
@@ -408,99 +343,6 @@ def _restore_dataloader(
     loader._epoch = int(position.get("epoch", 0))
     seen = int(position.get("batches_yielded", 0))
     loader._resume = (seen, lambda: _set_rng_states(states)) if seen > 0 else None
-
-
-def read_checkpoint_files(
-    accelerator: Accelerator,
-    input_dir: PathLike,
-    models: list[torch.nn.Module],
-    load_kwargs: dict[str, Any] | None = None,
-    optimizers: list[Any] | None = None,
-    schedulers: list[Any] | None = None,
-    **load_model_func_kwargs: Any,
-) -> None:
-    """Load the files of one checkpoint folder into the accelerator's prepared objects
-    (``optimizers``/``schedulers``: the accelerator's unless given, as when saving).
-
-    ``load_kwargs`` go to ``torch.load`` for optimizer and scheduler files (``map_location``
-    only: ``weights_only`` is always ``True``); ``load_model_func_kwargs`` go to the models'
-    ``load_state_dict`` (e.g. ``strict=False``).
-
-    Example:
-        >>> read_checkpoint_files(accelerator, "ckpt", accelerator._models)  # doctest: +SKIP
-    """
-    input_dir = os.fspath(input_dir)
-    load_kwargs = dict(load_kwargs or {})
-    unsafe = load_kwargs.pop("weights_only", True) is False
-    if unsafe:
-        raise ValueError(
-            "load_state(load_kwargs={'weights_only': False}) is not supported: accel never "
-            "unpickles code from a checkpoint; allow trusted types with "
-            "torch.serialization.add_safe_globals instead"
-        )
-    map_location = load_kwargs.pop("map_location", "cpu")
-    if load_kwargs:
-        raise TypeError(f"load_kwargs accepts only 'map_location', got {sorted(load_kwargs)}")
-    if map_location == "on_device":
-        map_location = accelerator.device
-
-    def need(name: str) -> str:
-        path = os.path.join(input_dir, name)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(
-                f"checkpoint {input_dir!r} has no {name}: it was saved with fewer prepared "
-                "objects than this script has (or is incomplete)"
-            )
-        return path
-
-    for i, model in enumerate(models):
-        target = accelerator.unwrap_model(model)
-        if hasattr(target, "_orig_mod"):
-            target = target._orig_mod
-        load = accelerator.strategy.load_model_state_dict
-        safe_path = os.path.join(input_dir, _numbered(SAFE_MODEL_NAME, i, ".safetensors"))
-        # Accelerate names the full weights of an FSDP model pytorch_model_fsdp[_i].bin.
-        fsdp_path = os.path.join(input_dir, _numbered(FSDP_MODEL_NAME, i, ".bin"))
-        if os.path.isfile(safe_path):
-            _load_weights(target, safe_path, True, load, **load_model_func_kwargs)
-        elif os.path.isfile(fsdp_path):
-            _load_weights(target, fsdp_path, False, load, **load_model_func_kwargs)
-        else:
-            path = need(_numbered(MODEL_NAME, i, ".bin"))
-            _load_weights(target, path, False, load, **load_model_func_kwargs)
-    optimizers = accelerator._optimizers if optimizers is None else optimizers
-    schedulers = accelerator._schedulers if schedulers is None else schedulers
-    cpu = map_location in ("cpu", torch.device("cpu"))
-    for i, opt in enumerate(optimizers):
-        path = need(_numbered(OPTIMIZER_NAME, i, ".bin"))
-        state = read_torch_file(path, safe_load) if cpu else safe_load(path, map_location)
-        accelerator.strategy.load_optimizer_state_dict(opt, state)
-    for i, sched in enumerate(schedulers):
-        sched.load_state_dict(safe_load(need(_numbered(SCHEDULER_NAME, i, ".bin"))))
-    if accelerator.scaler is not None:
-        accelerator.scaler.load_state_dict(safe_load(need(SCALER_NAME)))
-
-    rng_path = os.path.join(input_dir, f"{RNG_STATE_NAME}_{accelerator.process_index}.pkl")
-    if os.path.isfile(rng_path):
-        states = safe_load(rng_path)
-        if "step" in states:
-            accelerator.step = int(states["step"])
-        _set_rng_states(states)
-        positions = states.get(_DATALOADER_KEY) or []
-        for loader, position in zip(accelerator._dataloaders, positions):
-            _restore_dataloader(loader, position, states)
-    else:
-        logger.warning("%s not found: random states were not restored", rng_path)
-
-    found = [f for f in os.listdir(input_dir) if re.fullmatch(rf"{CUSTOM_NAME}_\d+\.pkl", f)]
-    if len(found) != len(accelerator._custom_objects):
-        raise RuntimeError(
-            f"checkpoint {input_dir!r} holds {len(found)} custom objects ({sorted(found)}) but "
-            f"{len(accelerator._custom_objects)} are registered with register_for_checkpointing; "
-            "register the same objects, in the same order, as when it was saved"
-        )
-    for i, obj in enumerate(accelerator._custom_objects):
-        obj.load_state_dict(safe_load(os.path.join(input_dir, f"{CUSTOM_NAME}_{i}.pkl")))
 
 
 # -- the Accelerator methods -----------------------------------------------------------------
@@ -771,6 +613,11 @@ def load_state(
     config = accelerator.project_configuration
     if input_dir is not None:
         input_dir = os.path.abspath(os.path.expanduser(os.fspath(input_dir)))
+        if os.path.isfile(input_dir):
+            raise ValueError(  # Accelerate raises ValueError for a path that is not a folder
+                f"load_state: {input_dir!r} is a file; load_state expects a checkpoint folder "
+                f"(the one save_state wrote, e.g. {os.path.dirname(input_dir)!r})"
+            )
         if not os.path.isdir(input_dir):
             raise ValueError(f"load_state: the folder {input_dir!r} does not exist")
     elif config.automatic_checkpoint_naming:

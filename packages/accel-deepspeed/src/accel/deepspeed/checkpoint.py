@@ -17,9 +17,9 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from accel.core.checkpoint_files import write_files
+from accel.core.checkpoint_loading import read_checkpoint_files
 from accel.core.checkpointing import (
     collect_checkpoint_files,
-    read_checkpoint_files,
     run_load_pre_hooks,
     run_save_pre_hooks,
 )

@@ -216,7 +216,8 @@ class TrainingStrategy:
         Example:
             >>> strategy.load_checkpoint("ckpt")  # doctest: +SKIP
         """
-        from accel.core.checkpointing import read_checkpoint_files, run_load_pre_hooks
+        from accel.core.checkpoint_loading import read_checkpoint_files
+        from accel.core.checkpointing import run_load_pre_hooks
 
         accelerator = self.accelerator
         models = run_load_pre_hooks(accelerator, folder)
