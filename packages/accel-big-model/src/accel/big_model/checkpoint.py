@@ -709,6 +709,21 @@ def save_sharded_safetensors(
     return write_sharded_checkpoint(kept, folder, write, max_shard_size, weights_name)
 
 
+_TMP_PREFIX = ".accel-save-"
+
+
+def _remove_leftovers(folder: str, parent: str, exists: bool) -> None:
+    """Delete temporary folders of earlier saves to ``folder`` that never finished."""
+    places = [(parent, f"{_TMP_PREFIX}{os.path.basename(folder)}-")]
+    if exists:
+        places.append((folder, _TMP_PREFIX))
+    for where, prefix in places:
+        for name in os.listdir(where):
+            path = os.path.join(where, name)
+            if name.startswith(prefix) and os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+
+
 def write_sharded_checkpoint(
     state_dict: Mapping[str, torch.Tensor],
     folder: str | os.PathLike,
@@ -735,7 +750,13 @@ def write_sharded_checkpoint(
     parent = os.path.dirname(folder)
     exists = os.path.isdir(folder)
     os.makedirs(folder if exists else parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".accel-save-", dir=folder if exists else parent)
+    # A save killed midway (SIGKILL, power loss) leaves its temporary folder behind; the next
+    # save to the same target removes it.
+    _remove_leftovers(folder, parent, exists)
+    tmp = tempfile.mkdtemp(
+        prefix=_TMP_PREFIX if exists else f"{_TMP_PREFIX}{os.path.basename(folder)}-",
+        dir=folder if exists else parent,
+    )
     written: list[str] = []
     try:
         for name, block in shards.items():
