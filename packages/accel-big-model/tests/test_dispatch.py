@@ -197,3 +197,32 @@ def test_accelerate_fails_all_disk_we_do_not(reference, tmp_path):
         )
     model = load_checkpoint_and_dispatch(empty_tiny(), folder, MAPS["all_disk"])
     assert torch.equal(_run(model), expected)
+
+
+def test_bad_device_is_named_before_any_file_is_read(tmp_path):
+    """A typo in the map is reported as such, even when the checkpoint path is a bad file."""
+    from accel.big_model import init_empty_weights, load_checkpoint_and_dispatch
+
+    bad_file = tmp_path / "model.safetensors"
+    bad_file.write_bytes(b"not a checkpoint at all")
+    with init_empty_weights():
+        model = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    with pytest.raises(ValueError, match=r"device_map\[''\] = 'gpu7' is not a device; valid:"):
+        load_checkpoint_and_dispatch(model, str(tmp_path), device_map={"": "gpu7"})
+
+
+def test_strict_false_missing_key_is_named_before_dispatch(tmp_path):
+    from safetensors.torch import save_file
+
+    from accel.big_model import init_empty_weights, load_checkpoint_and_dispatch
+
+    source = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    weights = source.state_dict()
+    del weights["1.bias"]
+    save_file(weights, str(tmp_path / "model.safetensors"))
+    with init_empty_weights():
+        model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    with pytest.raises(
+        ValueError, match=r"still on the meta device.*: 1\.bias\. .*set_module_tensor_to_device"
+    ):
+        load_checkpoint_and_dispatch(model, str(tmp_path), device_map={"": "cpu"}, strict=False)

@@ -28,6 +28,7 @@ from typing import Any, Union
 import torch
 from torch import nn
 
+from accel.big_model.device_map import check_device_values
 from accel.big_model.offload import SAFETENSORS_DTYPES, offload_weight, save_offload_index
 from accel.big_model.sizes import _as_dtype, convert_file_size_to_int
 from accel.big_model.tensors import _torch_device, set_module_tensor_to_device
@@ -426,6 +427,8 @@ def _load_into(
 ) -> dict[str, dict[str, Any]]:
     """Load ``checkpoint`` into ``model``; return the offload index of the disk-mapped keys."""
     source = repr(os.fspath(checkpoint))
+    if device_map is not None:
+        check_device_values(device_map)  # before any file is opened
     dtype = None if dtype is None else _as_dtype(dtype)
     tied_params = find_tied_parameters(model)
     files = _checkpoint_files(checkpoint)

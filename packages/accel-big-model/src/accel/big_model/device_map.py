@@ -517,6 +517,30 @@ def _valid_device(value: Any) -> bool:
     return False
 
 
+_VALID_DEVICES = (
+    "an accelerator index (0, 1, ...), 'cpu', 'disk', 'meta', or a torch device string such "
+    "as 'cuda:1', 'xpu:0', 'mps'"
+)
+
+
+def check_device_values(device_map: Mapping[str, Any], where: str = "device_map") -> None:
+    """Raise ``ValueError`` naming every entry of ``device_map`` whose value is not a device.
+
+    Checked before anything is read, so a typo (``"gpu7"``) is reported as such, not as a
+    failure to read the checkpoint.
+
+    Example:
+        >>> check_device_values({"": "cpu", "0": 1})
+        >>> check_device_values({"": "gpu7"})
+        Traceback (most recent call last):
+        ...
+        ValueError: device_map[''] = 'gpu7' is not a device; valid: an accelerator index (0, 1, ...), 'cpu', 'disk', 'meta', or a torch device string such as 'cuda:1', 'xpu:0', 'mps'
+    """
+    bad = [f"{where}[{k!r}] = {v!r}" for k, v in device_map.items() if not _valid_device(v)]
+    if bad:
+        raise ValueError(f"{', '.join(bad)} is not a device; valid: {_VALID_DEVICES}")
+
+
 def check_device_map(model: nn.Module, device_map: Mapping[str, Any]) -> None:
     """Raise ``ValueError`` unless ``device_map`` covers ``model`` exactly.
 
@@ -542,12 +566,7 @@ def check_device_map(model: nn.Module, device_map: Mapping[str, Any]) -> None:
             f"device_map names modules that do not exist in {type(model).__name__}: "
             f"{', '.join(map(repr, unknown))}"
         )
-    bad = {k: v for k, v in device_map.items() if not _valid_device(v)}
-    if bad:
-        raise ValueError(
-            f"device_map values must be devices (an accelerator ordinal, 'cpu', 'disk', "
-            f"'cuda:1', ...); got {bad}"
-        )
+    check_device_values(device_map)
     if "" not in device_map:
         missing = [t for t in model.state_dict() if not any(_inside(t, k) for k in device_map)]
         if missing:

@@ -25,7 +25,7 @@ from typing import Any, Union
 import torch
 from torch import nn
 
-from accel.big_model.checkpoint import _checkpoint_files, _is_safetensors, _load_into
+from accel.big_model.checkpoint import _checkpoint_files, _device_for, _is_safetensors, _load_into
 from accel.big_model.device_map import check_device_map, resolve_device_map
 from accel.big_model.hooks import (
     AlignDevicesHook,
@@ -416,6 +416,36 @@ def disk_offload(
     )
 
 
+def _check_nothing_left_on_meta(
+    model: nn.Module, checkpoint: PathLike, device_map: Mapping[str, Any], index: Mapping[str, Any]
+) -> None:
+    """Refuse to dispatch a model whose tensors the checkpoint did not fill (``strict=False``
+    with missing keys): they have no data on the ``meta`` device, and moving them fails deep
+    inside torch ("Cannot copy out of meta tensor")."""
+    served = set(index)  # offloaded to disk: meta on purpose
+    for group in find_tied_parameters(model):
+        if served.intersection(group):
+            served.update(group)
+    tensors = [*model.named_parameters(), *model.named_buffers()]
+    left = [
+        name
+        for name, tensor in tensors
+        if tensor.is_meta and name not in served and _device_for(name, device_map) != "meta"
+    ]
+    if left:
+        shown = ", ".join(left[:20]) + (f", ... ({len(left)} in all)" if len(left) > 20 else "")
+        raise ValueError(
+            f"load_checkpoint_and_dispatch: {type(model).__name__} has tensors that checkpoint "
+            f"{os.fspath(checkpoint)!r} does not contain, still on the meta device (no data), so "
+            f"the model cannot be dispatched: {shown}. Use a checkpoint that has them; or call "
+            "load_checkpoint_in_model(model, checkpoint, device_map=..., strict=False), give "
+            "them values with set_module_tensor_to_device(model, name, device, value=...), then "
+            "dispatch_model(model, device_map); or create the model so that these tensors are "
+            "real (outside init_empty_weights, or init_empty_weights(include_buffers=False) for "
+            "buffers)"
+        )
+
+
 def load_checkpoint_and_dispatch(
     model: nn.Module,
     checkpoint: PathLike,
@@ -484,6 +514,7 @@ def load_checkpoint_and_dispatch(
     )
     if device_map is None:
         return model
+    _check_nothing_left_on_meta(model, checkpoint, device_map, index or {})
     return dispatch_model(
         model,
         device_map=device_map,
