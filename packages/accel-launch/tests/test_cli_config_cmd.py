@@ -135,13 +135,49 @@ def test_interactive_multi_gpu_fsdp(tmp_path):
 
 
 def test_interactive_bad_answer_is_asked_again(tmp_path):
+    """On a terminal (a real pseudo-terminal here) a bad answer is asked again."""
+    import os
+    import pty
+
+    from launch_cli_helpers import ACCEL
+
     target = tmp_path / "q.yaml"
     answers = "99\nbanana\n1\n\n\n\n4\n\n"  # invalid choices, then multi-CPU, 4 processes
-    result = accel("config", "--config_file", str(target), home=tmp_path, stdin=answers)
-    assert result.returncode == 0, result.stderr
-    assert "please type a number from 0 to" in result.stdout
+    command = [str(ACCEL)] if ACCEL.exists() else [sys.executable, "-m", "accel.launch.cli"]
+    primary, secondary = pty.openpty()
+    process = subprocess.Popen(
+        [*command, "config", "--config_file", str(target)],
+        stdin=secondary,
+        stdout=secondary,
+        stderr=subprocess.PIPE,
+        env=clean_env(tmp_path),
+    )
+    os.close(secondary)
+    os.write(primary, answers.encode())
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(primary, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    assert process.wait(timeout=60) == 0, process.stderr.read().decode()
+    os.close(primary)
+    assert b"please type a number from 0 to" in seen
     cfg = load_config(target)
     assert cfg.distributed_type == "MULTI_CPU" and cfg.num_processes == 4 and cfg.use_cpu is True
+
+
+def test_piped_bad_answer_exits_2_and_writes_nothing(tmp_path):
+    """From a pipe, asking again would eat the next answer: the first bad one is an error."""
+    target = tmp_path / "q.yaml"
+    result = accel("config", "--config_file", str(target), home=tmp_path, stdin="99\nbanana\n")
+    assert result.returncode == 2
+    assert "'Which kind of machine?' got '99'" in result.stderr
+    assert "nothing was written" in result.stderr and "Traceback" not in result.stderr
+    assert not target.exists()
 
 
 def test_interactive_input_ends_without_default(tmp_path):
@@ -149,7 +185,7 @@ def test_interactive_input_ends_without_default(tmp_path):
     result = accel(
         "config", "--config_file", str(tmp_path / "q.yaml"), home=tmp_path, stdin=answers
     )
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "input ended" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "q.yaml").exists()
 
@@ -171,14 +207,27 @@ def test_update_bad_file_reports(tmp_path):
     target = tmp_path / "bad.yaml"
     target.write_text("distributed_type: 'NO'\nnum_procs: 2\n")
     result = accel("config", "update", "--config_file", str(target), home=tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "num_procs" in result.stderr and "num_processes" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_update_without_any_file(tmp_path):
     result = accel("config", "update", home=tmp_path)
-    assert result.returncode == 1 and "no config file found" in result.stderr
+    assert result.returncode == 2 and "no config file found" in result.stderr
+
+
+def test_config_errors_name_the_path_and_exit_2(tmp_path):
+    folder = tmp_path / "a_dir"
+    folder.mkdir()
+    result = accel("config", "default", "--config_file", str(folder), home=tmp_path)
+    assert result.returncode == 2
+    assert f"{folder}: it is a directory; pass a file path" in result.stderr
+    result = accel("config", "update", "--config_file", str(folder), home=tmp_path)
+    assert result.returncode == 2 and f"{folder} is a directory" in result.stderr
+    assert "Errno" not in result.stderr
+    result = accel("config", "update", "--config_file", str(tmp_path / "no.yaml"), home=tmp_path)
+    assert result.returncode == 2 and "does not exist" in result.stderr
 
 
 @pytest.mark.slow

@@ -63,6 +63,11 @@ def write_basic_config(
     """
     path = Path(save_location) if save_location is not None else default_config_path()
     config = basic_config(mixed_precision)
+    if path.is_dir():
+        raise ConfigError(
+            f"cannot write the config file to {path}: it is a directory; pass a file path (for "
+            f"example {path / 'default_config.yaml'})"
+        )
     if path.exists():
         print(
             f"Configuration already exists at {path}, will not override. "

@@ -401,8 +401,15 @@ def load_config(path: str | os.PathLike[str], source: str | None = None) -> Conf
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist{origin}") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {path}{origin} cannot be read: {exc}") from None
+    except IsADirectoryError:
+        raise ConfigError(
+            f"config file {path}{origin} is a directory; pass the YAML file itself (for example "
+            f"{path / 'default_config.yaml'})"
+        ) from None
+    except PermissionError as exc:
+        raise ConfigError(f"config file {path}{origin} cannot be read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path}{origin} is not UTF-8 text: {exc}") from None
     data = _parse(path, text)
     if data is None:
         raise ConfigError(
@@ -422,6 +429,11 @@ def write_config(config: ConfigFile | Mapping[str, Any], path: str | os.PathLike
         True
     """
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(
+            f"cannot write the config file to {path}: it is a directory; pass a file path (for "
+            f"example {path / 'default_config.yaml'})"
+        )
     if not isinstance(config, ConfigFile):
         config = ConfigFile(validate_config(config, where=str(path)), path=path)
     data = config.to_dict()

@@ -1,7 +1,9 @@
 """Prompts of ``accel config``: plain ``input()`` with defaults, so piped stdin works (no TTY).
 
 An empty answer takes the default shown in brackets; end of input takes the default of every
-remaining question (or fails if a question has none). A bad answer is asked again.
+remaining question (or fails if a question has none). A bad answer is asked again when a
+person is typing (stdin is a terminal); from a pipe or a file it raises :class:`BadAnswer`,
+since asking again would only consume the next answer meant for another question.
 
 Example:
     >>> import io
@@ -29,6 +31,18 @@ class NoAnswer(Exception):
     """
 
 
+class BadAnswer(Exception):
+    """Non-interactive input gave an answer that the question does not accept.
+
+    Example:
+        >>> import io
+        >>> Asker(io.StringIO("x\\n"), io.StringIO()).number("How many?")
+        Traceback (most recent call last):
+        ...
+        accel.launch.questions.BadAnswer: 'How many?:' got 'x': please type a whole number >= 0
+    """
+
+
 class Asker:
     """Asks questions on ``out`` and reads answers from ``inp``.
 
@@ -38,8 +52,12 @@ class Asker:
         3
     """
 
-    def __init__(self, inp: TextIO, out: TextIO) -> None:
+    def __init__(self, inp: TextIO, out: TextIO, retry: bool | None = None) -> None:
         self.inp, self.out = inp, out
+        if retry is None:
+            isatty = getattr(inp, "isatty", None)
+            retry = bool(isatty()) if callable(isatty) else False
+        self.retry = retry
 
     def _read(self, prompt: str) -> str | None:
         self.out.write(prompt)
@@ -50,7 +68,14 @@ class Asker:
             return None
         return line.strip()
 
-    def _ask(self, prompt: str, convert: Callable[[str], T], default: T | None, error: str) -> T:
+    def _ask(
+        self,
+        prompt: str,
+        convert: Callable[[str], T],
+        default: T | None,
+        error: str,
+        question: str | None = None,
+    ) -> T:
         while True:
             answer = self._read(prompt)
             if answer is None:
@@ -62,6 +87,9 @@ class Asker:
             try:
                 return convert(answer)
             except (ValueError, IndexError, KeyError):
+                if not self.retry:
+                    asked = question or prompt.strip()
+                    raise BadAnswer(f"{asked!r} got {answer!r}: {error}") from None
                 self.out.write(f"  {error}\n")
 
     def text(self, question: str, default: str | None = None) -> str:
@@ -86,7 +114,7 @@ class Asker:
 
         Example:
             >>> import io
-            >>> Asker(io.StringIO("x\\n4\\n"), io.StringIO()).number("How many?")
+            >>> Asker(io.StringIO("x\\n4\\n"), io.StringIO(), retry=True).number("How many?")
             4
         """
 
@@ -144,5 +172,6 @@ class Asker:
             f"Choose 0-{len(options) - 1} [{default}]: ",
             convert,
             options[default],
-            f"please type a number from 0 to {len(options) - 1}",
+            f"please type a number from 0 to {len(options) - 1}, or an option as listed",
+            question,
         )

@@ -63,8 +63,14 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _fail(message: str) -> int:
+    """Report a usage error (bad input, a file that cannot be read or written): exit 2."""
     print(f"accel config: error: {message}", file=sys.stderr)
-    return 1
+    return 2
+
+
+def _os_error(exc: OSError, doing: str) -> str:
+    where = f" {exc.filename}" if exc.filename else ""
+    return f"cannot {doing}{where}: {exc.strerror or exc}"
 
 
 def run_questions(args: argparse.Namespace) -> int:
@@ -77,15 +83,21 @@ def run_questions(args: argparse.Namespace) -> int:
     from accel.launch.config_file import ConfigError, default_config_path, write_config
     from accel.launch.config_questions import ask_config
     from accel.launch.gpu_probe import count_gpus
-    from accel.launch.questions import Asker, NoAnswer
+    from accel.launch.questions import Asker, BadAnswer, NoAnswer
 
+    target = args.config_file or default_config_path()
     try:
         config = ask_config(Asker(sys.stdin, sys.stdout), num_gpus=count_gpus())
-        path = write_config(config, args.config_file or default_config_path())
     except NoAnswer as exc:
-        return _fail(f"input ended before an answer to: {exc}")
-    except (ConfigError, OSError) as exc:
+        return _fail(f"input ended before an answer to: {exc}; nothing was written")
+    except BadAnswer as exc:
+        return _fail(f"invalid answer from non-interactive input: {exc}; nothing was written")
+    try:
+        path = write_config(config, target)
+    except ConfigError as exc:
         return _fail(str(exc))
+    except OSError as exc:
+        return _fail(_os_error(exc, "write the config file"))
     print(f"accel configuration saved at {path}")
     return 0
 
@@ -102,8 +114,10 @@ def run_default(args: argparse.Namespace) -> int:
 
     try:
         path = write_basic_config(args.mixed_precision, args.save_location)
-    except (ConfigError, OSError) as exc:
+    except ConfigError as exc:
         return _fail(str(exc))
+    except OSError as exc:
+        return _fail(_os_error(exc, "write the config file"))
     if path:
         print(f"accel configuration saved at {path}")
     return 0
@@ -114,7 +128,7 @@ def run_update(args: argparse.Namespace) -> int:
 
     Example:
         >>> run_update(argparse.Namespace(config_file="/nonexistent.yaml"))  # doctest: +SKIP
-        1
+        2
     """
     from accel.launch.config_file import ConfigError, load_config, resolve_config_path, write_config
 
@@ -124,7 +138,9 @@ def run_update(args: argparse.Namespace) -> int:
     try:
         config = load_config(path, source)
         write_config(config, path)
-    except (ConfigError, OSError) as exc:
+    except ConfigError as exc:
         return _fail(str(exc))
+    except OSError as exc:
+        return _fail(_os_error(exc, "update the config file"))
     print(f"Updated the config file at {path} ({source}).")
     return 0
