@@ -294,6 +294,8 @@ BAD_INPUT = [
     (["--num_processes", "two", "job.py"], "invalid int value: 'two'"),
     (["--mixed_precision", "fp17", "job.py"], "invalid choice: 'fp17'"),
     (["-m", "--no_python", "job.py"], "--module and --no_python cannot be used together"),
+    (["--no_python", "./job.py"], "'./job.py' exists but is not executable"),
+    (["--no_python", "missing_tool"], "executable 'missing_tool' not found"),
     (["--multi_gpu", "--use_fsdp", "--num_processes", "2", "job.py"], "cannot be used together"),
     (["--num_machines", "2", "--machine_rank", "2", "--main_process_ip", "h", "--num_processes", "2", "job.py"], "machine_rank=2"),
     (["--num_machines", "2", "--num_processes", "3", "--main_process_ip", "h", "job.py"], "not a multiple"),

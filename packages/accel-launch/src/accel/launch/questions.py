@@ -36,10 +36,11 @@ class BadAnswer(Exception):
 
     Example:
         >>> import io
-        >>> Asker(io.StringIO("x\\n"), io.StringIO()).number("How many?")
-        Traceback (most recent call last):
-        ...
-        accel.launch.questions.BadAnswer: 'How many?:' got 'x': please type a whole number >= 0
+        >>> try:
+        ...     Asker(io.StringIO("x\\n"), io.StringIO()).number("How many?")
+        ... except BadAnswer as error:
+        ...     print(error)
+        'How many?' got 'x': please type a whole number >= 0
     """
 
 
@@ -88,7 +89,7 @@ class Asker:
                 return convert(answer)
             except (ValueError, IndexError, KeyError):
                 if not self.retry:
-                    asked = question or prompt.strip()
+                    asked = question or prompt.strip().rstrip(":")
                     raise BadAnswer(f"{asked!r} got {answer!r}: {error}") from None
                 self.out.write(f"  {error}\n")
 

@@ -304,11 +304,27 @@ def _check_target(args: argparse.Namespace) -> None:
     if args.module:
         return
     if args.no_python:
-        if shutil.which(target) is None:
+        if shutil.which(target) is not None:
+            return
+        if os.path.isdir(target):
+            raise LaunchError(f"--no_python: {target!r} is a directory, not an executable")
+        if os.path.isfile(target) and os.access(target, os.X_OK):
             raise LaunchError(
-                f"--no_python: executable {target!r} not found (not a path, not on PATH)"
+                f"--no_python: {target!r} is in the current folder, which is not on PATH; pass "
+                f"it as ./{target}"
             )
-        return
+        if os.path.isfile(target):
+            how = (
+                f"run it through python (drop --no_python), or make it executable (chmod +x "
+                f"{target}) with a #! line"
+                if target.endswith(".py")
+                else f"make it executable (chmod +x {target})"
+            )
+            raise LaunchError(
+                f"--no_python: {target!r} exists but is not executable (no execute permission "
+                f"for this user); {how}"
+            )
+        raise LaunchError(f"--no_python: executable {target!r} not found (not a path, not on PATH)")
     if not os.path.isfile(target):
         hint = " (a directory; did you mean -m?)" if os.path.isdir(target) else ""
         raise LaunchError(f"script {target!r} does not exist{hint}")
