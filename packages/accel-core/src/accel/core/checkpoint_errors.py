@@ -127,13 +127,12 @@ def describe_damage(path: str, error: BaseException) -> str:
     if zipfile.is_zipfile(path):
         return f"it is a damaged torch.save archive ({size} bytes): {_first_line(error)}"
     if head[:1] == b"\x80":
-        return (
-            f"its pickle data is cut short or damaged ({size} bytes): "
-            f"{type(error).__name__}: {_first_line(error)}"
-        )
+        return f"its pickle data is cut short or damaged ({size} bytes): {_first_line(error)}"
     return f"it is not a torch.save file ({size} bytes, starting with {head!r})"
 
 
 def _first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
+    if not text:
+        return "the data ends too early" if isinstance(error, EOFError) else type(error).__name__
+    return f"{type(error).__name__}: {text[0].rstrip('.')}"
