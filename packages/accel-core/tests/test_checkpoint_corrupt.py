@@ -238,3 +238,20 @@ def test_save_model_after_a_sigkill_removes_the_leftover(tmp_path) -> None:
     accelerator.save_model(model, target, max_shard_size="8KB")
     assert not [p.name for p in target.iterdir() if p.name.startswith(".")]
     assert (target / "model.safetensors.index.json").is_file()
+
+
+def test_bin_weights_are_read_but_not_applied_before_a_bad_optimizer(tmp_path) -> None:
+    """``safe_serialization=False``: the ``.bin`` weights are read in the checking step; a bad
+    ``optimizer.bin`` still leaves the model untouched."""
+    job = _setup()
+    accelerator, model, optimizer = job[:3]
+    accelerator.backward(model(torch.randn(3, 4)).sum())
+    optimizer.step()
+    folder = accelerator.save_state(tmp_path / "bin", safe_serialization=False)
+    assert os.path.isfile(os.path.join(folder, "pytorch_model.bin"))
+    _damage(os.path.join(folder, "optimizer.bin"), "truncated")
+    job = _setup()
+    before = _snapshot(*job)
+    with pytest.raises(CorruptCheckpointError, match=r"optimizer\.bin.*incomplete zip"):
+        job[0].load_state(folder)
+    assert _same(before, _snapshot(*job))

@@ -138,6 +138,8 @@ def test_interactive_bad_answer_is_asked_again(tmp_path):
     """On a terminal (a real pseudo-terminal here) a bad answer is asked again."""
     import os
     import pty
+    import select
+    import time
 
     from launch_cli_helpers import ACCEL
 
@@ -153,9 +155,15 @@ def test_interactive_bad_answer_is_asked_again(tmp_path):
         env=clean_env(tmp_path),
     )
     os.close(secondary)
-    os.write(primary, answers.encode())
+    os.write(primary, answers.encode() + b"\x04")  # then end of input (Ctrl-D)
     seen = b""
-    while True:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([primary], [], [], 1.0)
+        if not ready:
+            if process.poll() is not None:
+                break
+            continue
         try:
             chunk = os.read(primary, 4096)
         except OSError:  # the child closed the terminal
@@ -163,6 +171,8 @@ def test_interactive_bad_answer_is_asked_again(tmp_path):
         if not chunk:
             break
         seen += chunk
+    if process.poll() is None:
+        process.kill()
     assert process.wait(timeout=60) == 0, process.stderr.read().decode()
     os.close(primary)
     assert b"please type a number from 0 to" in seen
