@@ -13,7 +13,7 @@ from accel.state import device_availability, env_reading, optional_packages
 
 
 @pytest.mark.parametrize(
-    "module", ["optional_packages", "device_availability", "env_reading", "barrier"]
+    "module", ["optional_packages", "device_availability", "env_reading", "barrier", "general"]
 )
 def test_docstring_examples_run(module: str) -> None:
     mod = importlib.import_module(f"accel.state.{module}")
@@ -80,3 +80,12 @@ def test_purge_environment_on_a_class_and_its_subclass() -> None:
 
 def test_wait_for_everyone_single_process() -> None:
     state.wait_for_everyone()
+
+
+def test_general_helpers() -> None:
+    assert state.get_current_device_type() == ("cuda", "MULTI_GPU")  # no plugin family here
+    with pytest.raises(AttributeError, match=r"'path\.nope'"):
+        state.recursive_getattr(os, "path.nope")
+    with pytest.raises(ValueError, match="port=0"):
+        state.is_port_in_use(0)
+    assert state.convert_bytes(5 * 1024**5) == "5.0 PB"

@@ -103,6 +103,12 @@ _EXPORTS = {
     "parse_flag_from_env": ".env_reading",
     "purge_accelerate_environment": ".env_reading",
     "wait_for_everyone": ".barrier",
+    "get_pretty_name": ".general",
+    "merge_dicts": ".general",
+    "recursive_getattr": ".general",
+    "is_port_in_use": ".general",
+    "convert_bytes": ".general",
+    "get_current_device_type": ".device_availability",
     "str_to_bool": ".env",
 }
 
@@ -133,6 +139,7 @@ if TYPE_CHECKING:
         wait_for_everyone,
     )
     from accel.state.device_availability import (
+        get_current_device_type,
         is_fp8_available,
         is_fp16_available,
         is_habana_gaudi1,
@@ -169,6 +176,13 @@ if TYPE_CHECKING:
         purge_accelerate_environment,
     )
     from accel.state.environment import clear_environment, patch_environment
+    from accel.state.general import (
+        convert_bytes,
+        get_pretty_name,
+        is_port_in_use,
+        merge_dicts,
+        recursive_getattr,
+    )
     from accel.state.gradient_state import GradientState
     from accel.state.kwargs import InitProcessGroupKwargs, KwargsHandler
     from accel.state.optional_packages import (

@@ -181,3 +181,29 @@ def is_pippy_available() -> bool:
         True
     """
     return is_torch_version(">=", "2.4.0")
+
+
+def get_current_device_type() -> tuple[str, str]:
+    """``(device type, distributed type)`` of the accelerator family present, found without
+    initialising a device (safe before ``fork``); ``("cuda", "MULTI_GPU")`` when none of the
+    plugin families is present, as in Accelerate.
+
+    Example:
+        >>> get_current_device_type()[1].startswith("MULTI_")
+        True
+    """
+    from accel.state.availability import is_npu_available, is_xpu_available
+
+    families = (
+        ("mlu", is_mlu_available),
+        ("sdaa", is_sdaa_available),
+        ("musa", is_musa_available),
+        ("npu", is_npu_available),
+        ("hpu", is_hpu_available),
+        ("xpu", is_xpu_available),
+        ("neuron", is_neuron_available),
+    )
+    for name, check in families:
+        if check():
+            return name, f"MULTI_{name.upper()}"
+    return "cuda", "MULTI_GPU"
