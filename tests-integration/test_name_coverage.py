@@ -23,15 +23,39 @@ pytest.importorskip("accelerate", reason="the real Accelerate is the reference f
 
 ACCELERATE_MODULES = ("accelerate", "accelerate.utils")
 # Names clients import from deeper modules (issue #14), beyond the two __init__ files.
-CLIENT_NAMES = """
-extract_model_from_parallel ParallelismConfig load_fsdp_model load_fsdp_optimizer save_fsdp_model
-save_fsdp_optimizer get_logger is_peft_model tqdm get_module_class_from_name
-get_parameters_from_modules is_fp16_available is_fp8_available is_hpu_available is_mlu_available
-is_pytest_available is_wandb_available copy_tensor_to_devices FSDP_AUTO_WRAP_POLICY
-FSDP_SHARDING_STRATEGY HfDeepSpeedConfig DeepSpeedSchedulerWrapper launch_command_parser
-default_config_file load_config_from_file MODEL_NAME OPTIMIZER_NAME RNG_STATE_NAME SCALER_NAME
-SCHEDULER_NAME wait_for_everyone
-""".split()
+CLIENT_NAMES = [
+    "extract_model_from_parallel",
+    "ParallelismConfig",
+    "load_fsdp_model",
+    "load_fsdp_optimizer",
+    "save_fsdp_model",
+    "save_fsdp_optimizer",
+    "get_logger",
+    "is_peft_model",
+    "tqdm",
+    "get_module_class_from_name",
+    "get_parameters_from_modules",
+    "is_fp16_available",
+    "is_fp8_available",
+    "is_hpu_available",
+    "is_mlu_available",
+    "is_pytest_available",
+    "is_wandb_available",
+    "copy_tensor_to_devices",
+    "FSDP_AUTO_WRAP_POLICY",
+    "FSDP_SHARDING_STRATEGY",
+    "HfDeepSpeedConfig",
+    "DeepSpeedSchedulerWrapper",
+    "launch_command_parser",
+    "default_config_file",
+    "load_config_from_file",
+    "MODEL_NAME",
+    "OPTIMIZER_NAME",
+    "RNG_STATE_NAME",
+    "SCALER_NAME",
+    "SCHEDULER_NAME",
+    "wait_for_everyone",
+]
 
 _MEGATRON = "Megatron-LM (not planned: use Megatron-Core or DeepSpeed directly)"
 _TP_CP_SP = "TP/CP/SP (ParallelismConfig behaviour: device mesh, tensor/context/sequence parallel)"
@@ -46,63 +70,130 @@ _MISC = "misc Accelerate internals"
 
 NOT_IMPLEMENTED: dict[str, str] = {
     **dict.fromkeys(
-        "AbstractTrainStep BertTrainStep GPTTrainStep T5TrainStep MegatronEngine "
-        "MegatronLMDummyDataLoader MegatronLMDummyScheduler MegatronLMOptimizerWrapper "
-        "MegatronLMPlugin MegatronLMSchedulerWrapper add_model_config_to_megatron_parser "
-        "avg_losses_across_data_parallel_group gather_across_data_parallel_groups "
-        "megatron_lm_initialize megatron_lm_prepare_data_loader "
-        "megatron_lm_prepare_model_optimizer_scheduler megatron_lm_prepare_optimizer "
-        "megatron_lm_prepare_scheduler".split(),
+        [
+            "AbstractTrainStep",
+            "BertTrainStep",
+            "GPTTrainStep",
+            "T5TrainStep",
+            "MegatronEngine",
+            "MegatronLMDummyDataLoader",
+            "MegatronLMDummyScheduler",
+            "MegatronLMOptimizerWrapper",
+            "MegatronLMPlugin",
+            "MegatronLMSchedulerWrapper",
+            "add_model_config_to_megatron_parser",
+            "avg_losses_across_data_parallel_group",
+            "gather_across_data_parallel_groups",
+            "megatron_lm_initialize",
+            "megatron_lm_prepare_data_loader",
+            "megatron_lm_prepare_model_optimizer_scheduler",
+            "megatron_lm_prepare_optimizer",
+            "megatron_lm_prepare_scheduler",
+        ],
         _MEGATRON,
     ),
     **dict.fromkeys(
-        "TorchContextParallelConfig TorchTensorParallelConfig TorchTensorParallelPlugin "
-        "DeepSpeedSequenceParallelConfig get_model_tp_size model_has_dtensor".split(),
+        [
+            "TorchContextParallelConfig",
+            "TorchTensorParallelConfig",
+            "TorchTensorParallelPlugin",
+            "DeepSpeedSequenceParallelConfig",
+            "get_model_tp_size",
+            "model_has_dtensor",
+        ],
         _TP_CP_SP,
     ),
     **dict.fromkeys(
-        "AORecipeKwargs MSAMPRecipeKwargs TERecipeKwargs apply_fp8_autowrap "
-        "contextual_fp8_autocast convert_model convert_model_to_fp8_ao has_ao_layers "
-        "has_transformer_engine_layers filter_first_and_last_linear_layers torchao_required "
-        "check_cuda_fp8_capability".split(),
+        [
+            "AORecipeKwargs",
+            "MSAMPRecipeKwargs",
+            "TERecipeKwargs",
+            "apply_fp8_autowrap",
+            "contextual_fp8_autocast",
+            "convert_model",
+            "convert_model_to_fp8_ao",
+            "has_ao_layers",
+            "has_transformer_engine_layers",
+            "filter_first_and_last_linear_layers",
+            "torchao_required",
+            "check_cuda_fp8_capability",
+        ],
         _FP8,
     ),
     **dict.fromkeys(
-        "ProfileKwargs PROFILE_PATTERN_NAME MITA_PROFILING_AVAILABLE_PYTORCH_VERSION "
-        "XPU_PROFILING_AVAILABLE_PYTORCH_VERSION".split(),
+        [
+            "ProfileKwargs",
+            "PROFILE_PATTERN_NAME",
+            "MITA_PROFILING_AVAILABLE_PYTORCH_VERSION",
+            "XPU_PROFILING_AVAILABLE_PYTORCH_VERSION",
+        ],
         _PROFILE,
     ),
     **dict.fromkeys(
-        "compile_regions compile_regions_deepspeed compile_regions_fsdp2 "
-        "has_compiled_regions".split(),
+        [
+            "compile_regions",
+            "compile_regions_deepspeed",
+            "compile_regions_fsdp2",
+            "has_compiled_regions",
+        ],
         _REGIONAL,
     ),
     **dict.fromkeys(
-        "fsdp2_apply_ac fsdp2_canonicalize_names fsdp2_load_full_state_dict fsdp2_prepare_model "
-        "fsdp2_switch_optimizer_parameters get_fsdp2_grad_scaler "
-        "enable_fsdp_ram_efficient_loading disable_fsdp_ram_efficient_loading "
-        "merge_fsdp_weights ensure_weights_retied".split(),
+        [
+            "fsdp2_apply_ac",
+            "fsdp2_canonicalize_names",
+            "fsdp2_load_full_state_dict",
+            "fsdp2_prepare_model",
+            "fsdp2_switch_optimizer_parameters",
+            "get_fsdp2_grad_scaler",
+            "enable_fsdp_ram_efficient_loading",
+            "disable_fsdp_ram_efficient_loading",
+            "merge_fsdp_weights",
+            "ensure_weights_retied",
+        ],
         _FSDP_INTERNAL,
     ),
     **dict.fromkeys(
-        "PrepareForLaunch prepare_deepspeed_cmd_env prepare_multi_gpu_env "
-        "prepare_sagemager_args_inputs prepare_simple_launcher_cmd_env prepare_tpu "
-        "TORCH_LAUNCH_PARAMS prepare_pippy".split(),
+        [
+            "PrepareForLaunch",
+            "prepare_deepspeed_cmd_env",
+            "prepare_multi_gpu_env",
+            "prepare_sagemager_args_inputs",
+            "prepare_simple_launcher_cmd_env",
+            "prepare_tpu",
+            "TORCH_LAUNCH_PARAMS",
+            "prepare_pippy",
+        ],
         _LAUNCH_INTERNAL,
     ),
     **dict.fromkeys(
-        "GatheredParameters deepspeed_required get_active_deepspeed_plugin "
-        "map_pytorch_optim_to_deepspeed".split(),
+        [
+            "GatheredParameters",
+            "deepspeed_required",
+            "get_active_deepspeed_plugin",
+            "map_pytorch_optim_to_deepspeed",
+        ],
         _DS_INTERNAL,
     ),
     **dict.fromkeys(
-        "check_cuda_p2p_ib_support get_gpu_info set_numa_affinity "
-        "get_cpu_distributed_information check_os_kernel".split(),
+        [
+            "check_cuda_p2p_ib_support",
+            "get_gpu_info",
+            "set_numa_affinity",
+            "get_cpu_distributed_information",
+            "check_os_kernel",
+        ],
         _HW_PROBE,
     ),
     **dict.fromkeys(
-        "CannotPadNestedTensorWarning TORCH_DISTRIBUTED_OPERATION_TYPES pad_input_tensors "
-        "rich get_grad_scaler get_mixed_precision_context_manager".split(),
+        [
+            "CannotPadNestedTensorWarning",
+            "TORCH_DISTRIBUTED_OPERATION_TYPES",
+            "pad_input_tensors",
+            "rich",
+            "get_grad_scaler",
+            "get_mixed_precision_context_manager",
+        ],
         _MISC,
     ),
 }
@@ -141,10 +232,7 @@ def _exports_of(module: ModuleType) -> set[str]:
         for name, value in vars(module).items()
         if not name.startswith("_")
         and not isinstance(value, ModuleType)
-        and (
-            getattr(value, "__module__", None) == own
-            or (name.isupper() and not callable(value))
-        )
+        and (getattr(value, "__module__", None) == own or (name.isupper() and not callable(value)))
     }
 
 

@@ -126,3 +126,19 @@ def test_checkpoint_names_match_accelerate() -> None:
     assert (core.SCALER_NAME, core.RNG_STATE_NAME) == ("scaler.pt", "random_states")
     assert "TRANSFORMER_BASED_WRAP" in core.FSDP_AUTO_WRAP_POLICY
     assert core.FSDP_SHARDING_STRATEGY[0] == "FULL_SHARD"
+
+
+class Custom:
+    """A class torch.load(weights_only=True) refuses to unpickle."""
+
+
+def test_load_is_weights_only_by_default(tmp_path) -> None:
+    path = tmp_path / "obj.pt"
+    torch.save({"c": Custom()}, path)
+    with pytest.raises(Exception, match="weights_only"):
+        core.load(path)
+    assert isinstance(core.load(path, weights_only=False)["c"], Custom)
+    assert core.is_compiled_module(torch.compile(torch.nn.Linear(2, 2))) is True
+    assert core.WEIGHTS_PATTERN_NAME.format(suffix="-00001-of-00002") == (
+        "pytorch_model-00001-of-00002.bin"
+    )

@@ -90,6 +90,11 @@ _EXPORTS = {
     "SCALER_NAME": ".checkpointing",
     "RNG_STATE_NAME": ".checkpointing",
     "wait_for_everyone": "accel.state",
+    "is_compiled_module": ".model_unwrap",
+    "load": ".saving",
+    "WEIGHTS_PATTERN_NAME": ".saving",
+    "SAFE_WEIGHTS_PATTERN_NAME": ".saving",
+    "SAMPLER_NAME": ".checkpointing",
 }
 
 __all__ = sorted(_EXPORTS)

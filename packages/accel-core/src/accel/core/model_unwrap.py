@@ -99,3 +99,15 @@ def get_module_class_from_name(module: torch.nn.Module, name: str) -> type[torch
         if found is not None:
             return found
     return None
+
+
+def is_compiled_module(module: torch.nn.Module) -> bool:
+    """Whether ``module`` is the wrapper ``torch.compile`` returns.
+
+    Example:
+        >>> import torch
+        >>> is_compiled_module(torch.nn.Linear(2, 2))
+        False
+    """
+    dynamo = getattr(torch, "_dynamo", None)
+    return dynamo is not None and isinstance(module, dynamo.eval_frame.OptimizedModule)
