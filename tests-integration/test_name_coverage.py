@@ -236,14 +236,12 @@ def _exports_of(module: ModuleType) -> set[str]:
     }
 
 
-def _lazy_exports_from_source(package: str) -> set[str]:
-    """A package whose optional dependency is absent here (accel.xla without torch-xla):
-    its ``_EXPORTS`` table read from source."""
-    init = Path(accel.__path__[0]).parent / "accel" / package.split(".")[1] / "__init__.py"
-    for path in accel.__path__:
-        candidate = Path(path) / package.split(".")[1] / "__init__.py"
-        if candidate.is_file():
-            init = candidate
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _exports_from_source(init: Path) -> set[str]:
+    """The ``_EXPORTS`` table of a package ``__init__.py``, read with ``ast`` (for wheels whose
+    optional dependency is absent here: accel-xla needs torch-xla, in its own environment)."""
     tree = ast.parse(init.read_text(encoding="utf-8"))
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(
@@ -262,12 +260,14 @@ def accel_index() -> dict[str, str]:
         try:
             module = importlib.import_module(info.name)
         except ImportError:
-            if info.name.count(".") == 1:
-                for name in _lazy_exports_from_source(info.name):
-                    index.setdefault(name, info.name)
             continue
         for name in _exports_of(module):
             index.setdefault(name, info.name)
+    for init in sorted(REPO.glob("packages/*/src/accel/*/__init__.py")):
+        package = f"accel.{init.parent.name}"
+        if importlib.util.find_spec(package) is None:
+            for name in _exports_from_source(init):
+                index.setdefault(name, f"{package} (source)")
     return index
 
 
