@@ -52,7 +52,7 @@ def test_get_logger_main_process_only_and_level(caplog: pytest.LogCaptureFixture
         logger.warning_once("twice?")
         logger.warning_once("twice?")
     messages = [r.getMessage() for r in caplog.records]
-    assert messages == ["once", "all", "ordered", "twice?"]
+    assert messages == ["[RANK 0] once", "[RANK 0] all", "[RANK 0] ordered", "[RANK 0] twice?"]
     assert caplog.records[0].filename == os.path.basename(__file__)
     with pytest.raises(ValueError, match="log_level='LOUD'"):
         core.get_logger("accel.test.compat", log_level="LOUD")

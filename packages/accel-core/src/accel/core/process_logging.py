@@ -1,7 +1,8 @@
 """``get_logger``: a logger that knows which process it runs in.
 
 By default a record is emitted by the main process only; ``main_process_only=False`` lets
-every process log, ``in_order=True`` makes them take turns by rank.
+every process log, ``in_order=True`` makes them take turns by rank. Messages start with
+``[RANK <process index>]``, as Accelerate's do.
 
 Example:
     >>> from accel.core.process_logging import get_logger
@@ -67,13 +68,13 @@ class MultiProcessAdapter(logging.LoggerAdapter):
     def process(
         self, msg: Any, kwargs: MutableMapping[str, Any]
     ) -> tuple[Any, MutableMapping[str, Any]]:
-        """Pass records through unchanged (the adapter only decides who logs).
+        """Prefix the message with the process index, as Accelerate does (``[RANK 0] ...``).
 
         Example:
             >>> get_logger("demo").process("m", {})
-            ('m', {})
+            ('[RANK 0] m', {})
         """
-        return msg, kwargs
+        return f"[RANK {PartialState().process_index}] {msg}", kwargs
 
     @functools.lru_cache(None)  # noqa: B019 - one warning per distinct message, like warnings
     def warning_once(self, *args: Any, **kwargs: Any) -> None:
