@@ -142,3 +142,12 @@ def test_load_is_weights_only_by_default(tmp_path) -> None:
     assert core.WEIGHTS_PATTERN_NAME.format(suffix="-00001-of-00002") == (
         "pytorch_model-00001-of-00002.bin"
     )
+
+
+def test_accelerator_refuses_parallelism_it_does_not_implement() -> None:
+    with pytest.raises(ValueError, match="tp_size=2"):
+        core.Accelerator(parallelism_config=ParallelismConfig(tp_size=2, dp_shard_size=2))
+    with pytest.raises(ValueError, match="megatron_lm_plugin"):
+        core.Accelerator(megatron_lm_plugin=object())
+    with pytest.raises(TypeError, match="dict"):
+        core.Accelerator(parallelism_config={"tp_size": 2})

@@ -251,3 +251,45 @@ class ParallelismConfig:
             value = getattr(self, name)
             out[name] = dict(vars(value)) if hasattr(value, "__dict__") else value
         return out
+
+
+def check_parallelism_options(
+    parallelism_config: Any = None, torch_tp_plugin: Any = None, megatron_lm_plugin: Any = None
+) -> None:
+    """Refuse the ``Accelerator`` arguments accel accepts for Accelerate's signature but does
+    not act on yet, instead of ignoring them: a Megatron-LM or tensor-parallel plugin, and a
+    ``ParallelismConfig`` asking for replicate/tensor/context/sequence parallelism. A config
+    whose only size above 1 is ``dp_shard_size`` describes what FSDP does and is accepted.
+
+    Example:
+        >>> check_parallelism_options(ParallelismConfig(dp_shard_size=2))
+        >>> check_parallelism_options(ParallelismConfig(tp_size=2, dp_shard_size=2))
+        Traceback (most recent call last):
+        ...
+        ValueError: Accelerator(parallelism_config=...) with tp_size=2 is not implemented in accel yet (TP/CP/SP area, see docs/migration.md); only dp_shard_size (FSDP) may be above 1
+    """
+    if megatron_lm_plugin is not None:
+        raise ValueError(
+            "Accelerator(megatron_lm_plugin=...) is not supported: accel has no Megatron-LM "
+            "integration (see docs/migration.md)"
+        )
+    if torch_tp_plugin is not None:
+        raise ValueError(
+            "Accelerator(torch_tp_plugin=...) is not implemented in accel yet (TP/CP/SP area, "
+            "see docs/migration.md)"
+        )
+    if parallelism_config is None:
+        return
+    if not isinstance(parallelism_config, ParallelismConfig):
+        raise TypeError(
+            "Accelerator(parallelism_config=...) expects a ParallelismConfig, got "
+            f"{type(parallelism_config).__name__}"
+        )
+    for name in ("dp_replicate_size", "tp_size", "cp_size", "sp_size"):
+        size = getattr(parallelism_config, name)
+        if size > 1:
+            raise ValueError(
+                f"Accelerator(parallelism_config=...) with {name}={size} is not implemented in "
+                "accel yet (TP/CP/SP area, see docs/migration.md); only dp_shard_size (FSDP) "
+                "may be above 1"
+            )
