@@ -320,6 +320,59 @@ def fsdp_sharded_state_dict_pieces():
     checks.record("weights_fsdp_sharded", flat(full))
 
 
+@checks.add
+def fsdp_checkpoint_functions_round_trip():
+    """save/load_fsdp_model and _optimizer (Accelerate's names and layout) on FSDP2 models,
+    full and sharded layouts: weights zeroed after the save come back exactly."""
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
+
+    from accel.core import (
+        load_fsdp_model,
+        load_fsdp_optimizer,
+        save_fsdp_model,
+        save_fsdp_optimizer,
+    )
+
+    full = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    folder = everyone(tempfile.mkdtemp(prefix="fsdp_ckpt_"))[0]
+    for layout, expected in (
+        ("FULL_STATE_DICT", {"pytorch_model_fsdp.bin", "optimizer.bin"}),
+        ("SHARDED_STATE_DICT", {"pytorch_model_fsdp_0", "optimizer_0"}),
+    ):
+        accelerator = fsdp_accelerator(
+            auto_wrap_policy="transformer_based_wrap",
+            transformer_cls_names_to_wrap=["Block"],
+            state_dict_type=layout,
+        )
+        plugin = accelerator.state.fsdp_plugin
+        model = train(accelerator, make_blocks())
+        optimizer = accelerator._optimizers[0]
+        out = os.path.join(folder, layout)
+        before = flat(get_model_state_dict(model, options=full))
+        optim_before = get_optimizer_state_dict(model, optimizer.optimizer, options=full)
+        save_fsdp_model(plugin, accelerator, model, out)
+        save_fsdp_optimizer(plugin, accelerator, optimizer, model, out)
+        assert set(os.listdir(out)) == expected, (layout, os.listdir(out))
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.zero_()
+        for state in optimizer.optimizer.state.values():
+            state["momentum_buffer"].zero_()
+        load_fsdp_model(plugin, accelerator, model, out)
+        load_fsdp_optimizer(plugin, accelerator, optimizer, model, out)
+        assert flat(get_model_state_dict(model, options=full)) == before, layout
+        optim_after = get_optimizer_state_dict(model, optimizer.optimizer, options=full)
+        if RANK == 0:
+            for key, state in optim_before["state"].items():
+                assert torch.equal(
+                    state["momentum_buffer"], optim_after["state"][key]["momentum_buffer"]
+                ), (layout, key)
+
+
 def metrics_loader(accelerator: Accelerator) -> DataLoader:
     """13 samples ``[i, 100 + i]`` in batches of 4, prepared (even batches: the last wraps)."""
     values = torch.arange(13, dtype=torch.float32)

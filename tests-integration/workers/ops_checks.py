@@ -17,6 +17,7 @@ from _harness import Checks
 from accel.ops import (
     broadcast,
     broadcast_object_list,
+    copy_tensor_to_devices,
     gather,
     gather_object,
     pad_across_processes,
@@ -307,6 +308,16 @@ def non_tensor_leaf_is_type_error():
     for operation in (gather, reduce, broadcast, pad_across_processes):
         text = raises(TypeError, operation, data)
         assert "str" in text, (operation.__name__, text)
+
+
+@checks.add
+def copy_tensor_to_devices_from_the_one_holder():
+    held = torch.arange(6, dtype=torch.bfloat16).reshape(2, 3) if RANK == 1 else None
+    same(copy_tensor_to_devices(held), torch.arange(6, dtype=torch.bfloat16).reshape(2, 3))
+    text = raises(ValueError, copy_tensor_to_devices, torch.ones(1))
+    assert "holders: [0, 1]" in text, text
+    text = raises(ValueError, copy_tensor_to_devices, None)
+    assert "holders: none" in text, text
 
 
 @checks.add

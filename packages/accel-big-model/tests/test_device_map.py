@@ -259,6 +259,14 @@ def test_get_max_memory_keys_and_errors():
         get_max_memory({0: "lots"})
 
 
+def test_get_max_memory_converts_string_budgets_in_the_callers_dict():
+    # transformers' from_pretrained(max_memory=...) reads the caller's dict back as integers.
+    budget = {"cpu": "1MB", "cuda:0": "2MB", "disk": 5}
+    result = get_max_memory(budget, headroom=0.5)
+    assert budget == {"cpu": 10**6, "cuda:0": 2 * 10**6, "disk": 5}
+    assert result == {0: 10**6, "cpu": 10**6, "disk": 5}
+
+
 def test_buffers_are_mapped_when_a_module_with_direct_buffers_is_split():
     # Accelerate #4014: a split module's own buffers got no device.
     class WithScalar(nn.Module):

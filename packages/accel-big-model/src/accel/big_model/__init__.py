@@ -17,6 +17,12 @@ from __future__ import annotations
 from accel.state.lazy import lazy_exports
 
 _EXPORTS = {
+    "has_offloaded_params": ".module_utils",
+    "align_module_device": ".module_utils",
+    "id_tensor_storage": ".module_utils",
+    "clean_state_dict_for_safetensors": ".module_utils",
+    "get_module_children_bottom_up": ".module_utils",
+    "check_tied_parameters_in_config": ".module_utils",
     "init_empty_weights": ".init",
     "init_on_device": ".init",
     "convert_file_size_to_int": ".sizes",

@@ -10,7 +10,7 @@ import logging
 import os
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, MutableMapping
 
 import torch
 from torch import nn
@@ -354,7 +354,9 @@ def get_max_memory(
     minus ``headroom`` (default :data:`DEFAULT_ACCELERATOR_HEADROOM`, i.e. 10% is left for
     activations) and the available CPU RAM. Otherwise ``max_memory`` is validated and copied,
     sizes like ``"10GiB"`` converted to bytes, keys like ``"cuda:1"`` turned into ``1``; it
-    is used as given unless ``headroom`` is passed explicitly. Integer keys mean accelerator
+    is used as given unless ``headroom`` is passed explicitly. String sizes are also replaced
+    by their byte counts in the caller's dict (Accelerate does this and transformers relies on
+    it); keys there are left as given. Integer keys mean accelerator
     ordinals whether or not those accelerators exist here, so maps can be planned on any host.
 
     Example:
@@ -362,6 +364,10 @@ def get_max_memory(
         {0: 500000000, 'cpu': 1000000000}
         >>> get_max_memory({0: "1000MB"}, headroom=0.1)
         {0: 900000000}
+        >>> budget = {"cpu": "2GB"}
+        >>> _ = get_max_memory(budget)
+        >>> budget
+        {'cpu': 2000000000}
     """
     if headroom is not None and not 0 <= headroom < 1:
         raise ValueError(f"headroom={headroom!r} must be a fraction in [0, 1)")
@@ -377,6 +383,10 @@ def get_max_memory(
             raise ValueError(f"max_memory[{raw_key!r}]: {err}") from None
         if key in budgets:
             raise ValueError(f"max_memory names device {key!r} twice (as {raw_key!r})")
+        if isinstance(raw_value, str) and isinstance(max_memory, MutableMapping):
+            # Like Accelerate, sizes given as strings are converted in the caller's dict too:
+            # transformers reads them back as integers after calling this.
+            max_memory[raw_key] = value
         if headroom and (isinstance(key, int) or key == "mps"):
             value = int(value * (1 - headroom))
         budgets[key] = value

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import torch
 
 from accel.core.optimizer import AcceleratedOptimizer
+from accel.core.parallelism_config import check_parallelism_options
 from accel.core.plugins import (
     DataLoaderConfiguration,
     FullyShardedDataParallelPlugin,
@@ -118,6 +119,7 @@ class Accelerator:
                 "pass either deepspeed_plugin or deepspeed_plugins to Accelerator, not both"
             )
         deepspeed_plugin = deepspeed_plugin if deepspeed_plugin is not None else deepspeed_plugins
+        check_parallelism_options(parallelism_config, torch_tp_plugin, megatron_lm_plugin)
         if fsdp_plugin is None and env.read_flag(env.USE_FSDP):
             fsdp_plugin = FullyShardedDataParallelPlugin()
 

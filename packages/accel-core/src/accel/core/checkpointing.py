@@ -74,6 +74,7 @@ OPTIMIZER_NAME = "optimizer"
 SCHEDULER_NAME = "scheduler"
 SCALER_NAME = "scaler.pt"
 RNG_STATE_NAME = "random_states"
+SAMPLER_NAME = "sampler"
 CUSTOM_NAME = "custom_checkpoint"
 COMPLETE_MARKER = "accel_checkpoint.json"
 FORMAT_VERSION = 1

@@ -42,13 +42,20 @@ if TYPE_CHECKING:
 __all__ = [
     "SAFE_WEIGHTS_INDEX_NAME",
     "SAFE_WEIGHTS_NAME",
+    "SAFE_WEIGHTS_PATTERN_NAME",
     "WEIGHTS_INDEX_NAME",
     "WEIGHTS_NAME",
+    "WEIGHTS_PATTERN_NAME",
+    "load",
     "save",
     "save_model",
 ]
 
 PathLike = str | os.PathLike
+
+#: File-name patterns of numbered weight shards (``suffix`` like ``-00001-of-00002``).
+WEIGHTS_PATTERN_NAME = "pytorch_model{suffix}.bin"
+SAFE_WEIGHTS_PATTERN_NAME = "model{suffix}.safetensors"
 
 
 def _should_write(save_on_each_node: bool) -> bool:
@@ -168,3 +175,19 @@ def save_model(
     if safe_serialization:
         return save_sharded_safetensors(state_dict, folder, max_shard_size, SAFE_WEIGHTS_NAME)
     return _save_sharded_bin(state_dict, folder, max_shard_size)
+
+
+def load(f: PathLike | BinaryIO, map_location: Any = None, **kwargs: Any) -> Any:
+    """``torch.load`` with ``weights_only=True`` unless the caller passes
+    ``weights_only=False`` (then the file may run code when unpickled: trusted files only).
+
+    Example:
+        >>> import io
+        >>> buffer = io.BytesIO()
+        >>> torch.save({"step": 1}, buffer)
+        >>> _ = buffer.seek(0)
+        >>> load(buffer)
+        {'step': 1}
+    """
+    kwargs.setdefault("weights_only", True)
+    return torch.load(f, map_location=map_location, **kwargs)

@@ -22,6 +22,10 @@ _EXPORTS = {
     "write_basic_config": ".basic_config",
     "notebook_launcher": ".notebook",
     "debug_launcher": ".notebook",
+    "default_config_file": ".config_compat",
+    "load_config_from_file": ".config_compat",
+    "launch_command_parser": ".commands.launch",
+    "launch_command": ".commands.launch",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -22,6 +22,7 @@ _EXPORTS = {
     "gather_object": ".collectives",
     "pad_across_processes": ".collectives",
     "reduce": ".collectives",
+    "copy_tensor_to_devices": ".single_source",
     "DistributedOperationException": ".exceptions",
     "ConvertOutputsToFp32": ".structures",
     "TensorInformation": ".structures",
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
     )
     from accel.ops.exceptions import DistributedOperationException
     from accel.ops.randomness import set_seed, synchronize_rng_state, synchronize_rng_states
+    from accel.ops.single_source import copy_tensor_to_devices
     from accel.ops.structures import (
         ConvertOutputsToFp32,
         TensorInformation,

@@ -435,3 +435,30 @@ def run(args: argparse.Namespace) -> int:
     except LaunchError as error:
         print(f"{PREFIX} error: {error}", file=sys.stderr)
         return 2
+
+
+def launch_command_parser(subparsers: Any = None) -> argparse.ArgumentParser:
+    """The ``launch`` argument parser, for programs that build their own launcher front end
+    (Accelerate's name). With ``subparsers`` it is added there; without, it stands alone.
+
+    Example:
+        >>> args = launch_command_parser().parse_args(["--num_processes", "2", "train.py", "--lr", "1"])
+        >>> args.num_processes, args.training_script, args.training_script_args
+        (2, 'train.py', ['--lr', '1'])
+    """
+    if subparsers is None:
+        from accel.launch.parser import AccelArgumentParser
+
+        subparsers = AccelArgumentParser(prog="accel").add_subparsers()
+    return register(subparsers)
+
+
+def launch_command(args: argparse.Namespace) -> int:
+    """Run ``accel launch`` with ``args`` from :func:`launch_command_parser`; returns the exit
+    status (bad input: one line on stderr and 2).
+
+    Example:
+        >>> launch_command(launch_command_parser().parse_args(["train.py"]))  # doctest: +SKIP
+        0
+    """
+    return run(args)

@@ -1,0 +1,295 @@
+"""``ParallelismConfig``: the sizes of a job's parallel dimensions (data only, for now).
+
+It holds and validates Accelerate's fields and derived names so that code that builds or
+reads one (transformers' ``TrainingArguments``) works; accel's ``Accelerator`` does not take
+it yet (building the device mesh from it is tracked separately, see docs/migration.md).
+
+Example:
+    >>> from accel.core.parallelism_config import ParallelismConfig
+    >>> config = ParallelismConfig(dp_shard_size=2, tp_size=2)
+    >>> config.total_size, config.active_mesh_dims
+    (4, ['dp_shard', 'tp'])
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+_ENV = "PARALLELISM_CONFIG_"
+_SIZES = ("dp_replicate_size", "dp_shard_size", "tp_size", "cp_size", "sp_size")
+_BACKENDS = {"cp_backend": ("torch",), "sp_backend": ("deepspeed",)}
+
+
+def _from_env(name: str, default: str) -> tuple[str, str]:
+    """Value of ``name`` from ``ACCEL_PARALLELISM_CONFIG_*`` / ``PARALLELISM_CONFIG_*``."""
+    for key in (f"ACCEL_{_ENV}{name.upper()}", f"{_ENV}{name.upper()}"):
+        if key in os.environ:
+            return os.environ[key], f"environment variable {key}"
+    return default, "default"
+
+
+@dataclass
+class ParallelismConfig:
+    """Sizes of the data-replicate, data-shard, tensor, context and sequence parallel
+    dimensions. Unset sizes come from ``PARALLELISM_CONFIG_<FIELD>`` (as ``accelerate
+    launch --parallelism_config_*`` sets them), else 1.
+
+    Example:
+        >>> ParallelismConfig(dp_replicate_size=2).dp_dim_names
+        ['dp_replicate']
+    """
+
+    dp_replicate_size: int | None = None
+    dp_shard_size: int | None = None
+    tp_size: int | None = None
+    cp_size: int | None = None
+    cp_backend: str | None = None
+    sp_size: int | None = None
+    sp_backend: str | None = None
+    tp_handler: Any = None
+    cp_handler: Any = None
+    sp_handler: Any = None
+    _sizes: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for name in _SIZES:
+            value, source = getattr(self, name), "argument"
+            if value is None:
+                value, source = _from_env(name, "1")
+            try:
+                size = int(value)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"ParallelismConfig.{name}={value!r} (from {source}) must be an integer >= 1"
+                ) from None
+            if size < 1 or isinstance(value, bool):
+                raise ValueError(
+                    f"ParallelismConfig.{name}={value!r} (from {source}) must be an integer >= 1"
+                )
+            setattr(self, name, size)
+        for name, allowed in _BACKENDS.items():
+            value, source = getattr(self, name), "argument"
+            if value is None:
+                value, source = _from_env(name, allowed[0])
+            if value not in allowed:
+                raise ValueError(
+                    f"ParallelismConfig.{name}={value!r} (from {source}) is not valid; "
+                    f"expected one of {', '.join(allowed)}"
+                )
+            setattr(self, name, value)
+        if self.cp_size > 1 and self.sp_size > 1:
+            raise ValueError(
+                f"ParallelismConfig: cp_size={self.cp_size} and sp_size={self.sp_size} cannot both "
+                "be > 1 (context and sequence parallelism exclude each other)"
+            )
+        if (
+            (self.tp_size > 1 or self.cp_size > 1)
+            and self.dp_replicate_size > 1
+            and self.dp_shard_size == 1
+        ):
+            raise ValueError(
+                f"ParallelismConfig: tp_size={self.tp_size}/cp_size={self.cp_size} with "
+                f"dp_replicate_size={self.dp_replicate_size} and dp_shard_size=1 is not a valid "
+                "layout; shard the data dimension (dp_shard_size > 1) to combine it with TP/CP"
+            )
+        self._sizes = {name[: -len("_size")]: getattr(self, name) for name in _SIZES}
+
+    @property
+    def dp_replicate_enabled(self) -> bool:
+        """``dp_replicate_size > 1``.
+
+        Example:
+            >>> ParallelismConfig().dp_replicate_enabled
+            False
+        """
+        return self.dp_replicate_size > 1
+
+    @property
+    def dp_shard_enabled(self) -> bool:
+        """``dp_shard_size > 1``.
+
+        Example:
+            >>> ParallelismConfig(dp_shard_size=2).dp_shard_enabled
+            True
+        """
+        return self.dp_shard_size > 1
+
+    @property
+    def tp_enabled(self) -> bool:
+        """``tp_size > 1``.
+
+        Example:
+            >>> ParallelismConfig(tp_size=2).tp_enabled
+            True
+        """
+        return self.tp_size > 1
+
+    @property
+    def cp_enabled(self) -> bool:
+        """``cp_size > 1``.
+
+        Example:
+            >>> ParallelismConfig().cp_enabled
+            False
+        """
+        return self.cp_size > 1
+
+    @property
+    def sp_enabled(self) -> bool:
+        """``sp_size > 1``.
+
+        Example:
+            >>> ParallelismConfig(sp_size=2).sp_enabled
+            True
+        """
+        return self.sp_size > 1
+
+    @property
+    def total_size(self) -> int:
+        """Product of all sizes: the number of processes the layout needs.
+
+        Example:
+            >>> ParallelismConfig(dp_shard_size=2, tp_size=2).total_size
+            4
+        """
+        return self.data_parallel_size * self.non_data_parallel_size
+
+    @property
+    def data_parallel_size(self) -> int:
+        """``dp_replicate_size * dp_shard_size``.
+
+        Example:
+            >>> ParallelismConfig(dp_replicate_size=2, dp_shard_size=2).data_parallel_size
+            4
+        """
+        return self.dp_replicate_size * self.dp_shard_size
+
+    @property
+    def non_data_parallel_size(self) -> int:
+        """``tp_size * cp_size * sp_size``: processes that see the same batch.
+
+        Example:
+            >>> ParallelismConfig(dp_shard_size=2, tp_size=2).non_data_parallel_size
+            2
+        """
+        return self.tp_size * self.cp_size * self.sp_size
+
+    @property
+    def dp_dim_names(self) -> list[str]:
+        """Enabled data-parallel dimensions.
+
+        Example:
+            >>> ParallelismConfig(dp_replicate_size=2, dp_shard_size=2).dp_dim_names
+            ['dp_replicate', 'dp_shard']
+        """
+        enabled = [("dp_replicate", self.dp_replicate_enabled), ("dp_shard", self.dp_shard_enabled)]
+        return [name for name, on in enabled if on]
+
+    @property
+    def non_dp_dim_names(self) -> list[str]:
+        """Enabled dimensions whose processes receive the same batch.
+
+        Example:
+            >>> ParallelismConfig(dp_shard_size=2, tp_size=2).non_dp_dim_names
+            ['tp']
+        """
+        enabled = [("tp", self.tp_enabled), ("cp", self.cp_enabled), ("sp", self.sp_enabled)]
+        return [name for name, on in enabled if on]
+
+    @property
+    def dp_shard_cp_dim_names(self) -> list[str]:
+        """Enabled dimensions flattened into ``dp_shard_cp`` (what FSDP shards over with CP).
+
+        Example:
+            >>> ParallelismConfig(dp_shard_size=2, cp_size=2).dp_shard_cp_dim_names
+            ['dp_shard', 'cp']
+        """
+        enabled = [("dp_shard", self.dp_shard_enabled), ("cp", self.cp_enabled)]
+        return [name for name, on in enabled if on]
+
+    @property
+    def dp_cp_dim_names(self) -> list[str]:
+        """Enabled dimensions flattened into ``dp_cp`` (loss reduction with CP).
+
+        Example:
+            >>> ParallelismConfig(dp_replicate_size=2, cp_size=2, dp_shard_size=2).dp_cp_dim_names
+            ['dp_replicate', 'dp_shard', 'cp']
+        """
+        return self.dp_dim_names + (["cp"] if self.cp_enabled else [])
+
+    @property
+    def fsdp_dim_names(self) -> list[str]:
+        """Dimensions FSDP works over: ``dp_replicate`` (when enabled) and ``dp_shard_cp``.
+
+        Example:
+            >>> ParallelismConfig(dp_shard_size=2).fsdp_dim_names
+            ['dp_shard_cp']
+        """
+        return (["dp_replicate"] if self.dp_replicate_enabled else []) + ["dp_shard_cp"]
+
+    @property
+    def active_mesh_dims(self) -> list[str]:
+        """All enabled dimensions, data-parallel first.
+
+        Example:
+            >>> ParallelismConfig(dp_shard_size=2, tp_size=2).active_mesh_dims
+            ['dp_shard', 'tp']
+        """
+        return self.dp_dim_names + self.non_dp_dim_names
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields as a JSON-ready dict (handlers as their attribute dicts).
+
+        Example:
+            >>> ParallelismConfig(tp_size=2).to_json()["tp_size"]
+            2
+        """
+        out: dict[str, Any] = {}
+        for name in (*_SIZES, *_BACKENDS, "tp_handler", "cp_handler", "sp_handler"):
+            value = getattr(self, name)
+            out[name] = dict(vars(value)) if hasattr(value, "__dict__") else value
+        return out
+
+
+def check_parallelism_options(
+    parallelism_config: Any = None, torch_tp_plugin: Any = None, megatron_lm_plugin: Any = None
+) -> None:
+    """Refuse the ``Accelerator`` arguments accel accepts for Accelerate's signature but does
+    not act on yet, instead of ignoring them: a Megatron-LM or tensor-parallel plugin, and a
+    ``ParallelismConfig`` asking for replicate/tensor/context/sequence parallelism. A config
+    whose only size above 1 is ``dp_shard_size`` describes what FSDP does and is accepted.
+
+    Example:
+        >>> check_parallelism_options(ParallelismConfig(dp_shard_size=2))
+        >>> check_parallelism_options(ParallelismConfig(tp_size=2, dp_shard_size=2))
+        Traceback (most recent call last):
+        ...
+        ValueError: Accelerator(parallelism_config=...) with tp_size=2 is not implemented in accel yet (TP/CP/SP area, see docs/migration.md); only dp_shard_size (FSDP) may be above 1
+    """
+    if megatron_lm_plugin is not None:
+        raise ValueError(
+            "Accelerator(megatron_lm_plugin=...) is not supported: accel has no Megatron-LM "
+            "integration (see docs/migration.md)"
+        )
+    if torch_tp_plugin is not None:
+        raise ValueError(
+            "Accelerator(torch_tp_plugin=...) is not implemented in accel yet (TP/CP/SP area, "
+            "see docs/migration.md)"
+        )
+    if parallelism_config is None:
+        return
+    if not isinstance(parallelism_config, ParallelismConfig):
+        raise TypeError(
+            "Accelerator(parallelism_config=...) expects a ParallelismConfig, got "
+            f"{type(parallelism_config).__name__}"
+        )
+    for name in ("dp_replicate_size", "tp_size", "cp_size", "sp_size"):
+        size = getattr(parallelism_config, name)
+        if size > 1:
+            raise ValueError(
+                f"Accelerator(parallelism_config=...) with {name}={size} is not implemented in "
+                "accel yet (TP/CP/SP area, see docs/migration.md); only dp_shard_size (FSDP) "
+                "may be above 1"
+            )
