@@ -9,8 +9,8 @@ gradients (they differ between processes until the window's synchronizing step) 
 them back on load. Accelerate ignores the file.
 
 Example:
-    >>> accelerator.save_state("ckpt")  # doctest: +SKIP  (mid-window: writes the file)
-    >>> accelerator.load_state("ckpt")  # doctest: +SKIP  (restores the gradients)
+    >>> accelerator.save_state("ckpt")  # doctest: +SKIP
+    >>> accelerator.load_state("ckpt")  # doctest: +SKIP
 """
 
 from __future__ import annotations
