@@ -68,8 +68,8 @@ def _start_pass(loader: Any) -> PendingResume:
         restore_pass_rng(loader, pending.pass_rng)
     loader._pass_rng = capture_pass_rng(loader)
     loader._fetch_rng = None
-    if pending is None:
-        pending = PendingResume()
+    if pending is None:  # a skip_first_batches copy skips on every pass, as Accelerate's does
+        pending = PendingResume(seen=loader._skip_each_pass)
     loader._batches_yielded = pending.seen
     return pending
 

@@ -12,7 +12,6 @@ from torch.utils.data import BatchSampler, DataLoader, IterableDataset, RandomSa
 
 from accel.core.data.iterable import IterableDatasetShard
 from accel.core.data.loaders import DataLoaderDispatcher, DataLoaderShard, SkipDataLoader
-from accel.core.data.resume import PendingResume
 from accel.core.data.samplers import (
     BatchSamplerShard,
     SeedableRandomSampler,
@@ -269,10 +268,10 @@ def skip_first_batches(dataloader: DataLoader, num_batches: int = 0) -> DataLoad
     map-style datasets the skipped batches are never loaded (their indices are skipped); for
     iterable datasets (and with ``num_workers > 0``) they are loaded and discarded. The copy
     keeps the loader's epoch, so a seeded shuffle gives the same order as the pass being
-    resumed. A copy of a prepared loader skips on its first pass only, and after
-    ``load_state`` it resumes that checkpoint's pass exactly (same order, RNG states put back
-    at the first batch it yields); when its pass ends, the original moves on to the next
-    epoch. A copy of a plain ``DataLoader`` skips on every pass.
+    resumed. The copy skips on every pass (as Accelerate's does); after ``load_state``, the
+    first pass of a copy of a prepared loader resumes that checkpoint's pass exactly (same
+    order, RNG states put back at the first batch it yields), and when a pass of the copy
+    ends, the original moves on to the next epoch.
 
     Example:
         >>> loader = torch.utils.data.DataLoader(range(8), batch_size=2)
@@ -331,8 +330,7 @@ def skip_first_batches(dataloader: DataLoader, num_batches: int = 0) -> DataLoad
         if pending is not None:
             pending.seen = num_batches
             copy._resume = pending
-        elif num_batches:
-            copy._resume = PendingResume(seen=num_batches)
+        copy._skip_each_pass = num_batches
         copy._origin = weakref.ref(dataloader)
         dataloader._active_copy = weakref.ref(copy)
         return copy

@@ -53,6 +53,7 @@ class DataLoaderStateMixin:
     # the loader's epochs.
     _origin: Any = None
     _active_copy: Any = None
+    _skip_each_pass: int = 0  # batches a skip_first_batches copy leaves out of every pass
 
     def _take_resume(self) -> Any:
         """The pending resume (consumed: only the next pass resumes), or ``None``."""
