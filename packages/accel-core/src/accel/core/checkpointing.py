@@ -428,11 +428,11 @@ def _position(loader: Any) -> dict[str, Any]:
 
 def _warn_if_replayed(loader: Any, seen: int) -> None:
     """A resumed pass over an iterable dataset without ``state_dict`` replays the stream."""
-    from accel.core.data.resume import _stateful_dataset
+    from accel.core.data.resume import _datasets, _stateful_dataset, is_hf_dataset
 
     if not isinstance(loader.dataset, torch.utils.data.IterableDataset):
         return
-    if _stateful_dataset(loader) is not None:
+    if _stateful_dataset(loader) is not None or any(map(is_hf_dataset, _datasets(loader))):
         return
     warnings.warn(
         f"resuming a dataloader over {type(loader.dataset).__qualname__}, an iterable dataset "

@@ -35,6 +35,7 @@ __all__ = [
     "PendingResume",
     "capture_global_rng_states",
     "capture_pass_rng",
+    "is_hf_dataset",
     "order_generators",
     "restore_pass_rng",
     "set_global_rng_states",
@@ -122,12 +123,28 @@ def set_global_rng_states(states: dict[str, Any]) -> None:
         random.setstate(_as_random_state(states["python"]))
 
 
+def is_hf_dataset(dataset: Any) -> bool:
+    """Whether ``dataset`` is a 🤗 ``datasets`` dataset (checked without importing it).
+
+    Their ``state_dict()`` is a read position (after a pass: its end) and
+    ``load_state_dict`` applies to every later pass, so accel does not use it; their order is
+    a function of their seed and ``set_epoch``, so reading the pass again is exact.
+
+    Example:
+        >>> is_hf_dataset(range(3))
+        False
+    """
+    return type(dataset).__module__.split(".")[0] == "datasets"
+
+
 def _stateful_dataset(loader: Any) -> Any:
-    """The innermost dataset with ``state_dict``/``load_state_dict``, if any."""
+    """The innermost dataset with ``state_dict``/``load_state_dict`` (🤗 datasets excepted)."""
     found = None
     for dataset in _datasets(loader):
-        if callable(getattr(dataset, "state_dict", None)) and callable(
-            getattr(dataset, "load_state_dict", None)
+        if (
+            callable(getattr(dataset, "state_dict", None))
+            and callable(getattr(dataset, "load_state_dict", None))
+            and not is_hf_dataset(dataset)
         ):
             found = dataset
     return found
