@@ -22,7 +22,9 @@ from pathlib import Path
 import pytest
 from launching import LaunchResult, run_distributed
 
-pytestmark = pytest.mark.slow
+# The matrix launch runs inside the first test's setup: allow it more than the default 300 s
+# on a loaded machine (it takes ~1-3 minutes here).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 TIMEOUT = 600.0
 CONFIGS = (
