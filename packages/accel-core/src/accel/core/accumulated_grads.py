@@ -49,6 +49,8 @@ def _named_parameters(accelerator: Accelerator) -> Iterator[tuple[str, torch.nn.
 
 
 def _mid_window(accelerator: Accelerator) -> bool:
+    if not getattr(accelerator.strategy, "gradients_on_parameters", True):
+        return False
     steps = accelerator.gradient_state.num_steps
     return steps > 1 and accelerator.step % steps != 0
 
