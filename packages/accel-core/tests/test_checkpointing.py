@@ -302,7 +302,7 @@ def test_dataloader_resumes_at_the_next_unseen_batch(tmp_path, seedable) -> None
     def setup():
         config = DataLoaderConfiguration(use_seedable_sampler=seedable)
         accelerator, model, optimizer, scheduler, _, counter = _setup(dataloader_config=config)
-        loader = DataLoader(_data(), batch_size=4, shuffle=seedable)
+        loader = DataLoader(_data(), batch_size=4, shuffle=True)
         return accelerator, model, optimizer, scheduler, accelerator.prepare(loader), counter
 
     objects = setup()
@@ -313,7 +313,7 @@ def test_dataloader_resumes_at_the_next_unseen_batch(tmp_path, seedable) -> None
     objects = setup()
     accelerator, loader = objects[0], objects[4]
     accelerator.load_state(tmp_path / "ckpt")
-    assert (loader._epoch, loader._resume[0]) == (1, 3)
+    assert (loader._epoch, loader._resume.seen) == (1, 3)
     # The rest of pass 1 (5 batches), then pass 2 in full.
     resumed = _loop(*objects, epochs=2)
     assert len(resumed) == 5 + 8
@@ -331,7 +331,7 @@ def test_position_survives_load_then_save_and_resets_after_a_full_pass(tmp_path)
     accelerator.save_state(tmp_path / "again")  # not iterated in between
     accelerator, _, _, _, loader, _ = _setup()
     accelerator.load_state(tmp_path / "again")
-    assert loader._resume[0] == 3
+    assert loader._resume.seen == 3
     assert len(list(loader)) == 8 - 3
     assert len(list(loader)) == 8  # only the first pass resumes
     assert loader._epoch == 2
@@ -358,6 +358,34 @@ def test_skip_first_batches_after_load_takes_over(tmp_path) -> None:
     first = next(iter(skipped))[0]
     torch.testing.assert_close(first, _data().tensors[0][12:16])
     assert len(list(loader)) == 8
+
+
+def test_save_inside_an_accumulation_window_restores_the_gradients(tmp_path) -> None:
+    """Saved after 3 batches of a window of 4: the resumed window steps on all 4 batches."""
+
+    def run(resume_from=None, save_to=None):
+        accelerator, model, optimizer, _, loader, _ = _setup(gradient_accumulation_steps=4)
+        if resume_from is not None:
+            accelerator.load_state(resume_from)
+        losses = []
+        for inputs, targets in loader:
+            with accelerator.accumulate(model):
+                loss = nn.functional.mse_loss(model(inputs), targets)
+                accelerator.backward(loss)
+                optimizer.step()
+                optimizer.zero_grad()
+            losses.append(loss.item())
+            if save_to is not None and len(losses) == 3:
+                accelerator.save_state(save_to)
+        return losses, [p.detach().clone() for p in model.parameters()]
+
+    full_losses, full_weights = run(save_to=tmp_path / "ckpt")
+    files = sorted(os.listdir(tmp_path / "ckpt"))
+    assert "accel_gradients_0.safetensors" in files
+    losses, weights = run(resume_from=tmp_path / "ckpt")
+    assert losses == full_losses[3:]
+    for got, want in zip(weights, full_weights):
+        assert torch.equal(got, want)
 
 
 def test_tied_weights_round_trip(tmp_path) -> None:

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from accel.big_model.checkpoint import ALIASES_KEY
+from accel.core.accumulated_grads import load_accumulated_gradients
 from accel.core.checkpoint_reader import (
     CorruptCheckpointError,
     read_safetensors,
@@ -392,6 +393,7 @@ def apply_checkpoint_load(accelerator: Accelerator, plan: CheckpointLoadPlan) ->
         sched.load_state_dict(state)
     if plan.scaler is not None:
         accelerator.scaler.load_state_dict(plan.scaler)
+    load_accumulated_gradients(accelerator, plan.folder)
     if plan.rng is not None:
         states = plan.rng
         if "step" in states:

@@ -7,8 +7,11 @@ both directions:
   ``safe_serialization=False``): the prepared models' weights, unwrapped (no ``module.``);
 - ``optimizer.bin``, ``optimizer_1.bin``, ...; ``scheduler.bin``, ...; ``scaler.pt``;
 - ``random_states_{rank}.pkl``: the step counter, the RNG states of ``random``, numpy and torch
-  of each process, and (accel only, ignored by Accelerate) each prepared dataloader's position;
+  of each process, and (accel only, ignored by Accelerate) each prepared dataloader's position
+  with the RNG states its current pass drew its order from;
 - ``custom_checkpoint_{i}.pkl``: the objects passed to ``register_for_checkpointing``;
+- ``accel_gradients_{rank}.safetensors``: each process's accumulated gradients, when the save
+  falls inside a gradient accumulation window (accel only, ignored by Accelerate);
 - ``accel_checkpoint.json``: the completion marker (accel only, ignored by Accelerate).
 
 What accel adds:
@@ -37,6 +40,7 @@ import pickle
 import random
 import re
 import shutil
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -45,6 +49,7 @@ import numpy as np
 import torch
 from torch.utils import hooks
 
+from accel.core.accumulated_grads import gradients_file
 from accel.core.async_checkpoint import AsyncCheckpointWriter
 from accel.core.checkpoint_errors import describe_damage, unsafe_globals
 from accel.core.checkpoint_files import CheckpointFile, write_files
@@ -299,6 +304,9 @@ def collect_checkpoint_files(
             files.append(CheckpointFile(f"{CUSTOM_NAME}_{i}.pkl", obj.state_dict()))
     rank = accelerator.process_index
     files.append(CheckpointFile(f"{RNG_STATE_NAME}_{rank}.pkl", _rng_states(accelerator)))
+    gradients = gradients_file(accelerator)  # only inside a gradient accumulation window
+    if gradients is not None:
+        files.append(gradients)
     return files
 
 
@@ -322,28 +330,84 @@ def write_checkpoint_files(
     write_files(os.fspath(output_dir), files)
 
 
-def _position(loader: Any) -> dict[str, int]:
-    """Where ``loader`` stands: its epoch, and how many batches of it were already used."""
+def _position(loader: Any) -> dict[str, Any]:
+    """Where ``loader`` stands: its epoch, how many batches of the pass in progress were used,
+    and what that pass drew its order from, as it was when the pass started (between passes:
+    as it is now). A ``skip_first_batches`` copy in the middle of a pass speaks for it."""
+    from accel.core.data.resume import capture_pass_rng
+    from accel.state import GradientState
+
+    active = GradientState().dataloader_references
+    copy = loader._active_copy() if getattr(loader, "_active_copy", None) is not None else None
+    if copy is not None and any(ref is copy for ref in active):
+        loader = copy
     epoch = int(getattr(loader, "_epoch", 0))
     pending = getattr(loader, "_resume", None)
     if pending is not None:  # loaded but not iterated since
-        return {"epoch": epoch, "batches_yielded": int(pending[0])}
-    from accel.state import GradientState
+        position = {"epoch": epoch, "batches_yielded": int(pending.seen)}
+        for key in ("pass_rng", "fetch_rng"):
+            if getattr(pending, key) is not None:
+                position[key] = getattr(pending, key)
+        return position
+    mid_pass = any(ref is loader for ref in active)
+    if mid_pass and getattr(loader, "_pass_rng", None) is not None:
+        position = {
+            "epoch": epoch,
+            "batches_yielded": int(getattr(loader, "_batches_yielded", 0)),
+            "pass_rng": loader._pass_rng,
+        }
+        if getattr(loader, "_fetch_rng", None) is not None:
+            position["fetch_rng"] = loader._fetch_rng
+        return position
+    return {"epoch": epoch, "batches_yielded": 0, "pass_rng": capture_pass_rng(loader)}
 
-    mid_pass = any(ref is loader for ref in GradientState().dataloader_references)
-    yielded = int(getattr(loader, "_batches_yielded", 0)) if mid_pass else 0
-    return {"epoch": epoch, "batches_yielded": yielded}
+
+def _warn_if_replayed(loader: Any, seen: int) -> None:
+    """A resumed pass over an iterable dataset without ``state_dict`` replays the stream."""
+    from accel.core.data.resume import _datasets, _stateful_dataset, is_hf_dataset
+
+    if not isinstance(loader.dataset, torch.utils.data.IterableDataset):
+        return
+    if _stateful_dataset(loader) is not None or any(map(is_hf_dataset, _datasets(loader))):
+        return
+    warnings.warn(
+        f"resuming a dataloader over {type(loader.dataset).__qualname__}, an iterable dataset "
+        f"without state_dict()/load_state_dict(): the resumed pass reads the stream again from "
+        f"the start of the pass and drops the {seen} batch(es) already used. This is exact only "
+        "if the stream yields the same samples in the same order given the same RNG states "
+        "(torch, numpy, random, its generator, set_epoch); give the dataset "
+        "state_dict()/load_state_dict() to make it exact in every case.",
+        stacklevel=3,
+    )
 
 
 def _restore_dataloader(
-    loader: Any, position: Mapping[str, int], states: Mapping[str, Any]
+    loader: Any, position: Mapping[str, Any], states: Mapping[str, Any]
 ) -> None:
-    """Make the next pass of ``loader`` start at the first batch not used before the save."""
+    """Make the next pass of ``loader`` draw the order of the checkpoint's pass and start at
+    the first batch not used before the save."""
+    from accel.core.data.resume import PendingResume, restore_pass_rng
+
     if not hasattr(loader, "_take_resume"):
         return
     loader._epoch = int(position.get("epoch", 0))
     seen = int(position.get("batches_yielded", 0))
-    loader._resume = (seen, lambda: _set_rng_states(states)) if seen > 0 else None
+    pass_rng = position.get("pass_rng")
+    if seen > 0:
+        _warn_if_replayed(loader, seen)
+        loader._resume = PendingResume(
+            seen=seen,
+            pass_rng=pass_rng,
+            fetch_rng=position.get("fetch_rng"),
+            restore=lambda: _set_rng_states(states),
+        )
+        return
+    loader._resume = None
+    if pass_rng is not None:
+        # Saved between passes: the global RNGs are the checkpoint's already (and the script
+        # may draw from them before the next pass, as the saved run did); put back only the
+        # loader's own generators and dataset state.
+        restore_pass_rng(loader, pass_rng, global_rngs=False)
 
 
 # -- the Accelerator methods -----------------------------------------------------------------

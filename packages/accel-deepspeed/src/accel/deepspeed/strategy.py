@@ -46,6 +46,7 @@ class DeepSpeedStrategy(TrainingStrategy):
     name = "deepspeed"
     owns_mixed_precision = True
     scales_loss_for_accumulation = True
+    gradients_on_parameters = False  # the engine accumulates in its own buffers
 
     def __init__(self, accelerator: Any) -> None:
         super().__init__(accelerator)

@@ -10,6 +10,13 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from accel.core.data.resume import (
+    PendingResume,
+    capture_global_rng_states,
+    capture_pass_rng,
+    restore_pass_rng,
+    set_global_rng_states,
+)
 from accel.core.data.tracking import (
     DataLoaderStateMixin,
     _batch_sampler_chain,
@@ -52,6 +59,39 @@ def _batch_size_of(loader: DataLoader) -> int | None:
     return None
 
 
+def _start_pass(loader: Any) -> PendingResume:
+    """Begin a pass of ``loader`` before it draws its order: put back the order sources of a
+    pass being resumed, record them (a save in this pass stores them), set the position.
+    Returns the pending resume (an empty one when the pass starts from its first batch)."""
+    pending = loader._take_resume()
+    if pending is not None and pending.pass_rng is not None:
+        restore_pass_rng(loader, pending.pass_rng)
+    loader._pass_rng = capture_pass_rng(loader)
+    loader._fetch_rng = None
+    if pending is None:  # a skip_first_batches copy skips on every pass, as Accelerate's does
+        pending = PendingResume(seen=loader._skip_each_pass)
+    loader._batches_yielded = pending.seen
+    return pending
+
+
+def _before_fetch(loader: Any, pending: PendingResume, fetched: int, skip: int) -> None:
+    """Called right before the loader reads batch number ``fetched`` of the pass: record the
+    global RNG states (a save after the batch before stores them: what that read drew from),
+    and, when it is the first batch a resumed pass uses, put back the saved run's."""
+    if fetched == skip and pending.fetch_rng is not None:
+        set_global_rng_states(pending.fetch_rng)
+    loader._fetch_rng = capture_global_rng_states()
+
+
+def _finish_pass(loader: Any) -> None:
+    """A pass is complete: the next one is the following epoch (also for the loader a
+    ``skip_first_batches`` copy was made from)."""
+    loader._epoch += 1
+    origin = loader._origin() if loader._origin is not None else None
+    if origin is not None:
+        origin._epoch = max(origin._epoch, loader._epoch)
+
+
 class _ResumeIndexSkip:
     """The index sampler of a resumed pass: leaves out the indices of the batches used before
     the checkpoint, so those batches are never loaded.
@@ -70,7 +110,13 @@ class _ResumeIndexSkip:
 
     def __iter__(self) -> Iterator[Any]:
         skip, self.loader._skip_indices = self.loader._skip_indices, 0
-        yield from itertools.islice(self.sampler, skip, None)
+        batches = iter(self.sampler)  # the order is drawn on the first step
+        for _ in itertools.islice(batches, skip):
+            pass
+        hook, self.loader._on_first_unused = self.loader._on_first_unused, None
+        if hook is not None:
+            hook()  # the first unused batch is read next
+        yield from batches
 
 
 class _PreparedDataLoader(DataLoaderStateMixin, DataLoader):
@@ -179,35 +225,45 @@ class DataLoaderShard(_PreparedDataLoader):
             return batch
         return send_to_device(batch, self.device, non_blocking=self._non_blocking)
 
+    _on_first_unused: Any = None  # called by _ResumeIndexSkip once the used batches are left out
+
     def __iter__(self) -> Iterator[Any]:
         if self.rng_types is not None:
             synchronize_rng_states(self.rng_types, self.synchronized_generator)
         self.begin()
         try:
             self.set_epoch(self._epoch)
-            resumed, restore_rng = self._take_resume()
-            skip = self.skip_batches + resumed
-            self._batches_yielded = resumed
+            pending = _start_pass(self)
+            restore_rng = pending.restore
+            skip = self.skip_batches + pending.seen
             # A map-style pass resumes by skipping indices: the used batches are never loaded.
-            position = resumed if not isinstance(self.dataset, IterableDataset) else 0
+            # Worker processes replay them instead (each worker's RNG must advance as before).
+            by_index = not isinstance(self.dataset, IterableDataset) and self.num_workers == 0
+            position = pending.seen if by_index else 0
             self._skip_indices = position
+            if position:
+                self._on_first_unused = lambda: _before_fetch(self, pending, position, skip)
             batches = super().__iter__()
             try:
+                if not position:
+                    _before_fetch(self, pending, 0, skip)
                 current = next(batches)
             except StopIteration:
                 if position:  # saved after the last batch of this pass: the pass is over
                     if restore_rng is not None:
                         restore_rng()
-                    self._epoch += 1
+                    _finish_pass(self)
                 return
             finally:
                 self._skip_indices = 0
+                self._on_first_unused = None
             while True:
                 # Placed before looking ahead, so the copy overlaps with loading the next batch.
                 current = self._place(current)
                 if position == skip and restore_rng is not None:
                     restore_rng()  # RNG as it was when this batch was next, at save time
                     restore_rng = None
+                _before_fetch(self, pending, position + 1, skip)
                 try:
                     following = next(batches)
                 except StopIteration:
@@ -222,7 +278,7 @@ class DataLoaderShard(_PreparedDataLoader):
                 current = following
             if restore_rng is not None:  # the pass ended among the skipped batches
                 restore_rng()
-            self._epoch += 1
+            _finish_pass(self)
         finally:
             self.end()
 
@@ -336,13 +392,14 @@ class DataLoaderDispatcher(_PreparedDataLoader):
         self.begin()
         try:
             self.set_epoch(self._epoch)
-            resumed, restore_rng = self._take_resume()
-            skip = self.skip_batches + resumed
-            self._batches_yielded = resumed
+            pending = _start_pass(self)
+            restore_rng = pending.restore
+            skip = self.skip_batches + pending.seen
             state = self.state
             count, rank = state.num_processes, state.process_index
             source = super().__iter__() if rank == 0 else None
             head = None  # first samples of the pass, to complete an uneven last batch
+            _before_fetch(self, pending, 0, skip)
             batch, structure = self._load_group(source)
             position = 0
             while structure is not None:
@@ -359,6 +416,7 @@ class DataLoaderDispatcher(_PreparedDataLoader):
                 if position == skip and restore_rng is not None:
                     restore_rng()  # RNG as it was when this batch was next, at save time
                     restore_rng = None
+                _before_fetch(self, pending, position + 1, skip)
                 upcoming, upcoming_structure = self._load_group(source)
                 last = upcoming_structure is None
                 if last and not self._drop_last and observed % count != 0:
@@ -376,7 +434,7 @@ class DataLoaderDispatcher(_PreparedDataLoader):
                 batch, structure = upcoming, upcoming_structure
             if restore_rng is not None:  # the pass ended among the skipped batches
                 restore_rng()
-            self._epoch += 1
+            _finish_pass(self)
         finally:
             self.end()
 
@@ -455,9 +513,9 @@ class SkipDataLoader(DataLoaderStateMixin, DataLoader):
     def __iter__(self) -> Iterator[Any]:
         self.begin()
         try:
-            resumed, restore_rng = self._take_resume()
-            skip = self.skip_batches + resumed
-            self._batches_yielded = resumed
+            pending = _start_pass(self)
+            restore_rng = pending.restore
+            skip = self.skip_batches + pending.seen
             batches = super().__iter__()
             position = 0
             while True:
@@ -474,7 +532,7 @@ class SkipDataLoader(DataLoaderStateMixin, DataLoader):
                 position += 1
             if restore_rng is not None:  # the pass ended among the skipped batches
                 restore_rng()
-            self._epoch += 1
+            _finish_pass(self)
         finally:
             self.end()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -265,9 +266,12 @@ def skip_first_batches(dataloader: DataLoader, num_batches: int = 0) -> DataLoad
 
     ``num_batches`` counts the batches this process sees (the steps of a training loop). For
     map-style datasets the skipped batches are never loaded (their indices are skipped); for
-    iterable datasets they are loaded and discarded. The copy keeps the loader's epoch, so a
-    seeded shuffle gives the same order as the pass being resumed. Only the first pass of the
-    copy skips for a plain DataLoader over a map-style dataset, it skips on every pass.
+    iterable datasets (and with ``num_workers > 0``) they are loaded and discarded. The copy
+    keeps the loader's epoch, so a seeded shuffle gives the same order as the pass being
+    resumed. The copy skips on every pass (as Accelerate's does); after ``load_state``, the
+    first pass of a copy of a prepared loader resumes that checkpoint's pass exactly (same
+    order, RNG states put back at the first batch it yields), and when a pass of the copy
+    ends, the original moves on to the next epoch.
 
     Example:
         >>> loader = torch.utils.data.DataLoader(range(8), batch_size=2)
@@ -283,33 +287,28 @@ def skip_first_batches(dataloader: DataLoader, num_batches: int = 0) -> DataLoad
             "skip_first_batches expects a torch.utils.data.DataLoader, got "
             f"{type(dataloader).__qualname__}."
         )
-    if getattr(dataloader, "_resume", None) is not None:
-        # The copy now positions the pass: the resume that load_state left pending on the
-        # original must not skip a second time when the original is iterated again.
-        dataloader._resume = None
+    # The copy now positions the pass: the resume that load_state left pending on the
+    # original moves to the copy (its order sources and RNG states), and must not skip a
+    # second time when the original is iterated again.
+    pending = dataloader._take_resume() if hasattr(dataloader, "_take_resume") else None
     dataset = dataloader.dataset
     is_iterable = isinstance(dataset, IterableDataset)
     sampler_is_batch_sampler = isinstance(dataloader.sampler, BatchSampler)
     kwargs = _loader_kwargs(dataloader)
+    index_batches = dataloader.sampler if sampler_is_batch_sampler else dataloader.batch_sampler
     if is_iterable:
         kwargs["drop_last"] = dataloader.drop_last
         kwargs["batch_size"] = dataloader.batch_size
+    elif sampler_is_batch_sampler:
+        kwargs["sampler"] = index_batches
+        kwargs["batch_size"] = None
     else:
-        index_batches = dataloader.sampler if sampler_is_batch_sampler else dataloader.batch_sampler
-        skipped = num_batches
-        if isinstance(dataloader, DataLoaderDispatcher) and not dataloader.split_batches:
-            # One step of a dispatcher consumes num_processes batches of its batch sampler.
-            skipped = num_batches * dataloader.state.num_processes
-        skipping = SkipBatchSampler(index_batches, skip_batches=skipped)
-        if sampler_is_batch_sampler:
-            kwargs["sampler"] = skipping
-            kwargs["batch_size"] = None
-        else:
-            kwargs["batch_sampler"] = skipping
+        kwargs["batch_sampler"] = index_batches
 
     if isinstance(dataloader, (DataLoaderDispatcher, DataLoaderShard)):
-        if is_iterable:
-            kwargs["skip_batches"] = num_batches
+        # The copy's first pass resumes like a pass after load_state: same order, the first
+        # num_batches batches skipped (their indices, for a map-style dataset read in the
+        # main process), the saved RNG states put back at the first batch it yields.
         if isinstance(dataloader, DataLoaderDispatcher):
             rebuilt: type[DataLoader] = DataLoaderDispatcher
             own = {"split_batches": dataloader.split_batches, "slice_fn": dataloader.slice_fn}
@@ -320,7 +319,7 @@ def skip_first_batches(dataloader: DataLoader, num_batches: int = 0) -> DataLoad
                 "rng_types": dataloader.rng_types,
                 "synchronized_generator": dataloader.synchronized_generator,
             }
-        return rebuilt(
+        copy = rebuilt(
             dataset,
             _drop_last=dataloader._drop_last,
             _non_blocking=dataloader._non_blocking,
@@ -328,6 +327,16 @@ def skip_first_batches(dataloader: DataLoader, num_batches: int = 0) -> DataLoad
             **own,
             **kwargs,
         )
+        if pending is not None:
+            pending.seen = num_batches
+            copy._resume = pending
+        copy._skip_each_pass = num_batches
+        copy._origin = weakref.ref(dataloader)
+        dataloader._active_copy = weakref.ref(copy)
+        return copy
+    if not is_iterable:
+        skipping = SkipBatchSampler(index_batches, skip_batches=num_batches)
+        kwargs["sampler" if sampler_is_batch_sampler else "batch_sampler"] = skipping
     if is_iterable:
         return SkipDataLoader(dataset, skip_batches=num_batches, **kwargs)
     return DataLoader(dataset, **kwargs)

@@ -36,12 +36,12 @@ class SeedableRandomSampler(RandomSampler):
 
     def __init__(self, *args: Any, data_seed: int | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if self.generator is None:  # made now, so a checkpoint finds it before the first pass
+            self.generator = torch.Generator(device=_default_generator_device())
         self.initial_seed: int = data_seed if data_seed is not None else torch.random.initial_seed()
         self.epoch: int = 0
 
     def __iter__(self) -> Iterator[int]:
-        if self.generator is None:
-            self.generator = torch.Generator(device=_default_generator_device())
         self.generator.manual_seed(self.initial_seed + self.epoch)
         yield from super().__iter__()
         self.set_epoch(self.epoch + 1)

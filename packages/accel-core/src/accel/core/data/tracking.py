@@ -40,15 +40,25 @@ class DataLoaderStateMixin:
     remainder: int = -1
     _epoch: int = 0
     _batches_yielded: int = 0
-    # Set by ``Accelerator.load_state``: (batches of this pass already seen, a callable that
-    # restores the checkpoint's RNG states once the pass reaches the first unseen batch, or
-    # None). Map-style passes skip the seen batches' indices; iterable ones load and drop them.
-    _resume: tuple[int, Any] | None = None
+    # Set by ``Accelerator.load_state`` (or ``skip_first_batches``): a ``PendingResume``
+    # telling the next pass where the checkpoint's pass stood and what its order was drawn
+    # from. Map-style passes skip the seen batches' indices; iterable ones load and drop them.
+    _resume: Any = None
+    # The order sources of the pass in progress as they were at its start (``capture_pass_rng``).
+    _pass_rng: Any = None
+    # The global RNG states just before the loader read its latest batch (``_before_fetch``).
+    _fetch_rng: Any = None
+    # A ``skip_first_batches`` copy points back to the loader it was made from (a weakref), and
+    # the loader to its newest copy: saves see the copy's position, the copy's passes count as
+    # the loader's epochs.
+    _origin: Any = None
+    _active_copy: Any = None
+    _skip_each_pass: int = 0  # batches a skip_first_batches copy leaves out of every pass
 
-    def _take_resume(self) -> tuple[int, Any]:
-        """The pending resume position (consumed: only the next pass resumes)."""
+    def _take_resume(self) -> Any:
+        """The pending resume (consumed: only the next pass resumes), or ``None``."""
         pending, self._resume = self._resume, None
-        return pending if pending is not None else (0, None)
+        return pending
 
     def reset(self) -> None:
         """Forget the end-of-pass flag and the remainder.

@@ -35,6 +35,10 @@ class TrainingStrategy:
     owns_mixed_precision = False
     # True when the strategy's backward divides the loss by the accumulation steps itself.
     scales_loss_for_accumulation = False
+    # True when accumulated gradients live in the parameters' ``.grad`` (saved with a
+    # checkpoint taken inside an accumulation window); False when the strategy keeps them
+    # itself (DeepSpeed's engines).
+    gradients_on_parameters = True
 
     def __init__(self, accelerator: Accelerator) -> None:
         self.accelerator = accelerator
