@@ -52,6 +52,24 @@ _HANDLER_SLOTS = {
 }
 
 
+# Arguments Accelerate has whose features accel does not implement yet: refused, not ignored.
+_UNIMPLEMENTED = {
+    "torch_tp_plugin": "tensor parallelism (TorchTensorParallelPlugin)",
+    "megatron_lm_plugin": "Megatron-LM",
+    "parallelism_config": "ParallelismConfig (N-D parallelism)",
+}
+
+
+def _refuse_unimplemented(**arguments: Any) -> None:
+    for name, value in arguments.items():
+        if value is not None:
+            raise ValueError(
+                f"Accelerator({name}={type(value).__name__}(...)): accel does not implement "
+                f"{_UNIMPLEMENTED[name]} yet; leave {name}=None (use fsdp_plugin or "
+                "deepspeed_plugin for sharded training)"
+            )
+
+
 def _has_multi_device_map(model: torch.nn.Module) -> bool:
     device_map = getattr(model, "hf_device_map", None)
     return isinstance(device_map, dict) and len(set(map(str, device_map.values()))) > 1
@@ -100,6 +118,11 @@ class Accelerator:
         deepspeed_plugins: Any = None,
         parallelism_config: Any = None,
     ) -> None:
+        _refuse_unimplemented(
+            torch_tp_plugin=torch_tp_plugin,
+            megatron_lm_plugin=megatron_lm_plugin,
+            parallelism_config=parallelism_config,
+        )
         self._read_handlers(kwargs_handlers or [])
         self.project_configuration = project_config or ProjectConfiguration(project_dir=project_dir)
         if project_dir is not None and self.project_configuration.project_dir is None:
@@ -152,7 +175,12 @@ class Accelerator:
         )
         self.device_placement = device_placement
         self.step_scheduler_with_optimizer = step_scheduler_with_optimizer
-        self.native_amp = self.state.mixed_precision in ("fp16", "bf16")
+        if self.fp8_recipe_handler is not None and self.state.mixed_precision != "fp8":
+            raise ValueError(
+                "kwargs_handlers holds an FP8RecipeKwargs, but mixed_precision is "
+                f"{self.state.mixed_precision!r}; it is used only with mixed_precision='fp8'"
+            )
+        self.native_amp = self.state.mixed_precision in ("fp16", "bf16", "fp8")
         self.scaler = make_grad_scaler(self.state.mixed_precision, self.device, self.scaler_handler)
         self.rng_types = [
             str(RNGType(r)) for r in (rng_types if rng_types is not None else ["generator"])
@@ -677,6 +705,10 @@ class Accelerator:
             return model
         if device_placement is None:
             device_placement = self.device_placement
+        if self.mixed_precision == "fp8" and not self.strategy.owns_mixed_precision:
+            from accel.core.fp8 import convert_to_fp8
+
+            model = convert_to_fp8(model, self.fp8_recipe_handler)
         if self.native_amp:
             wrap_forward_in_autocast(
                 model, self.mixed_precision, self.device, self.autocast_handler
