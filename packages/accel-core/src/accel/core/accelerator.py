@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from accel.core.compiling import compile_model
 from accel.core.optimizer import AcceleratedOptimizer
 from accel.core.plugins import (
     DataLoaderConfiguration,
@@ -719,7 +720,7 @@ class Accelerator:
             model = self.strategy.wrap_model(model)
         dynamo = self.state.dynamo_plugin
         if dynamo is not None and dynamo.backend != DynamoBackend.NO:
-            model = torch.compile(model, **dynamo.to_kwargs())
+            model = compile_model(model, dynamo)
         self._models.append(model)
         return model
 
