@@ -78,9 +78,7 @@ def probe(owner: str, *fields: str) -> Callable[[Callable[..., None]], Callable[
 
 def _distributed_probes() -> set[tuple[str, str]]:
     text = (WORKERS / "precision_checks.py").read_text()
-    return {
-        (match[1], match[2]) for match in re.finditer(r"def option_([A-Za-z]+)_(\w+)\(", text)
-    }
+    return {(match[1], match[2]) for match in re.finditer(r"def option_([A-Za-z]+)_(\w+)\(", text)}
 
 
 def _fresh(**kwargs) -> Accelerator:
@@ -103,7 +101,7 @@ def _sync_pattern(accelerator: Accelerator, batches: int = 3) -> list[bool]:
     loader = DataLoader(TensorDataset(torch.randn(batches, 2)), batch_size=1)
     model, loader = accelerator.prepare(model, loader)
     pattern = []
-    for (x,) in loader:
+    for (_x,) in loader:
         with accelerator.accumulate(model):
             pattern.append(accelerator.sync_gradients)
     return pattern
@@ -376,7 +374,7 @@ def _scaler_enabled(value):
     model = nn.Linear(2, 1)
     model.weight.register_hook(lambda grad: seen.append(float(grad.abs().sum())))
     seen: list[float] = []
-    model, optimizer = accelerator.prepare(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    model, _optimizer = accelerator.prepare(model, torch.optim.SGD(model.parameters(), lr=0.1))
     accelerator.backward(model(torch.ones(1, 2)).sum())
     return seen
 

@@ -88,7 +88,9 @@ def refuse_unimplemented(explicit: Mapping[str, Any], where: str) -> None:
             f"{where}: distributed_type=MEGATRON_LM asks for Megatron-LM, which accel does not "
             "implement; use FSDP or DEEPSPEED"
         )
-    megatron = {k: v for k, v in (explicit.get("megatron_lm_config") or {}).items() if v is not None}
+    megatron = {
+        k: v for k, v in (explicit.get("megatron_lm_config") or {}).items() if v is not None
+    }
     if megatron:
         raise ValueError(
             f"{where}: megatron_lm_config ({', '.join(sorted(megatron))}) asks for Megatron-LM, "
