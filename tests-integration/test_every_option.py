@@ -332,6 +332,11 @@ def _regional(value):
     return type(_fresh(dynamo_plugin=plugin).prepare(Blocks())).__name__
 
 
+@probe("DistributedDataParallelKwargs", "check_reduction")
+def _check_reduction(value):
+    DistributedDataParallelKwargs(check_reduction=value)
+
+
 @probe("FullyShardedDataParallelPlugin", "fsdp_version")
 def _fsdp_version(value):
     FullyShardedDataParallelPlugin(fsdp_version=value)
@@ -443,6 +448,7 @@ VALUES: dict[tuple[str, str], object] = {
     ("TorchDynamoPlugin", "disable"): True,
     ("TorchDynamoPlugin", "use_regional_compilation"): True,
     ("FullyShardedDataParallelPlugin", "fsdp_version"): RAISES,
+    ("DistributedDataParallelKwargs", "check_reduction"): RAISES,
     ("AutocastKwargs", "enabled"): False,
     ("AutocastKwargs", "cache_enabled"): False,
     ("GradScalerKwargs", "init_scale"): 256.0,
@@ -473,6 +479,7 @@ REFUSED_VALUES = {
     ("Accelerator", "deepspeed_plugins"): object(),
     ("DataLoaderConfiguration", "use_stateful_dataloader"): True,
     ("FullyShardedDataParallelPlugin", "fsdp_version"): 1,
+    ("DistributedDataParallelKwargs", "check_reduction"): True,
     ("FP8RecipeKwargs", "use_autocast_during_eval"): False,
     ("FP8RecipeKwargs", "margin"): 0,
     ("FP8RecipeKwargs", "interval"): 1,

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from launching import WORKERS, LaunchResult, _read_reports, clean_environment
+from launching import WORKERS, LaunchResult, _read_reports, clean_environment, declared_checks
 
 pytestmark = pytest.mark.slow
 
@@ -41,16 +41,7 @@ def fp16_run() -> LaunchResult:
     )
 
 
-@pytest.mark.parametrize(
-    "check",
-    [
-        "fp16_from_launcher",
-        "linear_computes_in_float16",
-        "overflow_skips_the_step_on_every_rank",
-        "train_fp16",
-        "train_fp32_reference",
-    ],
-)
+@pytest.mark.parametrize("check", declared_checks("precision_checks.py"))
 def test_fp16_check(fp16_run, check):
     fp16_run.assert_passed(check, RANKS)
 

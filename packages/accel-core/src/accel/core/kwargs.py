@@ -180,6 +180,14 @@ class DistributedDataParallelKwargs(KwargsHandler):
             "static_graph",
         ):
             _check_bool(owner, name, getattr(self, name))
+        if self.check_reduction:
+            raise _invalid(
+                owner,
+                "check_reduction",
+                self.check_reduction,
+                "False: torch's DistributedDataParallel ignores check_reduction (deprecated); "
+                "use find_unused_parameters=True to find parameters that got no gradient",
+            )
         self.comm_hook = _to_hook_type("comm_hook", self.comm_hook, DDPCommunicationHookType)
         self.comm_wrapper = _to_hook_type("comm_wrapper", self.comm_wrapper, _WRAPPERS)
         if not isinstance(self.comm_state_option, dict):

@@ -12,6 +12,9 @@ import torch
 from accel.core.strategies.base import TrainingStrategy
 
 
+_CHECKPOINT_PREFIX = "_checkpoint_wrapped_module."
+
+
 def _fsdp() -> Any:
     import torch.distributed.fsdp as fsdp
 
@@ -92,7 +95,10 @@ class FSDPStrategy(TrainingStrategy):
         model = objects[index]
         before = dict(model.named_parameters())
         sharded = self.shard(model)
-        after = dict(sharded.named_parameters())
+        # activation checkpointing inserts a wrapper module into the parameter names
+        after = {
+            name.replace(_CHECKPOINT_PREFIX, ""): p for name, p in sharded.named_parameters()
+        }
         missing = sorted(set(before) - set(after))
         if missing:
             raise RuntimeError(f"parameters disappeared while sharding the model: {missing}")
