@@ -11,7 +11,6 @@ import torch
 
 from accel.core.strategies.base import TrainingStrategy
 
-
 _CHECKPOINT_PREFIX = "_checkpoint_wrapped_module."
 
 
@@ -96,9 +95,7 @@ class FSDPStrategy(TrainingStrategy):
         before = dict(model.named_parameters())
         sharded = self.shard(model)
         # activation checkpointing inserts a wrapper module into the parameter names
-        after = {
-            name.replace(_CHECKPOINT_PREFIX, ""): p for name, p in sharded.named_parameters()
-        }
+        after = {name.replace(_CHECKPOINT_PREFIX, ""): p for name, p in sharded.named_parameters()}
         missing = sorted(set(before) - set(after))
         if missing:
             raise RuntimeError(f"parameters disappeared while sharding the model: {missing}")
