@@ -539,3 +539,20 @@ def test_option_acts_or_raises(option, request):
         extra["tmp_path"].mkdir()
     baseline = function(_default(owner, name), **extra)
     assert changed != baseline, (option, changed)
+
+
+def test_fp8_recipe_maps():
+    """``fp8_format`` and ``override_linear_precision`` shape torchao's Float8LinearConfig."""
+    pytest.importorskip("torchao.float8")
+    from torchao.float8 import ScalingType
+
+    from accel.core.fp8 import float8_config
+
+    hybrid = float8_config(FP8RecipeKwargs())
+    assert hybrid.cast_config_input.target_dtype == torch.float8_e4m3fn
+    assert hybrid.cast_config_grad_output.target_dtype == torch.float8_e5m2
+    e4m3 = float8_config(FP8RecipeKwargs(fp8_format="E4M3"))
+    assert e4m3.cast_config_grad_output.target_dtype == torch.float8_e4m3fn
+    wgrad = float8_config(FP8RecipeKwargs(override_linear_precision=(False, False, True)))
+    assert wgrad.cast_config_input_for_grad_weight.scaling_type is ScalingType.DISABLED
+    assert hybrid.cast_config_input_for_grad_weight.scaling_type is not ScalingType.DISABLED
