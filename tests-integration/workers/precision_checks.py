@@ -348,6 +348,13 @@ def _is_dtensor(tensor: torch.Tensor) -> bool:
     return isinstance(tensor, DTensor)
 
 
+@checks.add
+def option_Accelerator_fsdp_plugin():
+    accelerator, model = _fsdp()
+    assert accelerator.distributed_type.value == "FSDP" and _sharded(model) == 1
+    assert _fresh().distributed_type.value == "MULTI_CPU"
+
+
 WRAP_BLOCKS = {
     "auto_wrap_policy": "transformer_based_wrap",
     "transformer_cls_names_to_wrap": ["_Block"],
