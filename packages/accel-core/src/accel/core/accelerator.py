@@ -181,6 +181,10 @@ class Accelerator:
                 "kwargs_handlers holds an FP8RecipeKwargs, but mixed_precision is "
                 f"{self.state.mixed_precision!r}; it is used only with mixed_precision='fp8'"
             )
+        if self.state.mixed_precision == "fp8" and self.fp8_recipe_handler is None:
+            from accel.core.kwargs import FP8RecipeKwargs
+
+            self.fp8_recipe_handler = FP8RecipeKwargs()  # ACCEL_FP8_* from the launcher
         self.native_amp = self.state.mixed_precision in ("fp16", "bf16", "fp8")
         self.scaler = make_grad_scaler(self.state.mixed_precision, self.device, self.scaler_handler)
         self.rng_types = [
