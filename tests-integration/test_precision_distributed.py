@@ -18,8 +18,8 @@ pytestmark = pytest.mark.slow
 
 ACCEL = Path(sys.executable).parent / "accel"
 RANKS = (0, 1)
-# fp16 keeps ~3 decimal digits; after 6 SGD steps the weights sit within a few 1e-3 of fp32.
-FP16_TOLERANCE = 1e-2
+# fp16 keeps ~3 decimal digits; measured: 6 SGD steps end 2.6e-5 from fp32 (weights move 0.12).
+FP16_TOLERANCE = 1e-3
 
 
 @pytest.fixture(scope="module")
