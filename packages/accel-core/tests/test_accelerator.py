@@ -117,16 +117,19 @@ def test_mixed_precision_is_case_insensitive():
     assert Accelerator(mixed_precision="BF16").mixed_precision == "bf16"
 
 
-def test_fp16_on_cpu_points_to_bf16():
-    with pytest.raises(ValueError, match="bf16") as info:
-        Accelerator(mixed_precision="fp16")
-    assert "fp16" in str(info.value)
-    assert "cpu" in str(info.value)
+def test_fp16_on_cpu_is_accepted_with_a_cpu_scaler():
+    accelerator = Accelerator(mixed_precision="fp16")
+    assert accelerator.mixed_precision == "fp16"
+    assert accelerator.native_amp
+    assert isinstance(accelerator.scaler, torch.amp.GradScaler)
+    assert accelerator.scaler._device == "cpu"
 
 
-def test_fp8_on_cpu_is_refused():
-    with pytest.raises(ValueError, match="fp8"):
+def test_fp8_on_cpu_names_what_is_missing():
+    with pytest.raises(ValueError, match="mixed_precision='fp8' needs a CUDA GPU") as info:
         Accelerator(mixed_precision="fp8")
+    assert "this job runs on cpu" in str(info.value)
+    assert "torchao" in str(info.value)
 
 
 def test_unknown_mixed_precision_lists_valid_modes():

@@ -248,8 +248,11 @@ def test_dynamo_dynamic_stays_none_without_env():
 
 @pytest.mark.parametrize("key", ["ACCEL_FP8_BACKEND", "ACCELERATE_FP8_BACKEND"])
 def test_fp8_backend_from_env(monkeypatch, key):
+    monkeypatch.setenv(key, "ao")
+    assert FP8RecipeKwargs().backend == "AO"
     monkeypatch.setenv(key, "msamp")
-    assert FP8RecipeKwargs().backend == "MSAMP"
+    with pytest.raises(ValueError, match="does not drive MS-AMP"):
+        FP8RecipeKwargs()
     assert FP8RecipeKwargs(backend="ao").backend == "AO"
 
 

@@ -338,7 +338,7 @@ def test_scheduler_pickles():
 
 
 def test_accelerator_with_a_scaler_unscales_before_clipping():
-    # fp16 is refused on CPU, but torch's CPU GradScaler exercises the same code path.
+    # A scaler without fp16 autocast, so that the result compares exactly with fp32 SGD.
     accelerator = Accelerator()
     accelerator.scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
     torch.manual_seed(0)

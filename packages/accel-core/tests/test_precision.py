@@ -12,6 +12,7 @@ from accel.core import Accelerator, AutocastKwargs, GradScalerKwargs, PrecisionT
 from accel.core.precision import (
     autocast_context,
     check_mixed_precision,
+    cpu_fp16_missing,
     make_grad_scaler,
     unwrap_forward,
     wrap_forward_in_autocast,
@@ -225,9 +226,9 @@ def test_check_mixed_precision_names_the_source():
         check_mixed_precision("int8", CPU, source="MY_SOURCE")
 
 
-def test_check_mixed_precision_fp16_on_cpu():
-    with pytest.raises(ValueError, match="use mixed_precision='bf16' on CPU"):
-        check_mixed_precision("fp16", CPU)
+def test_check_mixed_precision_fp16_on_cpu_is_accepted():
+    assert check_mixed_precision("fp16", CPU) == "fp16"
+    assert cpu_fp16_missing() == ""
 
 
 def test_make_grad_scaler():

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from accel.core.compiling import compile_model
 from accel.core.optimizer import AcceleratedOptimizer
 from accel.core.parallelism_config import check_parallelism_options
 from accel.core.plugins import (
@@ -51,6 +52,24 @@ _HANDLER_SLOTS = {
     "AutocastKwargs": "autocast_handler",
     "FP8RecipeKwargs": "fp8_recipe_handler",
 }
+
+
+# Arguments Accelerate has whose features accel does not implement yet: refused, not ignored.
+_UNIMPLEMENTED = {
+    "torch_tp_plugin": "tensor parallelism (TorchTensorParallelPlugin)",
+    "megatron_lm_plugin": "Megatron-LM",
+    "parallelism_config": "ParallelismConfig (N-D parallelism)",
+}
+
+
+def _refuse_unimplemented(**arguments: Any) -> None:
+    for name, value in arguments.items():
+        if value is not None:
+            raise ValueError(
+                f"Accelerator({name}={type(value).__name__}(...)): accel does not implement "
+                f"{_UNIMPLEMENTED[name]} yet; leave {name}=None (use fsdp_plugin or "
+                "deepspeed_plugin for sharded training)"
+            )
 
 
 def _has_multi_device_map(model: torch.nn.Module) -> bool:
@@ -101,6 +120,11 @@ class Accelerator:
         deepspeed_plugins: Any = None,
         parallelism_config: Any = None,
     ) -> None:
+        _refuse_unimplemented(
+            torch_tp_plugin=torch_tp_plugin,
+            megatron_lm_plugin=megatron_lm_plugin,
+            parallelism_config=parallelism_config,
+        )
         self._read_handlers(kwargs_handlers or [])
         self.project_configuration = project_config or ProjectConfiguration(project_dir=project_dir)
         if project_dir is not None and self.project_configuration.project_dir is None:
@@ -154,7 +178,16 @@ class Accelerator:
         )
         self.device_placement = device_placement
         self.step_scheduler_with_optimizer = step_scheduler_with_optimizer
-        self.native_amp = self.state.mixed_precision in ("fp16", "bf16")
+        if self.fp8_recipe_handler is not None and self.state.mixed_precision != "fp8":
+            raise ValueError(
+                "kwargs_handlers holds an FP8RecipeKwargs, but mixed_precision is "
+                f"{self.state.mixed_precision!r}; it is used only with mixed_precision='fp8'"
+            )
+        if self.state.mixed_precision == "fp8" and self.fp8_recipe_handler is None:
+            from accel.core.kwargs import FP8RecipeKwargs
+
+            self.fp8_recipe_handler = FP8RecipeKwargs()  # ACCEL_FP8_* from the launcher
+        self.native_amp = self.state.mixed_precision in ("fp16", "bf16", "fp8")
         self.scaler = make_grad_scaler(self.state.mixed_precision, self.device, self.scaler_handler)
         self.rng_types = [
             str(RNGType(r)) for r in (rng_types if rng_types is not None else ["generator"])
@@ -679,6 +712,10 @@ class Accelerator:
             return model
         if device_placement is None:
             device_placement = self.device_placement
+        if self.mixed_precision == "fp8" and not self.strategy.owns_mixed_precision:
+            from accel.core.fp8 import convert_to_fp8
+
+            model = convert_to_fp8(model, self.fp8_recipe_handler)
         if self.native_amp:
             wrap_forward_in_autocast(
                 model, self.mixed_precision, self.device, self.autocast_handler
@@ -689,7 +726,7 @@ class Accelerator:
             model = self.strategy.wrap_model(model)
         dynamo = self.state.dynamo_plugin
         if dynamo is not None and dynamo.backend != DynamoBackend.NO:
-            model = torch.compile(model, **dynamo.to_kwargs())
+            model = compile_model(model, dynamo)
         self._models.append(model)
         return model
 

@@ -180,6 +180,14 @@ class DistributedDataParallelKwargs(KwargsHandler):
             "static_graph",
         ):
             _check_bool(owner, name, getattr(self, name))
+        if self.check_reduction:
+            raise _invalid(
+                owner,
+                "check_reduction",
+                self.check_reduction,
+                "False: torch's DistributedDataParallel ignores check_reduction (deprecated); "
+                "use find_unused_parameters=True to find parameters that got no gradient",
+            )
         self.comm_hook = _to_hook_type("comm_hook", self.comm_hook, DDPCommunicationHookType)
         self.comm_wrapper = _to_hook_type("comm_wrapper", self.comm_wrapper, _WRAPPERS)
         if not isinstance(self.comm_state_option, dict):
@@ -304,37 +312,114 @@ class GradScalerKwargs(KwargsHandler):
 
 
 FP8_BACKENDS = ("TE", "MSAMP", "AO")
+FP8_FORMATS = ("HYBRID", "E4M3", "E5M2")
+# Fields of Accelerate's FP8RecipeKwargs that belong to TransformerEngine's delayed scaling, MX
+# block scaling or MS-AMP: accel's torchao engine has no such knob, so a value is refused.
+_FP8_ENGINE_ONLY = {
+    "use_autocast_during_eval": ("USE_AUTOCAST_DURING_EVAL", "TransformerEngine"),
+    "margin": ("MARGIN", "TransformerEngine's delayed scaling"),
+    "interval": ("INTERVAL", "TransformerEngine's delayed scaling"),
+    "amax_history_len": ("AMAX_HISTORY_LEN", "TransformerEngine's delayed scaling"),
+    "amax_compute_algo": ("AMAX_COMPUTE_ALGO", "TransformerEngine's delayed scaling"),
+    "use_mxfp8_block_scaling": ("USE_MXFP8_BLOCK_SCALING", "TransformerEngine's MXFP8 recipe"),
+    "opt_level": ("OPT_LEVEL", "MS-AMP"),
+}
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+def _env_flag(name: str) -> tuple[bool | None, str]:
+    value, source = _env_with_source(name)
+    if value is None:
+        return None, source
+    if value.strip().lower() not in _TRUE + _FALSE:
+        raise ValueError(f"{source}={value!r} is not valid; expected 1/0, true/false, yes/no")
+    return value.strip().lower() in _TRUE, source
 
 
 @dataclasses.dataclass
 class FP8RecipeKwargs(KwargsHandler):
-    """Which FP8 engine ``mixed_precision="fp8"`` uses: TransformerEngine, MS-AMP or torchao.
+    """The fp8 recipe of ``mixed_precision="fp8"``, which accel runs with torchao's float8 layers.
 
-    ``backend`` is ``"te"``, ``"msamp"`` or ``"ao"`` (any case; stored upper-case like
-    Accelerate). Left at ``None`` it is read from ``ACCEL_FP8_BACKEND`` /
-    ``ACCELERATE_FP8_BACKEND``; if that is unset too, it stays ``None`` and the Accelerator picks
-    the engine that is installed.
+    Honoured fields (each also read from ``ACCEL_FP8_<NAME>`` / ``ACCELERATE_FP8_<NAME>``
+    when left at ``None``):
+
+    - ``backend``: ``"ao"`` (torchao, also what ``None`` picks). ``"te"`` and ``"msamp"``
+      (TransformerEngine, MS-AMP) are refused: accel does not drive those engines.
+    - ``fp8_format``: ``"HYBRID"`` (default: e4m3 forward, e5m2 gradients), ``"E4M3"`` or
+      ``"E5M2"``.
+    - ``override_linear_precision``: ``(fprop, dgrad, wgrad)``, which matmuls stay in high
+      precision (env: ``..._OVERRIDE_FPROP``, ``..._OVERRIDE_DGRAD``, ``..._OVERRIDE_WGRAD``).
+
+    The fields of TransformerEngine's delayed scaling (``margin``, ``interval``,
+    ``amax_history_len``, ``amax_compute_algo``), ``use_autocast_during_eval``,
+    ``use_mxfp8_block_scaling`` and MS-AMP's ``opt_level`` have no counterpart in torchao's
+    dynamic scaling: setting one (argument or environment) raises ``ValueError`` naming it.
 
     Example:
-        >>> FP8RecipeKwargs(backend="te").backend
-        'TE'
+        >>> FP8RecipeKwargs(backend="ao", fp8_format="e4m3").fp8_format
+        'E4M3'
     """
 
     backend: str | None = None
+    use_autocast_during_eval: bool | None = None
+    margin: int | None = None
+    interval: int | None = None
+    fp8_format: str | None = None
+    amax_history_len: int | None = None
+    amax_compute_algo: str | None = None
+    override_linear_precision: tuple[bool, bool, bool] | None = None
+    use_mxfp8_block_scaling: bool | None = None
+    opt_level: str | None = None
 
     def __post_init__(self) -> None:
-        source = ARGUMENT
-        if self.backend is None:
-            value, source = _env_with_source("FP8_BACKEND")
+        owner = "FP8RecipeKwargs"
+        self.backend = self._choice("backend", "BACKEND", FP8_BACKENDS)
+        if self.backend in ("TE", "MSAMP"):
+            engine = "TransformerEngine" if self.backend == "TE" else "MS-AMP"
+            raise ValueError(
+                f"{owner}.backend={self.backend.lower()!r}: accel runs fp8 through torchao "
+                f"only and does not drive {engine}; use backend='ao' (or leave it unset)"
+            )
+        self.fp8_format = self._choice("fp8_format", "FORMAT", FP8_FORMATS) or "HYBRID"
+        self._read_override()
+        for name, (env_name, engine) in _FP8_ENGINE_ONLY.items():
+            value, source = getattr(self, name), ARGUMENT
             if value is None:
-                return
-            self.backend = value
-        if not isinstance(self.backend, str) or self.backend.upper() not in FP8_BACKENDS:
+                value, source = _env_with_source("FP8_" + env_name)
+            if value is not None:
+                origin = "argument" if source == ARGUMENT else f"environment variable {source}"
+                raise ValueError(
+                    f"{owner}.{name}={value!r} (from {origin}) configures {engine}, which accel "
+                    "does not use: its fp8 runs on torchao with dynamic per-tensor scaling. "
+                    f"Leave {name} unset"
+                )
+
+    def _choice(self, name: str, env_name: str, valid: tuple[str, ...]) -> str | None:
+        value, source = getattr(self, name), ARGUMENT
+        if value is None:
+            value, source = _env_with_source("FP8_" + env_name)
+            if value is None:
+                return None
+        if not isinstance(value, str) or value.upper() not in valid:
+            raise _invalid("FP8RecipeKwargs", name, value, [v.lower() for v in valid], source)
+        return value.upper()
+
+    def _read_override(self) -> None:
+        value = self.override_linear_precision
+        if value is None:
+            flags = [_env_flag(f"FP8_OVERRIDE_{part}")[0] for part in ("FPROP", "DGRAD", "WGRAD")]
+            value = tuple(bool(flag) for flag in flags)
+        if (
+            not isinstance(value, (tuple, list))
+            or len(value) != 3
+            or not all(isinstance(v, bool) for v in value)
+        ):
             raise _invalid(
                 "FP8RecipeKwargs",
-                "backend",
-                self.backend,
-                [b.lower() for b in FP8_BACKENDS],
-                source,
+                "override_linear_precision",
+                value,
+                "a tuple of three bools (fprop, dgrad, wgrad)",
+                error=TypeError,
             )
-        self.backend = self.backend.upper()
+        self.override_linear_precision = tuple(value)

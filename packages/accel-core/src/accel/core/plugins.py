@@ -703,7 +703,10 @@ class FullyShardedDataParallelPlugin:
 
         if isinstance(self.cpu_offload, OffloadPolicy):
             return self.cpu_offload
-        return CPUOffloadPolicy() if self.cpu_offload else OffloadPolicy()
+        if not self.cpu_offload:
+            return OffloadPolicy()
+        # Pinned host memory needs a CUDA driver; a CPU-only job offloads unpinned.
+        return CPUOffloadPolicy(pin_memory=torch.cuda.is_available())
 
     def _names_to_wrap(self, model: torch.nn.Module | None) -> list[str]:
         if self.transformer_cls_names_to_wrap is not None:

@@ -4,16 +4,46 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import warnings
 from types import MethodType
 from typing import Any
 
 import torch
 
 from accel.ops import convert_to_fp32
-from accel.state import PrecisionType, is_bf16_available, is_package_available
+from accel.state import PrecisionType, is_bf16_available
 
-_AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+# fp8 computes its float8 layers in fp8 and everything else under bf16 autocast.
+_AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp8": torch.bfloat16}
 _SCALED_DEVICES = ("cuda", "xpu", "npu", "mps", "hpu", "mlu", "musa")
+
+
+@functools.cache
+def cpu_fp16_missing() -> str:
+    """What this torch lacks for fp16 training on CPU (``""`` when nothing is missing).
+
+    fp16 on CPU needs ``torch.autocast("cpu", dtype=torch.float16)`` to really compute in
+    float16 and ``torch.amp.GradScaler("cpu")`` for loss scaling.
+
+    Example:
+        >>> cpu_fp16_missing()
+        ''
+    """
+    missing = []
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # old torch warns, then disables autocast
+            with torch.autocast("cpu", dtype=torch.float16):
+                dtype = torch.nn.functional.linear(torch.ones(1, 1), torch.ones(1, 1)).dtype
+        if dtype != torch.float16:
+            missing.append("float16 CPU autocast")
+    except (RuntimeError, TypeError):
+        missing.append("float16 CPU autocast")
+    try:
+        torch.amp.GradScaler("cpu")
+    except (AttributeError, RuntimeError, TypeError):
+        missing.append('torch.amp.GradScaler("cpu")')
+    return " and ".join(missing)
 
 
 def check_mixed_precision(mode: Any, device: torch.device, source: str = "mixed_precision") -> str:
@@ -30,28 +60,26 @@ def check_mixed_precision(mode: Any, device: torch.device, source: str = "mixed_
             f"{', '.join(PrecisionType.list())}"
         )
     if value == "fp16" and device.type not in _SCALED_DEVICES:
-        raise ValueError(
-            f"{source}='fp16' needs a GPU-like device (fp16 training relies on loss scaling "
-            f"there), but this job runs on {device.type}; use mixed_precision='bf16' on CPU, "
-            "or 'no'"
-        )
+        if device.type != "cpu":
+            raise ValueError(
+                f"{source}='fp16' needs loss scaling, which torch offers on CPU and GPU-like "
+                f"devices, but this job runs on {device.type}; use 'bf16' or 'no'"
+            )
+        missing = cpu_fp16_missing()
+        if missing:
+            raise ValueError(
+                f"{source}='fp16' on CPU needs {missing}, which torch {torch.__version__} "
+                "lacks; upgrade torch, or use mixed_precision='bf16' or 'no'"
+            )
     if value == "bf16" and not is_bf16_available(ignore_tpu=True):
         raise ValueError(
             f"{source}='bf16': this {device.type} device does not support bfloat16; use 'fp16' "
-            "(GPUs) or 'no'"
+            "or 'no'"
         )
     if value == "fp8":
-        backends = [
-            name
-            for name in ("transformer_engine", "torchao", "msamp")
-            if is_package_available(name)
-        ]
-        if device.type != "cuda" or not backends:
-            raise ValueError(
-                f"{source}='fp8' needs a CUDA GPU with FP8 support and one of transformer_engine, "
-                f"torchao or msamp installed (this job: device {device.type}, libraries found: "
-                f"{', '.join(backends) or 'none'}); use 'bf16' instead"
-            )
+        from accel.core.fp8 import check_fp8_support
+
+        check_fp8_support(device, source)
     return value
 
 
@@ -77,7 +105,8 @@ def autocast_context(
 def make_grad_scaler(mode: str, device: torch.device, handler: Any = None) -> Any:
     """A ``torch.amp.GradScaler`` for fp16 training, else ``None``.
 
-    ``handler`` is a ``GradScalerKwargs``.
+    ``handler`` is a ``GradScalerKwargs``. On CPU this is ``torch.amp.GradScaler("cpu")``: it
+    scales the loss, unscales the gradients and skips the step on inf/NaN like the GPU one.
 
     Example:
         >>> make_grad_scaler("bf16", torch.device("cpu")) is None

@@ -56,6 +56,7 @@ def protocol_env(values: Mapping[str, Any]) -> dict[str, str]:
         env["ACCEL_GRADIENT_ACCUMULATION_STEPS"] = str(get("gradient_accumulation_steps"))
     if get("gradient_clipping") is not None:
         env["ACCEL_GRADIENT_CLIPPING"] = str(get("gradient_clipping"))
+    _put_settings(env, "ACCEL_FP8_", get("fp8_env") or {})
     if get("use_fsdp"):
         env["ACCEL_USE_FSDP"] = "true"
         fsdp = {

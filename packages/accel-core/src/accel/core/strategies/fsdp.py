@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -10,11 +11,39 @@ import torch
 
 from accel.core.strategies.base import TrainingStrategy
 
+_CHECKPOINT_PREFIX = "_checkpoint_wrapped_module."
+
 
 def _fsdp() -> Any:
     import torch.distributed.fsdp as fsdp
 
     return fsdp
+
+
+def _ignored_parameters(model: torch.nn.Module, ignored: Any) -> set[torch.nn.Parameter]:
+    """Parameters of the plugin's ``ignored_modules`` (modules, or a regex on qualified names)."""
+    if ignored is None:
+        return set()
+    if isinstance(ignored, str):
+        pattern = re.compile(ignored)
+        modules = [m for name, m in model.named_modules() if name and pattern.fullmatch(name)]
+        if not modules:
+            raise ValueError(
+                f"FullyShardedDataParallelPlugin.ignored_modules={ignored!r} matches no submodule "
+                f"name of {type(model).__name__} (names look like "
+                f"{', '.join(repr(n) for n, _ in list(model.named_modules())[1:4])})"
+            )
+    else:
+        modules = list(ignored)
+    return {p for module in modules for p in module.parameters()}
+
+
+def _load_from_main_process(model: torch.nn.Module, full_state: dict[str, Any] | None) -> None:
+    """``cpu_ram_efficient_loading``: every rank ends with the main process's weights."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
+    set_model_state_dict(model, full_state or {}, options=options)
 
 
 class FSDPStrategy(TrainingStrategy):
@@ -65,7 +94,8 @@ class FSDPStrategy(TrainingStrategy):
         model = objects[index]
         before = dict(model.named_parameters())
         sharded = self.shard(model)
-        after = dict(sharded.named_parameters())
+        # activation checkpointing inserts a wrapper module into the parameter names
+        after = {name.replace(_CHECKPOINT_PREFIX, ""): p for name, p in sharded.named_parameters()}
         missing = sorted(set(before) - set(after))
         if missing:
             raise RuntimeError(f"parameters disappeared while sharding the model: {missing}")
@@ -110,7 +140,17 @@ class FSDPStrategy(TrainingStrategy):
                 options["offload_policy"] = plugin.offload_policy()
             if plugin.mixed_precision_policy is not None:
                 options["mp_policy"] = plugin.mixed_precision_policy
-        blocks = list(self._modules_to_shard(model))
+        ignored = _ignored_parameters(model, plugin.ignored_modules if plugin else None)
+        if ignored:
+            options["ignored_params"] = ignored
+        full_state = None
+        if plugin is not None and plugin.cpu_ram_efficient_loading and accelerator.is_main_process:
+            full_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        blocks = [
+            m
+            for m in self._modules_to_shard(model)
+            if not ignored or not all(p in ignored for p in m.parameters())
+        ]
         if plugin is not None and plugin.activation_checkpointing and blocks:
             from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import (
                 apply_activation_checkpointing,
@@ -128,6 +168,8 @@ class FSDPStrategy(TrainingStrategy):
         for block in reversed(blocks):
             fsdp.fully_shard(block, **options)
         fsdp.fully_shard(model, **options)
+        if plugin is not None and plugin.cpu_ram_efficient_loading:
+            _load_from_main_process(model, full_state)
         return model
 
     def no_sync(self, model: torch.nn.Module) -> contextlib.AbstractContextManager[None]:

@@ -160,6 +160,12 @@ def _load_config(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[
             f"{path}: compute_environment={config.compute_environment} is not supported by accel "
             "launch (LOCAL_MACHINE only)"
         )
+    from accel.launch.sections import refuse_unimplemented
+
+    try:
+        refuse_unimplemented(config.explicit, str(path))
+    except ValueError as error:
+        raise LaunchError(str(error)) from None
     flags_set_mode = any(getattr(args, name) for name in MODE_SWITCHES)
     flat = flatten_config(config.launch_defaults(), mode_from_flags=flags_set_mode)
     return flat, f"config file {path} ({source})"
@@ -200,6 +206,12 @@ def resolve_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Resolv
     if from_env:
         _say(args, "from the environment: " + ", ".join(
             f"{k}={resolved.values[k]} ({v})" for k, v in from_env.items()))  # fmt: skip
+    from accel.launch.sections import fp8_env
+
+    try:
+        resolved.values["fp8_env"] = fp8_env(config)
+    except ValueError as error:
+        raise LaunchError(f"{config_line}: {error}") from None
     _check(args, resolved)
     return resolved
 
