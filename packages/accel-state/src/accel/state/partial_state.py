@@ -486,7 +486,9 @@ class PartialState:
     def __getattr__(self, name: str) -> Any:
         if not name.startswith("__") and not self._shared_state:
             raise AttributeError(
-                f"PartialState has no attribute {name!r} because its state was reset; create "
-                "PartialState() (or an Accelerator) again before using it"
+                f"`PartialState` object has no attribute `{name}`. This happens if "
+                "`PartialState._reset_state()` (or accel.state.reset_state()) was called after "
+                "this object was made: the shared state is gone, so create a new "
+                "`PartialState()` or `Accelerator` and use it"
             )
         raise AttributeError(f"'PartialState' object has no attribute {name!r}")
