@@ -15,6 +15,7 @@ import torch.distributed as dist
 from _harness import Checks
 
 from accel.ops import (
+    DistributedOperationException,
     broadcast,
     broadcast_object_list,
     gather,
@@ -31,6 +32,7 @@ RANK = int(os.environ["RANK"])
 checks = Checks()
 state = PartialState(timeout=timedelta(seconds=60))
 Pair = namedtuple("Pair", ["low", "high"])
+DTYPES = (torch.float32, torch.float64)
 
 
 def everyone(value):
@@ -312,6 +314,30 @@ def non_tensor_leaf_is_type_error():
 @checks.add
 def group_still_in_step_after_errors():
     same(gather(torch.tensor([RANK])), torch.tensor([0, 1]))
+
+
+@checks.add
+def gather_shape_mismatch_raises_without_debug_mode():
+    # without ACCEL_DEBUG_MODE, gather still compares a fingerprint of its tensors' layout:
+    # every rank raises, naming each rank's shapes, instead of wrong data or a gloo abort
+    assert not state.debug
+    text = raises(DistributedOperationException, gather, {"x": torch.ones(2 + RANK)})
+    assert "process 0: gather({'x': 'float32[2]'})" in text, text
+    assert "process 1: gather({'x': 'float32[3]'})" in text, text
+    text = raises(DistributedOperationException, gather, torch.ones(2, dtype=DTYPES[RANK]))
+    assert "float32[2]" in text and "float64[2]" in text, text
+
+
+@checks.add
+def pad_mismatch_outside_dim_raises_without_debug_mode():
+    text = raises(DistributedOperationException, pad_across_processes, torch.ones(1, 2 + RANK))
+    assert "float32[*, 2]" in text and "float32[*, 3]" in text, text
+
+
+@checks.add
+def collectives_work_after_a_mismatch():
+    same(gather(torch.tensor([RANK])), torch.tensor([0, 1]))
+    same(pad_across_processes(torch.ones(1 + RANK)), torch.tensor([1.0, float(RANK)]))
 
 
 checks.run(RANK)

@@ -50,6 +50,7 @@ _EXPORTS = {
     "is_transformers_available": ".availability",
     "is_xpu_available": ".availability",
     "detect_device_type": ".devices",
+    "DistributedOperationException": ".operation_check",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -89,6 +90,7 @@ if TYPE_CHECKING:
     from accel.state.environment import clear_environment, patch_environment
     from accel.state.gradient_state import GradientState
     from accel.state.kwargs import InitProcessGroupKwargs, KwargsHandler
+    from accel.state.operation_check import DistributedOperationException
     from accel.state.partial_state import PartialState
     from accel.state.reset import reset_state
     from accel.state.splitting import split_for_process
