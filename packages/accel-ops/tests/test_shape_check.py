@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import torch
-
 import pytest
+import torch
 
 from accel.ops import DistributedOperationException
 from accel.ops.shape_check import fingerprint_probe, layout_fingerprint, raise_on_mismatch
