@@ -19,8 +19,8 @@ Example:
 from __future__ import annotations
 
 import hashlib
-from array import array
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -44,26 +44,32 @@ def layout_fingerprint(leaves: list[torch.Tensor], ignore_dim: int | None = None
     """A 62-bit number equal on two processes when their tensors' dtypes and shapes match.
 
     ``ignore_dim`` leaves that dimension's size out (for tensors that have it), for inputs
-    that may legitimately differ there, as in ``pad_across_processes``.
+    that may legitimately differ there, as in ``pad_across_processes``. Built with Python's
+    ``hash`` of tuples of ints, which (unlike the hash of a string) is the same in every
+    CPython process, whatever ``PYTHONHASHSEED`` says; about 1 µs per tensor.
 
     Example:
         >>> a = layout_fingerprint([torch.ones(2, 3)], ignore_dim=0)
         >>> a == layout_fingerprint([torch.ones(5, 3)], ignore_dim=0)
         True
     """
-    numbers = array("q", [len(leaves)])
+    codes = _DTYPE_CODES
+    parts: list[tuple[Any, ...]] = []
     for leaf in leaves:
-        if getattr(leaf, "is_nested", False):
-            numbers.extend((_dtype_code(leaf.dtype), -2, leaf.dim()))
+        dtype = leaf.dtype
+        code = codes.get(dtype)
+        if code is None:
+            code = _dtype_code(dtype)
+        if leaf.is_nested:
+            parts.append((code, -2, leaf.dim()))
             continue
-        shape = list(leaf.shape)
+        shape = leaf.shape
         if ignore_dim is not None and -len(shape) <= ignore_dim < len(shape):
-            shape[ignore_dim] = -1
-        numbers.append(_dtype_code(leaf.dtype))
-        numbers.append(len(shape))
-        numbers.extend(shape)
-    digest = hashlib.blake2b(numbers.tobytes(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & _MASK
+            masked = list(shape)
+            masked[ignore_dim] = -1
+            shape = tuple(masked)
+        parts.append((code, shape))
+    return hash(tuple(parts)) & _MASK
 
 
 def fingerprint_probe(fingerprint: int, device: torch.device, extra: list[int]) -> torch.Tensor:
