@@ -16,7 +16,8 @@ import torch.distributed as dist
 from accel.ops.buckets import from_wire, make_buckets
 from accel.ops.consistency import check_consistent, describe
 from accel.ops.shape_check import (
-    check_gather_layout,
+    all_gather_rows,
+    checked_gather,
     fingerprint_probe,
     layout_fingerprint,
     raise_on_mismatch,
@@ -96,16 +97,6 @@ def _check_object_collectives(state: PartialState, operation: str) -> None:
         )
 
 
-def _all_gather_into(output: torch.Tensor, flat: torch.Tensor) -> None:
-    # ``output`` is (processes, numel); it is handed over 1-d because gloo's
-    # all_gather_into_tensor refuses a 2-d output (and raising, then falling back to the
-    # list form, cost ~5 ms a call here, 20x the collective itself)
-    try:
-        dist.all_gather_into_tensor(output.view(-1), flat)
-    except (RuntimeError, NotImplementedError):
-        dist.all_gather(list(output.unbind(0)), flat)
-
-
 def gather(tensor: Any) -> Any:
     """Gather tensors from every process and concatenate them along the first dimension.
 
@@ -126,12 +117,13 @@ def gather(tensor: Any) -> Any:
     if state.debug:
         _verify(state, "gather", tensor, leaves)
     else:
-        check_gather_layout(state, leaves, lambda: _description(tensor))
+        inline = checked_gather(state, leaves, lambda: _description(tensor))
+        if inline is not None:
+            return _rebuild(tensor, inline)
     count = state.num_processes
     results: list[Any] = [None] * len(leaves)
     for bucket in make_buckets(leaves):
-        output = bucket.flat.new_empty((count, bucket.flat.numel()))
-        _all_gather_into(output, bucket.flat)
+        output = all_gather_rows(bucket.flat, count)
         for index, original, part in zip(bucket.indices, bucket.tensors, bucket.parts(output)):
             shape = original.shape if original.dim() else (1,)
             results[index] = from_wire(part, original.dtype).reshape(count * shape[0], *shape[1:])
