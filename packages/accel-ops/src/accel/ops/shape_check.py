@@ -2,11 +2,12 @@
 
 ``gather`` moves each process's tensors as flat buffers whose sizes every process assumes
 equal; if one process passes another shape, one side reads wrong data while the other fails
-inside the backend. So ``gather`` first all-reduces two integers, ``[f, -f]`` with ``MAX``,
-where ``f`` is a 62-bit fingerprint of its tensors' dtypes and shapes: the maximum of ``f``
-equals the minimum exactly when all fingerprints agree. ``pad_across_processes`` already
-all-reduces its sizes, so it carries the fingerprint in that same collective (the padded
-dimension left out), at no extra round trip. On a mismatch every process raises
+inside the backend. So ``gather`` starts with one all-gather of a fixed-size buffer holding a
+62-bit fingerprint of its tensors' dtypes and shapes and, when they fit in ``INLINE_BYTES``,
+the tensors themselves (see :func:`checked_gather`). ``pad_across_processes`` already
+all-reduces its sizes (``MAX``), so it carries ``[f, -f]`` in that same collective (the max of
+``f`` equals the min exactly when all agree; the padded dimension is left out), at no
+extra round trip. On a mismatch every process raises
 :class:`DistributedOperationException`, naming what each process passed.
 
 Example:
