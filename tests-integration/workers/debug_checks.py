@@ -18,7 +18,15 @@ import torch
 import torch.distributed as dist
 from _harness import Checks
 
-from accel.ops import DistributedOperationException, broadcast, gather, pad_across_processes, reduce
+from accel.ops import (
+    DistributedOperationException,
+    broadcast,
+    broadcast_object_list,
+    gather,
+    gather_object,
+    pad_across_processes,
+    reduce,
+)
 from accel.state import DistributedType, PartialState
 
 RANK = int(os.environ["RANK"])
@@ -121,6 +129,67 @@ def matching_inputs_still_work():
     assert gather(torch.tensor([RANK])).tolist() == [0, 1]
     assert reduce(torch.tensor([RANK + 1.0]), "sum").tolist() == [3.0]
     assert broadcast(torch.tensor([RANK]), from_process=1).tolist() == [1]
+
+
+def operation_mismatch(calls):
+    """Rank r runs ``calls[r] = (zero-argument callable, expected text, line)``; every rank
+    must raise DistributedOperationException naming each rank's operation and call site."""
+    try:
+        calls[RANK][0]()
+    except DistributedOperationException as error:
+        text = str(error)
+        for rank, (_, shown, line) in enumerate(calls):
+            expected = f"process {rank}: {shown}"
+            found = next((ln for ln in text.splitlines() if expected in ln), None)
+            assert found is not None, f"{expected!r} missing from:\n{text}"
+            assert found.endswith(f" at {__file__}:{line}"), f"call site {line} not in {found!r}"
+        return
+    raise AssertionError("the mismatched operations did not raise DistributedOperationException")
+
+
+def line():
+    """The caller's line number (each operation below sits on the line it is declared)."""
+    return sys._getframe(1).f_lineno
+
+
+@checks.add
+def gather_vs_reduce_raises():
+    x = torch.ones(4)
+    operation_mismatch(
+        [
+            (lambda: gather(x), "gather(float32[4])", line()),
+            (lambda: reduce(x), "reduce(float32[4])", line()),
+        ]
+    )
+
+
+@checks.add
+def gather_vs_barrier_raises():
+    x = torch.ones(4)
+    operation_mismatch(
+        [
+            (lambda: gather(x), "gather(float32[4])", line()),
+            (lambda: state.wait_for_everyone(), "wait_for_everyone(barrier)", line()),
+        ]
+    )
+
+
+@checks.add
+def gather_object_vs_broadcast_raises():
+    x = torch.ones(2)
+    operation_mismatch(
+        [
+            (lambda: gather_object([1]), "gather_object()", line()),
+            (lambda: broadcast(x), "broadcast(float32[2])", line()),
+        ]
+    )
+
+
+@checks.add
+def barrier_and_object_collectives_still_work():
+    state.wait_for_everyone()
+    assert gather_object([RANK]) == [0, 1]
+    assert broadcast_object_list([RANK]) == [0]
 
 
 checks.run(RANK)

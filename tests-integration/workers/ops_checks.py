@@ -15,6 +15,7 @@ import torch.distributed as dist
 from _harness import Checks
 
 from accel.ops import (
+    DistributedOperationException,
     broadcast,
     broadcast_object_list,
     copy_tensor_to_devices,
@@ -32,6 +33,7 @@ RANK = int(os.environ["RANK"])
 checks = Checks()
 state = PartialState(timeout=timedelta(seconds=60))
 Pair = namedtuple("Pair", ["low", "high"])
+DTYPES = (torch.float32, torch.float64)
 
 
 def everyone(value):
@@ -323,6 +325,49 @@ def copy_tensor_to_devices_from_the_one_holder():
 @checks.add
 def group_still_in_step_after_errors():
     same(gather(torch.tensor([RANK])), torch.tensor([0, 1]))
+
+
+@checks.add
+def gather_shape_mismatch_raises_without_debug_mode():
+    # without ACCEL_DEBUG_MODE, gather still compares a fingerprint of its tensors' layout:
+    # every rank raises, naming each rank's shapes, instead of wrong data or a gloo abort
+    assert not state.debug
+    text = raises(DistributedOperationException, gather, {"x": torch.ones(2 + RANK)})
+    assert "process 0: gather({'x': 'float32[2]'})" in text, text
+    assert "process 1: gather({'x': 'float32[3]'})" in text, text
+    text = raises(DistributedOperationException, gather, torch.ones(2, dtype=DTYPES[RANK]))
+    assert "float32[2]" in text and "float64[2]" in text, text
+
+
+@checks.add
+def pad_mismatch_outside_dim_raises_without_debug_mode():
+    text = raises(DistributedOperationException, pad_across_processes, torch.ones(1, 2 + RANK))
+    assert "float32[*, 2]" in text and "float32[*, 3]" in text, text
+
+
+@checks.add
+def gather_inline_and_bucketed_sizes_and_odd_dtypes():
+    # up to 4 KB rides along with the layout check; larger inputs take the bucketed path
+    for numel in (1, 1000, 1025, 5000):
+        same(gather(torch.arange(numel) + RANK * numel), torch.arange(2 * numel))
+    flags = torch.tensor([RANK == 0, True, False])
+    same(gather(flags), torch.tensor([True, True, False, False, True, False]))
+    half = torch.full((3,), 0.5 + RANK, dtype=torch.bfloat16)
+    same(gather({"h": half})["h"], torch.tensor([0.5] * 3 + [1.5] * 3, dtype=torch.bfloat16))
+    column = torch.arange(6.0).reshape(3, 2)[:, 1] + RANK  # not contiguous
+    same(gather(column), torch.tensor([1.0, 3, 5, 2, 4, 6]))
+
+
+@checks.add
+def gather_mismatch_between_inline_and_bucketed_sizes_raises():
+    text = raises(DistributedOperationException, gather, torch.ones(10 if RANK == 0 else 5000))
+    assert "float32[10]" in text and "float32[5000]" in text, text
+
+
+@checks.add
+def collectives_work_after_a_mismatch():
+    same(gather(torch.tensor([RANK])), torch.tensor([0, 1]))
+    same(pad_across_processes(torch.ones(1 + RANK)), torch.tensor([1.0, float(RANK)]))
 
 
 checks.run(RANK)

@@ -141,6 +141,39 @@ def test_unknown_mixed_precision_lists_valid_modes():
         assert mode in message
 
 
+def test_second_accelerator_without_arguments_shares_the_state():
+    first = Accelerator(mixed_precision="bf16")
+    second = Accelerator()
+    assert second.mixed_precision == "bf16"
+    assert second.state.__dict__ is first.state.__dict__
+    assert Accelerator(mixed_precision="BF16", cpu=True).mixed_precision == "bf16"
+
+
+def test_second_accelerator_with_a_different_precision_raises():
+    Accelerator(mixed_precision="bf16")
+    with pytest.raises(ValueError, match=r"mixed_precision='no'.*'bf16'"):
+        Accelerator(mixed_precision="no")
+
+
+def test_later_accelerator_ignores_environment_precision():
+    Accelerator()
+    os.environ["ACCEL_MIXED_PRECISION"] = "bf16"  # only the first Accelerator reads it
+    assert Accelerator().mixed_precision == "no"
+
+
+def test_accelerator_made_before_a_reset_fails_at_next_use():
+    accelerator = Accelerator()
+    accel.state.AcceleratorState._reset_state()
+    for use in (lambda: accelerator.prepare(nn.Linear(2, 2)), lambda: accelerator.device):
+        with pytest.raises(AttributeError) as info:
+            use()
+        message = str(info.value)
+        assert message.startswith("`AcceleratorState` object has no attribute")
+        assert "This happens if `AcceleratorState._reset_state()`" in message
+    Accelerator()  # a new Accelerator brings the shared state back, for old objects too
+    assert accelerator.prepare(nn.Linear(2, 2)) is not None
+
+
 def test_bad_mixed_precision_in_environment_names_the_variable():
     os.environ["ACCEL_MIXED_PRECISION"] = "half"
     with pytest.raises(ValueError, match="ACCEL_MIXED_PRECISION"):

@@ -247,9 +247,10 @@ def test_reset_state_classmethod():
     AcceleratorState._reset_state()
     assert AcceleratorState._shared_state == {}
     assert PartialState._shared_state != {}
-    with pytest.raises(AttributeError, match="reset"):
+    expected = r"^`AcceleratorState` object has no attribute `{}`\. This happens if `AcceleratorState\._reset_state\(\)`"
+    with pytest.raises(AttributeError, match=expected.format("mixed_precision")):
         state.mixed_precision  # noqa: B018
-    with pytest.raises(AttributeError, match="reset"):
+    with pytest.raises(AttributeError, match=expected.format("num_processes")):
         state.num_processes  # noqa: B018
     AcceleratorState(mixed_precision="bf16", _from_accelerator=True)
     AcceleratorState._reset_state(reset_partial_state=True)
@@ -257,6 +258,14 @@ def test_reset_state_classmethod():
     assert PartialState._shared_state == {}
     with pytest.raises(ValueError, match="Accelerator"):
         AcceleratorState()
+
+
+def test_missing_precision_shares_given_precision_must_match():
+    AcceleratorState(mixed_precision="bf16", _from_accelerator=True)
+    assert AcceleratorState().mixed_precision == "bf16"
+    assert AcceleratorState(mixed_precision="BF16", cpu=True).mixed_precision == "bf16"
+    with pytest.raises(ValueError, match=r"mixed_precision='no'\) conflicts with 'bf16'"):
+        AcceleratorState(mixed_precision="no")
 
 
 def test_reset_state_clears_all_three():

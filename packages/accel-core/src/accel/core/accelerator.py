@@ -150,15 +150,18 @@ class Accelerator:
         init_kwargs = self.init_handler.to_kwargs() if self.init_handler is not None else {}
         cpu = cpu or env.read_flag(env.USE_CPU)
         partial = PartialState(cpu, **init_kwargs)
-        if mixed_precision is None:
-            mixed_precision = env.read_env(env.MIXED_PRECISION, "no")
+        if mixed_precision is not None:
+            mixed_precision = check_mixed_precision(mixed_precision, partial.device)
+        elif not AcceleratorState._shared_state:
+            # not given: the first Accelerator takes the launcher's choice (or "no"); a later
+            # one shares whatever the first decided, as in Accelerate (spec 004)
             source = next(
                 (k for k in env.env_names(env.MIXED_PRECISION) if k in os.environ),
                 f"{env.PREFIX}{env.MIXED_PRECISION}",
             )
-        else:
-            source = "mixed_precision"
-        mixed_precision = check_mixed_precision(mixed_precision, partial.device, source)
+            mixed_precision = check_mixed_precision(
+                env.read_env(env.MIXED_PRECISION, "no"), partial.device, source
+            )
         self.state = AcceleratorState(
             mixed_precision=mixed_precision,
             cpu=cpu,

@@ -15,8 +15,16 @@ import torch.distributed as dist
 
 from accel.ops.buckets import from_wire, make_buckets
 from accel.ops.consistency import check_consistent, describe
+from accel.ops.shape_check import (
+    all_gather_rows,
+    checked_gather,
+    fingerprint_probe,
+    layout_fingerprint,
+    raise_on_mismatch,
+)
 from accel.ops.structures import recursively_apply
 from accel.state import PartialState
+from accel.state.operation_check import check_operation
 
 _REDUCE_OPS = {
     "sum": dist.ReduceOp.SUM,
@@ -56,10 +64,16 @@ def _verify(
     extra: Any = None,
 ) -> None:
     if state.debug:
-        described = recursively_apply(summary, data)
-        layout = described if isinstance(described, str) else repr(described)
-        description = layout if extra is None else f"{layout} {extra}"
+        description = _description(data, summary, extra)
         check_consistent(operation, description, state.device.type, leaves, state.num_processes)
+
+
+def _description(
+    data: Any, summary: Callable[[torch.Tensor], str] = describe, extra: Any = None
+) -> str:
+    described = recursively_apply(summary, data)
+    layout = described if isinstance(described, str) else repr(described)
+    return layout if extra is None else f"{layout} {extra}"
 
 
 def _check_source(from_process: Any, state: PartialState) -> None:
@@ -83,13 +97,6 @@ def _check_object_collectives(state: PartialState, operation: str) -> None:
         )
 
 
-def _all_gather_into(output: torch.Tensor, flat: torch.Tensor) -> None:
-    try:
-        dist.all_gather_into_tensor(output, flat)
-    except (RuntimeError, NotImplementedError):
-        dist.all_gather(list(output.unbind(0)), flat)
-
-
 def gather(tensor: Any) -> Any:
     """Gather tensors from every process and concatenate them along the first dimension.
 
@@ -107,12 +114,16 @@ def gather(tensor: Any) -> Any:
     if not state.use_distributed:
         return tensor
     leaves = _leaves(tensor, "gather")
-    _verify(state, "gather", tensor, leaves)
+    if state.debug:
+        _verify(state, "gather", tensor, leaves)
+    else:
+        inline = checked_gather(state, leaves, lambda: _description(tensor))
+        if inline is not None:
+            return _rebuild(tensor, inline)
     count = state.num_processes
     results: list[Any] = [None] * len(leaves)
     for bucket in make_buckets(leaves):
-        output = bucket.flat.new_empty((count, bucket.flat.numel()))
-        _all_gather_into(output, bucket.flat)
+        output = all_gather_rows(bucket.flat, count)
         for index, original, part in zip(bucket.indices, bucket.tensors, bucket.parts(output)):
             shape = original.shape if original.dim() else (1,)
             results[index] = from_wire(part, original.dtype).reshape(count * shape[0], *shape[1:])
@@ -227,12 +238,22 @@ def pad_across_processes(
         summary=lambda t: describe(t, ignore_dim=dim if _pads(t, dim) else None),
     )
     padded = [leaf for leaf in leaves if _pads(leaf, dim)]
+    # one all-reduce carries both the sizes to pad to and the layout check (see shape_check)
+    fingerprint = layout_fingerprint(leaves, ignore_dim=dim)
+    probe = fingerprint_probe(fingerprint, state.device, [leaf.shape[dim] for leaf in padded])
+    dist.all_reduce(probe, op=dist.ReduceOp.MAX)
+    reduced = probe.tolist()
+    raise_on_mismatch(
+        state,
+        "pad_across_processes",
+        reduced,
+        lambda: _description(
+            tensor, lambda t: describe(t, ignore_dim=dim if _pads(t, dim) else None)
+        ),
+    )
     if not padded:
         return tensor
-    sizes = torch.tensor([leaf.shape[dim] for leaf in padded], dtype=torch.int64)
-    sizes = sizes.to(state.device)
-    dist.all_reduce(sizes, op=dist.ReduceOp.MAX)
-    largest = iter(sizes.tolist())
+    largest = iter(reduced[2:])
     results = []
     for leaf in leaves:
         if not _pads(leaf, dim):
@@ -270,6 +291,8 @@ def gather_object(object: Any) -> Any:
     _check_object_collectives(state, "gather_object")
     if not state.use_distributed:
         return object
+    if state.debug:
+        check_operation("gather_object", "", state.num_processes)
     everyone: list[Any] = [None] * state.num_processes
     dist.all_gather_object(everyone, object)
     if isinstance(object, (list, tuple)):
@@ -300,5 +323,8 @@ def broadcast_object_list(object_list: list[Any], from_process: int = 0) -> list
     if not state.use_distributed:
         return object_list
     _check_source(from_process, state)
+    if state.debug:
+        description = f"list of {len(object_list)}, from process {from_process}"
+        check_operation("broadcast_object_list", description, state.num_processes)
     dist.broadcast_object_list(object_list, src=from_process)
     return object_list

@@ -1,10 +1,11 @@
-"""Debug mode: check that every process passes matching inputs to a collective.
+"""Debug mode: check that every process runs the same collective with matching inputs.
 
-A collective whose inputs disagree across processes (another shape, dtype or structure) can
-hang or fail deep inside the backend. With ``ACCEL_DEBUG_MODE=1`` (or Accelerate's
-``ACCELERATE_DEBUG_MODE``) each collective first exchanges a small description of its inputs
-and, if they disagree, raises :class:`DistributedOperationException` on every process, naming
-what each process passed.
+A collective whose inputs disagree across processes (another shape, dtype or structure), or
+that only some processes call, can hang or fail deep inside the backend. With
+``ACCEL_DEBUG_MODE=1`` (or Accelerate's ``ACCELERATE_DEBUG_MODE``) each collective first
+exchanges a small record of itself (see :mod:`accel.state.operation_check`) and, if the
+records disagree, raises :class:`DistributedOperationException` on every process, naming
+what each process called, with what, and from which line.
 """
 
 from __future__ import annotations
@@ -12,9 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.distributed as dist
 
-from accel.ops.exceptions import DistributedOperationException
+from accel.state.operation_check import check_operation
 
 
 def describe(tensor: torch.Tensor, ignore_dim: int | None = None) -> str:
@@ -37,31 +37,20 @@ def check_consistent(
     leaves: list[torch.Tensor],
     num_processes: int,
 ) -> None:
-    """Raise on every process if the processes' input descriptions differ.
+    """Raise on every process if the processes' operations or input descriptions differ.
 
-    ``description`` is any picklable summary of the inputs (structure, shapes, dtypes), built
-    so that equal means compatible.
+    ``description`` is a text summary of the inputs (structure, shapes, dtypes), built so
+    that equal means compatible. Tensors on another device than ``device_type`` are reported
+    too.
 
     Example:
-        >>> check_consistent("gather", ["float32[2]"], "cpu", [], 1)  # doctest: +SKIP
+        >>> check_consistent("gather", "float32[2]", "cpu", [], 1)  # one process: no-op
     """
-    wrong_device = sorted({t.device.type for t in leaves if t.device.type != device_type})
-    everyone: list[Any] = [None] * num_processes
-    dist.all_gather_object(everyone, (description, wrong_device))
-    if any(entry[1] for entry in everyone):
-        lines = "\n".join(
-            f"  process {rank}: tensors on {', '.join(devs)}"
-            for rank, (_, devs) in enumerate(everyone)
-            if devs
+    wrong = sorted({t.device.type for t in leaves if t.device.type != device_type})
+    problems = []
+    if wrong:
+        problems.append(
+            f"tensors on {', '.join(wrong)}; every tensor must be on the {device_type} device "
+            "this job uses (move them there first, e.g. send_to_device)"
         )
-        raise DistributedOperationException(
-            f"accel.ops.{operation}: every tensor must be on the {device_type} device this job "
-            f"uses; move them there first (e.g. send_to_device).\n{lines}"
-        )
-    if all(entry[0] == everyone[0][0] for entry in everyone):
-        return
-    lines = "\n".join(f"  process {rank}: {entry[0]}" for rank, entry in enumerate(everyone))
-    raise DistributedOperationException(
-        f"accel.ops.{operation}: the inputs differ across processes, so the collective cannot "
-        f"run. Every process must pass the same structure, dtypes and shapes.\n{lines}"
-    )
+    check_operation(operation, str(description), num_processes, problems)

@@ -110,6 +110,7 @@ _EXPORTS = {
     "convert_bytes": ".general",
     "get_current_device_type": ".device_availability",
     "str_to_bool": ".env",
+    "DistributedOperationException": ".operation_check",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -185,6 +186,7 @@ if TYPE_CHECKING:
     )
     from accel.state.gradient_state import GradientState
     from accel.state.kwargs import InitProcessGroupKwargs, KwargsHandler
+    from accel.state.operation_check import DistributedOperationException
     from accel.state.optional_packages import (
         is_4bit_bnb_available,
         is_8bit_bnb_available,

@@ -130,8 +130,11 @@ class AcceleratorState:
             raise AttributeError(name)
         if not self._shared_state:
             raise AttributeError(
-                f"AcceleratorState has no attribute {name!r} because its state was reset; "
-                "create an Accelerator again before using it"
+                f"`AcceleratorState` object has no attribute `{name}`. This happens if "
+                "`AcceleratorState._reset_state()` (or accel.state.reset_state()) was called "
+                "after this object was made: the shared state is gone, so create a new "
+                "`Accelerator` and use it (objects made before the reset see the new state once "
+                "it exists)"
             )
         return getattr(PartialState(), name)
 

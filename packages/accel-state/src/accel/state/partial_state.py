@@ -20,6 +20,7 @@ from accel.state.backends import (
 )
 from accel.state.devices import detect_device_type
 from accel.state.enums import DistributedType, PrecisionType
+from accel.state.operation_check import check_operation
 from accel.state.splitting import split_for_process
 from accel.state.world import WorldInfo, discover_world
 
@@ -314,10 +315,16 @@ class PartialState:
     def wait_for_everyone(self) -> None:
         """Block until every process has reached this call; no-op with one process.
 
+        In debug mode (``ACCEL_DEBUG_MODE=1``) the processes first compare what they are
+        doing, so one that is inside a collective (``gather``, ...) while the others wait
+        here makes all of them raise ``DistributedOperationException`` instead of hanging.
+
         Example:
             >>> PartialState().wait_for_everyone()
         """
         if self.use_distributed:
+            if self.debug and self._backend.supports_object_collectives:
+                check_operation("wait_for_everyone", "barrier", self.num_processes)
             self._backend.barrier(self.device)
 
     @contextlib.contextmanager
@@ -486,7 +493,9 @@ class PartialState:
     def __getattr__(self, name: str) -> Any:
         if not name.startswith("__") and not self._shared_state:
             raise AttributeError(
-                f"PartialState has no attribute {name!r} because its state was reset; create "
-                "PartialState() (or an Accelerator) again before using it"
+                f"`PartialState` object has no attribute `{name}`. This happens if "
+                "`PartialState._reset_state()` (or accel.state.reset_state()) was called after "
+                "this object was made: the shared state is gone, so create a new "
+                "`PartialState()` or `Accelerator` and use it"
             )
         raise AttributeError(f"'PartialState' object has no attribute {name!r}")
