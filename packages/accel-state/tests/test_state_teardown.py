@@ -99,6 +99,7 @@ def test_register_without_a_process_group_raises():
         register_process_group()
 
 
+@pytest.mark.slow
 def test_runs_at_interpreter_exit(tmp_path):
     """A real exit: the script returns with two live groups; the atexit handler destroys them
     (a handler registered before accel's runs after it and sees the result)."""
