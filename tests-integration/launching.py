@@ -21,6 +21,7 @@ from pathlib import Path
 from accel.launch.spawn import free_port
 
 WORKERS = Path(__file__).parent / "workers"
+ACCEL = Path(sys.executable).parent / "accel"
 
 # Variables of the calling environment that would change how the workers see their world.
 _INHERITED_NOISE = (
@@ -218,6 +219,52 @@ def run_distributed(
     stdout, stderr, timed_out = _communicate(process, started + timeout)
     return LaunchResult(
         name=f"{script.name} {' '.join(args)}".strip(),
+        returncode=process.returncode,
+        stdout=stdout,
+        stderr=stderr,
+        reports=_read_reports(out_dir),
+        elapsed=time.monotonic() - started,
+        timed_out=timed_out,
+    )
+
+
+def accel_launch(
+    script: str | Path,
+    launch_args: Sequence[str] = ("--cpu", "--num_processes", "2"),
+    args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    timeout: float = 240.0,
+    out_dir: Path | None = None,
+) -> LaunchResult:
+    """Run ``accel launch <launch_args> script <args>`` as a user would, in a cleaned
+    environment plus ``env`` and ``ACCEL_IT_OUT=out_dir``; the whole process tree is killed
+    after ``timeout`` seconds.
+
+    Example:
+        >>> accel_launch("clean_exit.py", args=["ddp"]).returncode  # doctest: +SKIP
+        0
+    """
+    script = Path(script)
+    if not script.is_absolute():
+        script = WORKERS / script
+    out_dir = (
+        Path(tempfile.mkdtemp(prefix=f"accel-it-{script.stem}-")) if out_dir is None else out_dir
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    command = [str(ACCEL), "launch", *launch_args, str(script), *args]
+    environ = clean_environment({**(env or {}), "ACCEL_IT_OUT": str(out_dir)})
+    started = time.monotonic()
+    process = subprocess.Popen(
+        command,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    stdout, stderr, timed_out = _communicate(process, started + timeout)
+    return LaunchResult(
+        name=f"accel launch {' '.join(launch_args)} {script.name} {' '.join(args)}".strip(),
         returncode=process.returncode,
         stdout=stdout,
         stderr=stderr,

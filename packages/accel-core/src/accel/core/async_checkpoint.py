@@ -6,7 +6,8 @@ the files, flushes them, and the processes agree (over a dedicated gloo group, s
 training's collectives are never interleaved with the writer's) that every rank succeeded
 before the main process publishes the folder. At most one save is in flight: the next
 ``save_state``, ``load_state``, ``end_training`` and ``wait_for_checkpoint`` wait for it, and
-so does interpreter exit (the writer is not a daemon thread).
+so does interpreter exit (the writer is not a daemon thread; ``accel.state.teardown`` then
+reports a failed save on stderr and destroys the writer's group before the default group).
 
 Example:
     >>> accelerator.save_state(async_save=True)  # doctest: +SKIP
@@ -23,6 +24,7 @@ import torch
 import torch.distributed as dist
 
 from accel.core.checkpoint_files import CheckpointFile, CpuStager
+from accel.state.teardown import register_process_group, register_shutdown
 
 
 class CheckpointWriteError(RuntimeError):
@@ -48,6 +50,7 @@ class AsyncCheckpointWriter:
         self._error: BaseException | None = None
         self._target: str | None = None
         self._group: Any = None
+        self._exit_hook = False
 
     @property
     def in_flight(self) -> bool:
@@ -95,6 +98,7 @@ class AsyncCheckpointWriter:
             and dist.get_world_size() > 1
         ):
             self._group = dist.new_group(backend="gloo")
+            register_process_group(self._group)
         return self._group
 
     def all_succeeded(self, succeeded: bool) -> bool:
@@ -129,6 +133,9 @@ class AsyncCheckpointWriter:
                 self._error = error
 
         self._thread = threading.Thread(target=run, name="accel-checkpoint-writer")
+        if not self._exit_hook:  # at exit: finish (and report) the save before groups go
+            register_shutdown(self.wait, "the asynchronous save_state")
+            self._exit_hook = True
         self._thread.start()
 
     def wait(self) -> None:

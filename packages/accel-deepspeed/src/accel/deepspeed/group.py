@@ -14,6 +14,8 @@ import tempfile
 
 import torch.distributed as dist
 
+from accel.state.teardown import register_process_group
+
 
 def ensure_process_group() -> None:
     """Create a one-process gloo group if none exists (no-op under torchrun/accel launch), and
@@ -34,3 +36,4 @@ def ensure_process_group() -> None:
     os.close(handle)
     os.remove(path)  # the file store creates it; a stale file would hold old keys
     dist.init_process_group("gloo", init_method=f"file://{path}", rank=0, world_size=1)
+    register_process_group()  # accel created it: destroyed at interpreter exit

@@ -22,6 +22,7 @@ from accel.state.devices import detect_device_type
 from accel.state.enums import DistributedType, PrecisionType
 from accel.state.operation_check import check_operation
 from accel.state.splitting import split_for_process
+from accel.state.teardown import register_process_group
 from accel.state.world import WorldInfo, discover_world
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -183,6 +184,8 @@ class PartialState:
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
             torch.set_num_threads(max(1, (cores or os.cpu_count() or 1) // world.local_world_size))
         backend.init_process_group(rank=world.rank, world_size=world.world_size, **kwargs)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            register_process_group()  # destroyed at interpreter exit (see accel.state.teardown)
 
     def __repr__(self) -> str:
         backend = f"  Backend: {self.backend}" if self.backend else ""

@@ -1,0 +1,127 @@
+"""A clean end of a script: what accel started is stopped at interpreter exit, in order.
+
+A gloo process that exits with its process groups still alive can abort while the C++
+runtime tears them down ("terminate called without an active exception", SIGABRT), so a job
+that finished its work is reported as failed. accel therefore registers what it creates here
+and, at interpreter exit (``atexit``), whether or not the script called ``end_training``:
+
+1. runs the shutdown callbacks (e.g. the asynchronous checkpoint writer waits for its
+   thread), newest first;
+2. destroys the process groups accel created with ``new_group``, newest first;
+3. destroys the default process group last, and only if accel created it and it is still the
+   default group (a group the user created, or one already destroyed, is left alone).
+
+Groups already destroyed (by ``end_training``, ``reset_state(destroy_process_group=True)`` or
+the script itself) are skipped. :func:`run_teardown` does the same on demand; it is
+idempotent.
+
+Example:
+    >>> import torch.distributed as dist
+    >>> from accel.state.teardown import register_process_group, run_teardown
+    >>> dist.init_process_group("gloo", rank=0, world_size=1)  # doctest: +SKIP
+    >>> register_process_group()  # the default group, created by this code  # doctest: +SKIP
+    >>> register_process_group(dist.new_group(backend="gloo"))  # doctest: +SKIP
+    >>> run_teardown()
+    >>> dist.is_initialized()
+    False
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+_lock = threading.Lock()
+_groups: list[Any] = []  # subgroups, oldest first
+_default: list[Any] = []  # at most one: the default group accel created
+_callbacks: list[tuple[str, Callable[[], None]]] = []
+_installed = False
+
+
+def _install() -> None:
+    global _installed
+    if not _installed:
+        atexit.register(run_teardown)
+        _installed = True
+
+
+def register_process_group(group: Any = None) -> None:
+    """Have ``group`` destroyed at interpreter exit (``None``: the current default group).
+
+    Call it right after creating the group. Pass ``None`` only when your code created the
+    default group (``init_process_group``): it is then destroyed last, after every subgroup.
+
+    Example:
+        >>> group = torch.distributed.new_group(backend="gloo")  # doctest: +SKIP
+        >>> register_process_group(group)  # doctest: +SKIP
+    """
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()):
+        raise RuntimeError(
+            "register_process_group: torch.distributed has no default process group; call it "
+            "after init_process_group / new_group created the group to register"
+        )
+    with _lock:
+        if group is None:
+            _default[:] = [dist.group.WORLD]
+        elif not any(known is group for known in _groups):
+            _groups.append(group)
+        _install()
+
+
+def register_shutdown(callback: Callable[[], None], name: str) -> None:
+    """Run ``callback`` at interpreter exit before any process group is destroyed.
+
+    For background work that uses a process group (a writer thread agreeing over its own
+    group): the callback waits for or stops it. Callbacks run newest first; an exception is
+    reported on stderr under ``name`` and the teardown goes on.
+
+    Example:
+        >>> register_shutdown(lambda: None, "nothing to stop")
+    """
+    with _lock:
+        _callbacks.append((name, callback))
+        _install()
+
+
+def _destroy(group: Any) -> None:
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()):
+        return  # the default group is gone, and every subgroup with it
+    with contextlib.suppress(ValueError):  # "Invalid process group specified": destroyed
+        dist.destroy_process_group(group)
+
+
+def run_teardown() -> None:
+    """Stop registered background work, then destroy accel's process groups (newest first,
+    the default group last). Runs at interpreter exit by itself; safe to call earlier and
+    more than once.
+
+    Example:
+        >>> run_teardown()
+    """
+    with _lock:
+        callbacks = list(reversed(_callbacks))
+        groups = list(reversed(_groups))
+        default = list(_default)
+        _callbacks.clear()
+        _groups.clear()
+        _default.clear()
+    for name, callback in callbacks:
+        try:
+            callback()
+        except BaseException as error:  # the exit goes on; say what went wrong
+            print(
+                f"accel: at exit, {name} failed: {type(error).__name__}: {error}", file=sys.stderr
+            )
+    for group in groups:
+        _destroy(group)
+    dist = torch.distributed
+    if default and dist.is_available() and dist.is_initialized() and dist.group.WORLD is default[0]:
+        _destroy(None)
