@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from types import ModuleType
 
-INSTALL_HINT = "pip install accel-core[cuda] (the nvidia-ml-py package)"
+INSTALL_HINT = "pip install nvidia-ml-py (it comes with accel-core[cuda] and accel-launch[cuda])"
 
 
 @dataclass(frozen=True)
