@@ -175,15 +175,12 @@ def test_accel_core_cuda_installs_and_trains(dist: Path, constraints: Path, tmp_
     _quiet(launched, "accel launch")
     assert "rank 0/2" in launched.stdout and "rank 1/2" in launched.stdout, launched.stdout
 
-    # Bad input: an extra that does not exist is named in one line.
-    nosuch = venv.install(f"accel-core[nosuch]=={VERSION}", dry_run=True)
-    assert "does not have an extra named `nosuch`" in nosuch.stderr, nosuch.stderr
 
-
-def test_mismatched_sibling_versions_are_refused(
+def test_bad_input_mismatched_versions_and_missing_extra(
     dist: Path, constraints: Path, tmp_path: Path
 ) -> None:
-    """A wheel of accel-state from another release does not install beside accel-core."""
+    """A wheel of accel-state from another release does not install beside accel-core, nor
+    import when forced in; an extra that does not exist is named."""
     # A checkout of another release: the same layout with another VERSION (an sdist would
     # not do: its PKG-INFO freezes the version it was made with).
     checkout = tmp_path / "checkout"
@@ -201,6 +198,10 @@ def test_mismatched_sibling_versions_are_refused(
     assert wheel.is_file(), list(other.iterdir())
 
     venv = Venv(tmp_path / "v", dist, constraints)
+    # An extra that does not exist is named in one line.
+    nosuch = venv.install(f"accel-core[nosuch]=={VERSION}", dry_run=True)
+    assert "does not have an extra named `nosuch`" in nosuch.stderr, nosuch.stderr
+
     refused = venv.install(f"accel-core=={VERSION}", str(wheel), dry_run=True)
     assert refused.returncode != 0
     assert f"accel-core depend on accel-state=={VERSION}" in refused.stderr, refused.stderr
