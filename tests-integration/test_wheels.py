@@ -13,6 +13,8 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -90,12 +92,17 @@ def _run(args: list[str], *, env: dict[str, str] | None = None, timeout: float =
 
 
 @pytest.fixture(scope="session")
-def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Every wheel and sdist, built and checked by ``tools/release/check.py``."""
-    out = tmp_path_factory.mktemp("dist")
+def dist() -> Iterator[Path]:
+    """Every wheel and sdist, built and checked by ``tools/release/check.py``.
+
+    The folder name is new for every build: uv caches ``--find-links`` wheels by folder and
+    file name, and would otherwise install an older build of the same version.
+    """
+    out = Path(tempfile.mkdtemp(prefix="accel-dist-"))
     proc = _run([sys.executable, str(ROOT / "tools/release/check.py"), "--out", str(out)])
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    return out
+    yield out
+    shutil.rmtree(out, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -121,6 +128,8 @@ class Venv:
     def install(self, *requirements: str, dry_run: bool = False) -> subprocess.CompletedProcess:
         args = [_uv(), "pip", "install", "--python", str(self.bin / "python")]
         args += ["--find-links", str(self.dist), "--constraint", str(self.constraints)]
+        for wheel in self.dist.glob("*.whl"):  # never a cached older build of this version
+            args += ["--refresh-package", wheel.name.split("-")[0].replace("_", "-")]
         args += ["--dry-run"] if dry_run else []
         env = {**os.environ, "NO_COLOR": "1"}
         return _run([*args, *requirements], env=env, timeout=INSTALL_TIMEOUT)
