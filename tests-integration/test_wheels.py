@@ -206,6 +206,22 @@ def test_bad_input_mismatched_versions_and_missing_extra(
     wheel = other / "accel_state-0.0.1-py3-none-any.whl"
     assert wheel.is_file(), list(other.iterdir())
 
+    # A package may render VERSION through its own template (accel-compat publishes
+    # "accelerate 1.15.0+accel<VERSION>"); a bad VERSION fails the build, naming file and value.
+    pyproject = source / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace(
+            "[tool.hatch.metadata.hooks.custom]\n",
+            '[tool.hatch.metadata.hooks.custom]\nversion = "1.15.0+accel{version}"\n',
+        )
+    )
+    templated = _run([_uv(), "build", "--wheel", "-o", str(other), str(source)])
+    assert (other / "accel_state-1.15.0+accel0.0.1-py3-none-any.whl").is_file(), templated.stderr
+    (checkout / "VERSION").write_text("0.0.1-final\n")
+    bad = _run([_uv(), "build", "--wheel", "-o", str(other), str(source)])
+    assert bad.returncode != 0
+    assert "'0.0.1-final' is not a release version" in bad.stderr, bad.stderr
+
     venv = Venv(tmp_path / "v", dist, constraints)
     # An extra that does not exist is named in one line.
     nosuch = venv.install(f"accel-core[nosuch]=={VERSION}", dry_run=True)
