@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import ast
+import importlib.metadata
 import subprocess
 import sys
 from pathlib import Path
@@ -99,21 +100,27 @@ def test_imports_follow_the_dependency_arrows(dist: Path) -> None:
 
 @pytest.mark.parametrize("dist", distributions(), ids=lambda d: d.name)
 def test_pyproject_pins_siblings_it_imports_in_lockstep(dist: Path) -> None:
-    meta = tomllib.loads((dist / "pyproject.toml").read_text())["project"]
+    """Siblings are declared by name; the metadata hook pins them to the one VERSION."""
+    pyproject = tomllib.loads((dist / "pyproject.toml").read_text())
+    meta = pyproject["project"]
+    hook = pyproject["tool"]["hatch"]["metadata"]["hooks"]["custom"]
+    assert {"version", "dependencies"} <= set(meta.get("dynamic", [])), (
+        f"{dist.name}: version and dependencies come from VERSION via tools/release"
+    )
     owner = {subpackage_of(d): d.name for d in distributions()}
-    versions = {
-        d.name: tomllib.loads((d / "pyproject.toml").read_text())["project"]["version"]
-        for d in distributions()
-    }
     used = {owner[n] for n in imported_accel_subpackages(dist / "src") if n in owner}
     used.discard(dist.name)
-    declared = {dep.split("==")[0].strip(): dep for dep in meta.get("dependencies", [])}
+    declared = {dep.split("[")[0].strip(): dep for dep in hook.get("dependencies", [])}
     for sibling in used:
         assert sibling in declared, f"{dist.name} imports {sibling} but does not depend on it"
-        assert declared[sibling] == f"{sibling}=={versions[sibling]}", (
-            f"{dist.name} must pin {sibling}=={versions[sibling]} exactly, has {declared[sibling]!r}"
-        )
-    assert meta["version"] == versions["accel-state"], "all wheels share one version"
+    try:  # the built (editable) metadata of this environment carries the pins
+        requires = importlib.metadata.requires(dist.name) or []
+    except importlib.metadata.PackageNotFoundError:
+        return  # accel-xla lives in its own environment; tools/release/check.py checks it
+    version = (ROOT / "VERSION").read_text().strip()
+    assert importlib.metadata.version(dist.name) == version
+    for sibling in used:
+        assert f"{sibling}=={version}" in requires, (dist.name, sibling, requires)
 
 
 def test_launcher_facing_modules_import_without_torch() -> None:

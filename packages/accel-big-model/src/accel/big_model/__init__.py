@@ -15,6 +15,9 @@ Example:
 from __future__ import annotations
 
 from accel.state.lazy import lazy_exports
+from accel.state.versions import require_siblings
+
+require_siblings("accel-big-model")  # one release of accel installed, or a clear ImportError
 
 _EXPORTS = {
     "has_offloaded_params": ".module_utils",

@@ -11,12 +11,14 @@ import os
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, MutableMapping
+from typing import Any
 
 import torch
 from torch import nn
 
 from accel.state.availability import is_npu_available
 from accel.state.enums import CustomDtype
+from accel.state.nvml import nvml_free_memory
 
 logger = logging.getLogger(__name__)
 
@@ -297,15 +299,34 @@ def _accelerator() -> tuple[str, object | None]:
     return "cpu", None
 
 
+def _nvml_free_memory(cuda: Any) -> dict[int, int]:
+    """Free bytes per CUDA ordinal from NVML (accel-core[cuda]): no CUDA context, no memory
+    spent on one. Empty on ROCm or when NVML is missing; callers then ask torch."""
+    if getattr(torch.version, "hip", None):
+        return {}
+    try:
+        uuids = {
+            index: str(cuda.get_device_properties(index).uuid)
+            for index in range(cuda.device_count())
+        }
+    except Exception:  # an old torch without .uuid, or a half-installed driver
+        return {}
+    free = nvml_free_memory(list(uuids.values())) or {}
+    return {index: free[uuid] for index, uuid in uuids.items() if uuid in free}
+
+
 def _detect_max_memory(headroom: float) -> dict[DeviceKey, int]:
     budgets: dict[DeviceKey, int] = {}
     kind, backend = _accelerator()
     integrated = False
     if backend is not None:
+        from_nvml = _nvml_free_memory(backend) if kind == "cuda" else {}
         for index in range(backend.device_count()):
             try:
-                torch.empty(1, device=torch.device(kind, index))  # initialise the context
-                free = backend.mem_get_info(index)[0]
+                free = from_nvml.get(index)
+                if free is None:
+                    torch.empty(1, device=torch.device(kind, index))  # initialise the context
+                    free = backend.mem_get_info(index)[0]
             except Exception:
                 logger.info("%s:%d is not usable; skipping it", kind, index)
                 continue

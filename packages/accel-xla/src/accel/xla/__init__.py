@@ -14,6 +14,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from accel.state.lazy import lazy_exports
+from accel.state.versions import require_siblings
+
+require_siblings("accel-xla")  # one release of accel installed, or a clear ImportError
 
 _EXPORTS = {
     "XLA_BACKEND": ".backend",

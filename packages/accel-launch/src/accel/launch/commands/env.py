@@ -16,6 +16,7 @@ import os
 import platform
 import shutil
 import sys
+from pathlib import Path
 from typing import Any
 
 
@@ -48,6 +49,18 @@ def _versions() -> list[tuple[str, str]]:
         if name.startswith("accel-") or name in ("accelerate", "numpy", "deepspeed", "torch-xla"):
             found.setdefault(name, dist.version)
     return sorted(found.items())
+
+
+def _accel_command() -> str:
+    """This environment's ``accel`` script, and whether the shell finds the same one."""
+    on_path = shutil.which("accel")
+    here = Path(sys.executable).parent / "accel"
+    if not here.is_file():
+        return on_path or "not on PATH"
+    if on_path is not None and Path(on_path).resolve() == here.resolve():
+        return on_path
+    found = f"the shell finds {on_path}" if on_path else "its folder is not on PATH"
+    return f"{here} ({found})"
 
 
 def _memory() -> str:
@@ -91,14 +104,16 @@ def report(config_file: str | None = None) -> str:
         True
     """
     from accel.launch.config_file import ConfigError, load_config, resolve_config_path
+    from accel.state.nvml import nvml_report
 
     info: list[tuple[str, str]] = [
         ("Platform", platform.platform()),
         ("Python version", f"{platform.python_version()} ({sys.executable})"),
-        ("`accel` command", shutil.which("accel") or "not on PATH"),
+        ("`accel` command", _accel_command()),
     ]
     info += [(f"{name} version", version) for name, version in _versions()]
     info += _torch_lines()
+    info.append(("NVML", nvml_report().summary()))
     info.append(("CPUs", str(os.cpu_count())))
     info.append(("System RAM", _memory()))
     path, source = resolve_config_path(config_file)

@@ -1,0 +1,213 @@
+"""Build every accel wheel and sdist, then check what a user would install.
+
+Checks, per distribution:
+- ``twine check --strict``: the metadata and the README render on PyPI;
+- the version is the workspace's ``VERSION`` (through the package's version template);
+- every sibling requirement is pinned ``==VERSION`` (extras included);
+- the wheel ships only ``accel/<name>/`` with ``py.typed``, no ``accel/__init__.py``, and
+  the LICENSE; the sdist carries LICENSE, README, ``VERSION`` and the metadata hook, so it
+  builds a wheel on its own (``uv build`` builds each wheel from its sdist);
+- classifiers, project URLs, keywords, the license expression, and a README with an install
+  line and an example.
+
+Usage::
+
+    uv run python tools/release/check.py            # builds into a temporary folder
+    uv run python tools/release/check.py --out dist # keeps the files
+
+Example:
+    >>> from tools.release.check import check_dist  # doctest: +SKIP
+    >>> check_dist(Path("dist"), "0.1.0")  # doctest: +SKIP
+    []
+"""
+
+from __future__ import annotations
+
+import argparse
+import email.parser
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SDIST_FILES = ("LICENSE", "README.md", "pyproject.toml", "hatch_build.py", "VERSION", "PKG-INFO")
+SDIST_FILES += ("_release/metadata_hook.py",)
+REQUIRED_FIELDS = ("Classifier", "Project-URL", "Keywords", "License-Expression", "Summary")
+
+
+def _toml(path: Path) -> dict:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+    with open(path, "rb") as handle:
+        return tomllib.load(handle)
+
+
+def packages() -> dict[str, Path]:
+    """Distribution name -> folder, for every workspace member.
+
+    Example:
+        >>> "accel-core" in packages()
+        True
+    """
+    found = {}
+    for folder in sorted((ROOT / "packages").iterdir()):
+        if (folder / "pyproject.toml").is_file():
+            found[_toml(folder / "pyproject.toml")["project"]["name"]] = folder
+    return found
+
+
+def expected_version(folder: Path, base: str) -> str:
+    """The version the package at ``folder`` must carry, given the workspace ``base`` version.
+
+    Example:
+        >>> expected_version(ROOT / "packages" / "accel-ops", "0.1.0")
+        '0.1.0'
+    """
+    hook = _toml(folder / "pyproject.toml")["tool"]["hatch"]["metadata"]["hooks"]["custom"]
+    return str(hook.get("version", "{version}")).format(version=base)
+
+
+def build(out: Path) -> None:
+    """``uv build --all-packages`` into ``out``: an sdist per package, its wheel built from it."""
+    uv = shutil.which("uv")
+    if uv is None:
+        raise SystemExit("uv is not on PATH (pip install uv)")
+    proc = subprocess.run(
+        [uv, "build", "--all-packages", "-o", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"uv build failed:\n{proc.stderr}")
+
+
+def _metadata(wheel: Path) -> email.message.Message:
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        return email.parser.Parser().parsestr(archive.read(name).decode())
+
+
+def _sibling_pins(meta: email.message.Message, siblings: set[str], base: str) -> list[str]:
+    problems = []
+    for requirement in meta.get_all("Requires-Dist") or []:
+        match = re.match(r"([A-Za-z0-9._-]+)\s*(\[[^\]]*\])?\s*([^;]*)", requirement)
+        if match is None:
+            problems.append(f"unreadable requirement {requirement!r}")
+            continue
+        name = match.group(1).lower().replace("_", "-")
+        if name in siblings and match.group(3).strip() != f"=={base}":
+            problems.append(f"sibling requirement {requirement!r} is not pinned =={base}")
+    return problems
+
+
+def _wheel_files(wheel: Path, dist: str) -> list[str]:
+    own = "accel/" + dist.removeprefix("accel-").replace("-", "_") + "/"
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+    problems = []
+    code = [n for n in names if ".dist-info/" not in n]
+    if "accel/__init__.py" in code:
+        problems.append("ships accel/__init__.py (accel is a namespace package)")
+    strays = [n for n in code if not n.startswith(own)]
+    if strays:
+        problems.append(f"ships files outside {own}: {strays[:5]}")
+    if f"{own}py.typed" not in names:
+        problems.append(f"no {own}py.typed")
+    if not any(n.endswith(".dist-info/licenses/LICENSE") for n in names):
+        problems.append("no LICENSE in .dist-info/licenses/")
+    return problems
+
+
+def _sdist_files(sdist: Path) -> list[str]:
+    with tarfile.open(sdist) as archive:
+        names = {n.split("/", 1)[1] for n in archive.getnames() if "/" in n}
+    return [f"sdist lacks {f}" for f in SDIST_FILES if f not in names]
+
+
+def _description(meta: email.message.Message) -> list[str]:
+    problems = [f"no {field}" for field in REQUIRED_FIELDS if not meta.get(field)]
+    body = meta.get_payload()
+    if not isinstance(body, str) or body.count("\n") < 15:
+        problems.append("long description is shorter than 15 lines")
+    elif "pip install" not in body or "```python" not in body:
+        problems.append("long description has no install line or no python example")
+    return problems
+
+
+def check_dist(out: Path, base: str) -> list[str]:
+    """Every problem found in the wheels and sdists in ``out`` (empty when all is well).
+
+    Example:
+        >>> check_dist(Path("dist"), "0.1.0")  # doctest: +SKIP
+        []
+    """
+    members = packages()
+    siblings = set(members)
+    problems: list[str] = []
+    for dist, folder in members.items():
+        stem = dist.replace("-", "_")
+        version = expected_version(folder, base)
+        wheel = out / f"{stem}-{version}-py3-none-any.whl"
+        sdist = out / f"{stem}-{version}.tar.gz"
+        missing = [p.name for p in (wheel, sdist) if not p.is_file()]
+        if missing:
+            problems.append(f"{dist}: {missing} not built (expected version {version})")
+            continue
+        meta = _metadata(wheel)
+        found = [
+            *_sibling_pins(meta, siblings, base),
+            *_wheel_files(wheel, dist),
+            *_sdist_files(sdist),
+            *_description(meta),
+        ]
+        problems += [f"{dist}: {p}" for p in found]
+    twine = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "twine",
+            "check",
+            "--strict",
+            *map(str, sorted([*out.glob("*.whl"), *out.glob("*.tar.gz")])),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if twine.returncode != 0:
+        problems.append(f"twine check --strict failed:\n{twine.stdout}{twine.stderr}")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build (unless ``--no-build``) and check; print the problems; 0 when there are none."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=None, help="folder for the built files")
+    parser.add_argument("--no-build", action="store_true", help="check the files in --out")
+    args = parser.parse_args(argv)
+    if args.no_build and args.out is None:
+        parser.error("--no-build needs --out (the folder holding the built files)")
+    base = (ROOT / "VERSION").read_text().strip()
+    out = args.out or Path(tempfile.mkdtemp(prefix="accel-dist-"))
+    out.mkdir(parents=True, exist_ok=True)
+    if not args.no_build:
+        build(out)
+    problems = check_dist(out, base)
+    for problem in problems:
+        print(f"FAIL {problem}")
+    count = len(list(out.glob("*.whl")))
+    print(f"{'FAILED' if problems else 'OK'}: {count} wheels and sdists of {base} in {out}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
