@@ -8,7 +8,8 @@ other lands in the ``MISSING`` table with the accel area that would own it.
 Run it in the dev environment (which has the real ``accelerate``) after names were added to
 accel packages:
 
-    uv run python tools/compat/gen_mapping.py
+    uv run python tools/compat/gen_mapping.py          # rewrite the table
+    uv run python tools/compat/gen_mapping.py --check  # exit 1 if it is out of date
 """
 
 from __future__ import annotations
@@ -188,7 +189,8 @@ def area(origin: str) -> str:
     return "accel compat names (issue #14)"
 
 
-def main() -> None:
+def render() -> tuple[str, int, int]:
+    """The text of ``_mapping.py`` and the mapped / missing counts."""
     index = accel_index()
     names: dict[str, dict[str, str]] = {}
     missing: dict[str, dict[str, str]] = {}
@@ -209,14 +211,24 @@ def main() -> None:
         f"NAMES: dict[str, dict[str, str]] = {pprint.pformat(names, width=100, sort_dicts=True)}\n\n"
         f"MISSING: dict[str, dict[str, str]] = {pprint.pformat(missing, width=100, sort_dicts=True)}\n"
     )
-    TARGET.write_text(body)
-    found = sum(len(v) for v in names.values())
-    lost = sum(len(v) for v in missing.values())
     used = {t for table in names.values() for t in table.values()}
     for target in UNEXPORTED:
         if target in used:
             print(f"gen_mapping: mapped to a module, not a package export: {target}")
+    return body, sum(len(v) for v in names.values()), sum(len(v) for v in missing.values())
+
+
+def main(argv: list[str]) -> int:
+    body, found, lost = render()
+    if "--check" in argv:
+        if TARGET.read_text() != body:
+            print(f"gen_mapping: {TARGET.relative_to(ROOT)} is out of date; rerun {__file__}")
+            return 1
+        print(f"gen_mapping: up to date ({found} names mapped, {lost} missing)")
+        return 0
+    TARGET.write_text(body)
     print(f"gen_mapping: {found} names mapped, {lost} missing -> {TARGET.relative_to(ROOT)}")
+    return 0
 
 
 def _is_submodule(module: str, name: str) -> bool:
@@ -227,4 +239,4 @@ def _is_submodule(module: str, name: str) -> bool:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(sys.argv[1:]))
