@@ -100,6 +100,19 @@ def peft(workdir: str) -> dict:
     }
 
 
+def tokenizer() -> object:
+    """A word-level tokenizer over the tiny model's 64 ids, built in code (no hub)."""
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {f"t{i}": i for i in range(64)}
+    core = Tokenizer(WordLevel(vocab, unk_token="t63"))
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="t0", eos_token="t0", unk_token="t63"
+    )
+
+
 def trl(workdir: str) -> dict:
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
@@ -119,7 +132,9 @@ def trl(workdir: str) -> dict:
         disable_tqdm=True,
         dataset_text_field=None,
     )
-    trainer = SFTTrainer(model=tiny().train(), args=config, train_dataset=data)
+    trainer = SFTTrainer(
+        model=tiny().train(), args=config, train_dataset=data, processing_class=tokenizer()
+    )
     trainer.train()
     return {"losses": [e["loss"] for e in trainer.state.log_history if "loss" in e]}
 

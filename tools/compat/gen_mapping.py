@@ -50,6 +50,7 @@ MODULES = [
     "accelerate.utils.operations",
     "accelerate.utils.other",
     "accelerate.utils.random",
+    "accelerate.utils.versions",
 ]
 
 # Where accel looks for a name, owners first (accel.core re-exports lower packages' names).

@@ -706,6 +706,10 @@ NAMES: dict[str, dict[str, str]] = {
         "synchronize_rng_state": "accel.ops:synchronize_rng_state",
         "synchronize_rng_states": "accel.ops:synchronize_rng_states",
     },
+    "accelerate.utils.versions": {
+        "compare_versions": "accel.state.availability:compare_versions",
+        "is_torch_version": "accel.state:is_torch_version",
+    },
 }
 
 MISSING: dict[str, dict[str, str]] = {
@@ -981,4 +985,5 @@ MISSING: dict[str, dict[str, str]] = {
         "np_core": "model helpers (accel-core)",
         "recursive_getattr": "model helpers (accel-core)",
     },
+    "accelerate.utils.versions": {"torch_version": "accel compat names (issue #14)"},
 }
