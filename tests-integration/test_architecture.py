@@ -5,6 +5,7 @@
 - Packages import each other only along the declared dependency arrows, and the arrows match
   each wheel's ``pyproject.toml`` dependencies.
 - The launcher-facing modules of accel-state import without torch.
+- accel-compat ships only ``accelerate/`` and maps names onto the packages below it.
 """
 
 from __future__ import annotations
@@ -48,8 +49,40 @@ TORCH_FREE_MODULES = [
 ]
 
 
+COMPAT = PACKAGES / "accel-compat"
+# accel-compat (the `accelerate` import name) may map names onto these (DESIGN.md).
+COMPAT_ALLOWED = {
+    "accel-state",
+    "accel-ops",
+    "accel-big-model",
+    "accel-launch",
+    "accel-core",
+    "accel-deepspeed",
+}
+
+
 def distributions() -> list[Path]:
-    return sorted(p for p in PACKAGES.iterdir() if (p / "pyproject.toml").is_file())
+    """The wheels shipping ``accel/<name>/`` (accel-compat ships ``accelerate/`` instead)."""
+    return sorted(p for p in PACKAGES.iterdir() if (p / "pyproject.toml").is_file() and p != COMPAT)
+
+
+def test_compat_wheel_ships_only_accelerate_and_maps_onto_allowed_packages() -> None:
+    assert not (COMPAT / "src" / "accel").exists()
+    assert [p.name for p in (COMPAT / "src").iterdir()] == ["accelerate"]
+    meta = tomllib.loads((COMPAT / "pyproject.toml").read_text())["project"]
+    accel_version = tomllib.loads((PACKAGES / "accel-state" / "pyproject.toml").read_text())[
+        "project"
+    ]["version"]
+    assert meta["name"] == "accelerate"
+    assert meta["version"] == f"1.15.0+accel{accel_version}"
+    assert meta["dependencies"] == [f"accel-core=={accel_version}"]
+    owner = {subpackage_of(d): d.name for d in distributions()}
+    namespace: dict = {}
+    exec((COMPAT / "src/accelerate/_mapping.py").read_text(), namespace)
+    targets = {t.split(":")[0] for table in namespace["NAMES"].values() for t in table.values()}
+    used = {owner[t.split(".")[1]] for t in targets}
+    assert used <= COMPAT_ALLOWED, sorted(used - COMPAT_ALLOWED)
+    assert imported_accel_subpackages(COMPAT / "src") == set(), "the compat wheel imports by name"
 
 
 def subpackage_of(dist: Path) -> str:

@@ -265,6 +265,15 @@ def test_get_max_memory_converts_string_budgets_in_the_callers_dict():
     result = get_max_memory(budget, headroom=0.5)
     assert budget == {"cpu": 10**6, "cuda:0": 2 * 10**6, "disk": 5}
     assert result == {0: 10**6, "cpu": 10**6, "disk": 5}
+def test_get_max_memory_converts_the_callers_string_sizes_in_place():
+    # transformers' from_pretrained reads the caller's dict back and compares with integers.
+    budget = {"cpu": "60KB", 0: 500, "disk": "1GiB"}
+    assert get_max_memory(budget) == {0: 500, "cpu": 60_000, "disk": 2**30}
+    assert budget == {"cpu": 60_000, 0: 500, "disk": 2**30}
+    bad = {"cpu": "1GB", 0: "lots"}
+    with pytest.raises(ValueError, match="'lots'"):
+        get_max_memory(bad)
+    assert bad == {"cpu": "1GB", 0: "lots"}  # untouched when any entry is invalid
 
 
 def test_buffers_are_mapped_when_a_module_with_direct_buffers_is_split():

@@ -90,6 +90,13 @@ def test_defaults():
     assert "NO" in repr(accelerator)
 
 
+def test_parallelism_config_is_read_back_from_the_state():
+    # TRL's SFTTrainer reads accelerator.parallelism_config (None when none was given).
+    accelerator = Accelerator(cpu=True)
+    assert accelerator.parallelism_config is None
+    assert accelerator.parallelism_config is accelerator.state.parallelism_config
+
+
 def test_cpu_flag_and_env():
     assert Accelerator(cpu=True).device == torch.device("cpu")
     accel.state.reset_state()

@@ -375,20 +375,19 @@ def get_max_memory(
     minus ``headroom`` (default :data:`DEFAULT_ACCELERATOR_HEADROOM`, i.e. 10% is left for
     activations) and the available CPU RAM. Otherwise ``max_memory`` is validated and copied,
     sizes like ``"10GiB"`` converted to bytes, keys like ``"cuda:1"`` turned into ``1``; it
-    is used as given unless ``headroom`` is passed explicitly. String sizes are also replaced
-    by their byte counts in the caller's dict (Accelerate does this and transformers relies on
-    it); keys there are left as given. Integer keys mean accelerator
+    is used as given unless ``headroom`` is passed explicitly. Integer keys mean accelerator
     ordinals whether or not those accelerators exist here, so maps can be planned on any host.
+    As in Accelerate, string sizes in the caller's dict are replaced by their byte counts
+    (once the whole dict is valid): transformers reads them back as integers.
 
     Example:
-        >>> get_max_memory({"cpu": "1GB", 0: "500MB"})
+        >>> budget = {"cpu": "1GB", 0: "500MB"}
+        >>> get_max_memory(budget)
         {0: 500000000, 'cpu': 1000000000}
+        >>> budget
+        {'cpu': 1000000000, 0: 500000000}
         >>> get_max_memory({0: "1000MB"}, headroom=0.1)
         {0: 900000000}
-        >>> budget = {"cpu": "2GB"}
-        >>> _ = get_max_memory(budget)
-        >>> budget
-        {'cpu': 2000000000}
     """
     if headroom is not None and not 0 <= headroom < 1:
         raise ValueError(f"headroom={headroom!r} must be a fraction in [0, 1)")
@@ -396,18 +395,17 @@ def get_max_memory(
         return _detect_max_memory(DEFAULT_ACCELERATOR_HEADROOM if headroom is None else headroom)
 
     budgets: dict[DeviceKey, int] = {}
+    converted: dict[object, int] = {}
     for raw_key, raw_value in max_memory.items():
         key = _device_key(raw_key)
         try:
             value = convert_file_size_to_int(raw_value)
         except ValueError as err:
             raise ValueError(f"max_memory[{raw_key!r}]: {err}") from None
+        if isinstance(raw_value, str):
+            converted[raw_key] = value
         if key in budgets:
             raise ValueError(f"max_memory names device {key!r} twice (as {raw_key!r})")
-        if isinstance(raw_value, str) and isinstance(max_memory, MutableMapping):
-            # Like Accelerate, sizes given as strings are converted in the caller's dict too:
-            # transformers reads them back as integers after calling this.
-            max_memory[raw_key] = value
         if headroom and (isinstance(key, int) or key == "mps"):
             value = int(value * (1 - headroom))
         budgets[key] = value
@@ -422,5 +420,7 @@ def get_max_memory(
         logger.warning("max_memory names devices %s but only %d are present", missing, present)
     elif missing:
         logger.info("planning for accelerators %s that this machine does not have", missing)
+    if converted and isinstance(max_memory, MutableMapping):
+        max_memory.update(converted)
     order = ordinals + [k for k in _DEVICE_ORDER if k in budgets]
     return {k: budgets[k] for k in order}

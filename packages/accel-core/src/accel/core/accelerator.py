@@ -387,6 +387,17 @@ class Accelerator:
         return self.state.is_fsdp2
 
     @property
+    def parallelism_config(self) -> Any:
+        """The ``parallelism_config`` given to the state (``None`` unless one was passed);
+        TRL's ``SFTTrainer`` reads it to decide on context parallelism.
+
+        Example:
+            >>> Accelerator().parallelism_config is None  # doctest: +SKIP
+            True
+        """
+        return self.state.parallelism_config
+
+    @property
     def split_batches(self) -> bool:
         """Whether each batch of a prepared dataloader is split across processes.
 

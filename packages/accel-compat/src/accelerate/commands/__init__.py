@@ -1,0 +1,1 @@
+"""``accelerate.commands``: the command-line modules clients import (``launch``, ``config``)."""

@@ -1,0 +1,5 @@
+"""``accelerate.optimizer``: Accelerate's names, served from accel (see ``accelerate._mapping``)."""
+
+from accelerate._lazy import serve
+
+__getattr__, __dir__ = serve(globals())

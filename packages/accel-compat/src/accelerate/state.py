@@ -1,0 +1,9 @@
+"""``accelerate.state``: Accelerate's names, served from accel (see ``accelerate._mapping``).
+
+Example:
+    >>> from accelerate.state import PartialState  # doctest: +SKIP
+"""
+
+from accelerate._lazy import serve
+
+__getattr__, __dir__ = serve(globals())

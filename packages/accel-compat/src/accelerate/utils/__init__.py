@@ -1,0 +1,9 @@
+"""``accelerate.utils``: Accelerate's names, served from accel (see ``accelerate._mapping``).
+
+Example:
+    >>> from accelerate.utils import set_seed  # doctest: +SKIP
+"""
+
+from accelerate._lazy import serve
+
+__getattr__, __dir__ = serve(globals())
