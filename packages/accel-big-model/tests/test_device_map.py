@@ -265,6 +265,8 @@ def test_get_max_memory_converts_string_budgets_in_the_callers_dict():
     result = get_max_memory(budget, headroom=0.5)
     assert budget == {"cpu": 10**6, "cuda:0": 2 * 10**6, "disk": 5}
     assert result == {0: 10**6, "cpu": 10**6, "disk": 5}
+
+
 def test_get_max_memory_converts_the_callers_string_sizes_in_place():
     # transformers' from_pretrained reads the caller's dict back and compares with integers.
     budget = {"cpu": "60KB", 0: 500, "disk": "1GiB"}
