@@ -34,6 +34,9 @@ REFERENCE_ONLY = ("migration_script_single_process", "train_blocks")
 DISTRIBUTED_CHECKS = [name for name in declared_checks(WORKER) if name not in REFERENCE_ONLY]
 
 FP32 = 1e-6  # absolute tolerance (plus 1e-5 relative) for float32 weights
+# FSDP2 reduce-scatters each rank's half-batch gradient and averages the shards: a different
+# float32 summation order than one process on the whole batch (measured ~2e-6 after 6 steps).
+FP32_SHARDED = 1e-5
 BF16 = 1e-2  # bf16 rounds each half batch's gradient on its own: ~4e-3 apart after 6 steps
 # 2-process value -> (1-process reference value, absolute tolerance, ranks that hold it)
 EQUIVALENCE = {
@@ -41,9 +44,9 @@ EQUIVALENCE = {
     "weights_accumulate": ("weights_accumulate", FP32, RANKS),
     "weights_bf16": ("weights_bf16", BF16, RANKS),
     # Accelerate's get_state_dict under FSDP2 gathers the full weights on rank 0 only
-    "weights_fsdp_transformer_wrap": ("weights_blocks", FP32, (0,)),
-    "weights_fsdp_size_wrap": ("weights_blocks", FP32, (0,)),
-    "weights_fsdp_sharded": ("weights_blocks", FP32, RANKS),
+    "weights_fsdp_transformer_wrap": ("weights_blocks", FP32_SHARDED, (0,)),
+    "weights_fsdp_size_wrap": ("weights_blocks", FP32_SHARDED, (0,)),
+    "weights_fsdp_sharded": ("weights_blocks", FP32_SHARDED, RANKS),
 }
 
 
