@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 from launching import WORKERS, LaunchResult, run_distributed, run_processes
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 TIMEOUT = 150.0
 TOTAL_LIMIT = 2

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from launching import LaunchResult, accel_launch
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 DEFAULT_RUNS = {"ddp": 3, "fsdp2": 1, "async_save": 1, "deepspeed": 1}
 CHECKPOINT_MARKER = "accel_checkpoint.json"  # written when a save_state folder is complete

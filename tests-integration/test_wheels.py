@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 VERSION = (ROOT / "VERSION").read_text().strip()
 INSTALL_TIMEOUT = 900  # a cold uv cache downloads torch (~3 GB)
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 TRAIN = """\
 import torch
