@@ -38,7 +38,8 @@ from accel.core import (
 )
 from accel.state import reset_state
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # ~50 Accelerators and a few compiles: 30-120 s on 2 busy cores
+# ~50 Accelerators and a few compiles: 30-120 s on 2 busy cores
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 DATACLASSES = (
     AutocastKwargs,
