@@ -27,7 +27,12 @@ DISTRIBUTION_OF = {
 }
 # Imported only when present, to serve objects or environments the user brings along.
 OPTIONAL_INTEGRATIONS = {
-    "accel-state": {"torch_npu": "Ascend NPUs: vendor-installed torch plugin"},
+    "accel-state": {
+        "torch_npu": "Ascend NPUs: vendor-installed torch plugin",
+        "habana_frameworks": "Gaudi HPUs: vendor-installed torch plugin",
+        "bitsandbytes": "is_bitsandbytes_multi_backend_available asks an installed bitsandbytes",
+        "transformer_engine": "is_transformer_engine_mxfp8_available asks an installed TE",
+    },
     "accel-ops": {"torch_xla": "RNG state on XLA devices; accel-xla brings torch-xla"},
     "accel-launch": {"IPython": "notebook_launcher detects a running notebook"},
     "accel-big-model": {
@@ -35,7 +40,12 @@ OPTIONAL_INTEGRATIONS = {
         "timm": "estimate-memory for a timm model the user names",
         "psutil": "more accurate free RAM when present",
     },
-    "accel-core": {"datasets": "recognises a datasets.IterableDataset the user passes"},
+    "accel-core": {
+        "datasets": "recognises a datasets.IterableDataset the user passes",
+        "torchao": "fp8 training (mixed_precision='fp8') with the torchao the user installs",
+        "peft": "recognises a PEFT model the user passes (is_peft_model, adapter_only)",
+        "tqdm": "accel.core.tqdm wraps the tqdm the user (or transformers) installs",
+    },
 }
 
 
@@ -55,8 +65,12 @@ def _name(requirement: str) -> str:
 
 
 def _declared(package: Path) -> tuple[set[str], set[str]]:
-    """(required, from extras) distribution names, read from the metadata hook's config."""
-    hook = _toml(package / "pyproject.toml")["tool"]["hatch"]["metadata"]["hooks"]["custom"]
+    """(required, from extras) distribution names, read from the metadata hook's config (or
+    from ``[project]`` for the compat wheel, whose metadata is static)."""
+    data = _toml(package / "pyproject.toml")
+    hook = data.get("tool", {}).get("hatch", {}).get("metadata", {}).get("hooks", {}).get("custom")
+    if hook is None:
+        hook = data["project"]
     required = {_name(r) for r in hook.get("dependencies", [])}
     extras = {_name(r) for reqs in hook.get("optional-dependencies", {}).values() for r in reqs}
     return required, extras
@@ -88,9 +102,10 @@ def test_every_third_party_import_is_declared(package: Path) -> None:
     required, extras = _declared(package)
     optional = OPTIONAL_INTEGRATIONS.get(package.name, {})
     problems = []
+    own = {p.name for p in (package / "src").iterdir() if p.is_dir()}  # accel; accelerate
     for source in sorted((package / "src").rglob("*.py")):
         for module, unconditional, line in _imports(ast.parse(source.read_text(), str(source))):
-            if module in sys.stdlib_module_names or module in ("accel", "__future__"):
+            if module in sys.stdlib_module_names or module in own | {"accel", "__future__"}:
                 continue
             dist = DISTRIBUTION_OF.get(module, module).lower().replace("_", "-")
             where = f"{source.relative_to(ROOT)}:{line} imports {module}"

@@ -54,24 +54,6 @@ _HANDLER_SLOTS = {
 }
 
 
-# Arguments Accelerate has whose features accel does not implement yet: refused, not ignored.
-_UNIMPLEMENTED = {
-    "torch_tp_plugin": "tensor parallelism (TorchTensorParallelPlugin)",
-    "megatron_lm_plugin": "Megatron-LM",
-    "parallelism_config": "ParallelismConfig (N-D parallelism)",
-}
-
-
-def _refuse_unimplemented(**arguments: Any) -> None:
-    for name, value in arguments.items():
-        if value is not None:
-            raise ValueError(
-                f"Accelerator({name}={type(value).__name__}(...)): accel does not implement "
-                f"{_UNIMPLEMENTED[name]} yet; leave {name}=None (use fsdp_plugin or "
-                "deepspeed_plugin for sharded training)"
-            )
-
-
 def _has_multi_device_map(model: torch.nn.Module) -> bool:
     device_map = getattr(model, "hf_device_map", None)
     return isinstance(device_map, dict) and len(set(map(str, device_map.values()))) > 1
@@ -120,11 +102,7 @@ class Accelerator:
         deepspeed_plugins: Any = None,
         parallelism_config: Any = None,
     ) -> None:
-        _refuse_unimplemented(
-            torch_tp_plugin=torch_tp_plugin,
-            megatron_lm_plugin=megatron_lm_plugin,
-            parallelism_config=parallelism_config,
-        )
+        check_parallelism_options(parallelism_config, torch_tp_plugin, megatron_lm_plugin)
         self._read_handlers(kwargs_handlers or [])
         self.project_configuration = project_config or ProjectConfiguration(project_dir=project_dir)
         if project_dir is not None and self.project_configuration.project_dir is None:
@@ -143,7 +121,6 @@ class Accelerator:
                 "pass either deepspeed_plugin or deepspeed_plugins to Accelerator, not both"
             )
         deepspeed_plugin = deepspeed_plugin if deepspeed_plugin is not None else deepspeed_plugins
-        check_parallelism_options(parallelism_config, torch_tp_plugin, megatron_lm_plugin)
         if fsdp_plugin is None and env.read_flag(env.USE_FSDP):
             fsdp_plugin = FullyShardedDataParallelPlugin()
 
