@@ -56,9 +56,13 @@ def packages() -> dict[str, Path]:
         >>> "accel-core" in packages()
         True
     """
+    excluded = {
+        (ROOT / path).resolve()
+        for path in _toml(ROOT / "pyproject.toml")["tool"]["uv"]["workspace"].get("exclude", [])
+    }
     found = {}
     for folder in sorted((ROOT / "packages").iterdir()):
-        if (folder / "pyproject.toml").is_file():
+        if (folder / "pyproject.toml").is_file() and folder.resolve() not in excluded:
             found[_toml(folder / "pyproject.toml")["project"]["name"]] = folder
     return found
 
