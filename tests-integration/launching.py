@@ -164,6 +164,45 @@ def _communicate(process: subprocess.Popen, deadline: float) -> tuple[str, str, 
         return stdout, stderr, True
 
 
+def _worker_and_out_dir(script: str | Path, out_dir: Path | None) -> tuple[Path, Path]:
+    """``script`` resolved against ``WORKERS``, and ``out_dir`` (a new temporary one if None)."""
+    script = Path(script)
+    if not script.is_absolute():
+        script = WORKERS / script
+    out_dir = (
+        Path(tempfile.mkdtemp(prefix=f"accel-it-{script.stem}-")) if out_dir is None else out_dir
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return script, out_dir
+
+
+def _run_job(
+    command: list[str], name: str, env: Mapping[str, str] | None, out_dir: Path, timeout: float
+) -> LaunchResult:
+    """Run ``command`` in a cleaned environment plus ``env`` and ``ACCEL_IT_OUT=out_dir``,
+    killing its process tree after ``timeout`` seconds."""
+    environ = clean_environment({**(env or {}), "ACCEL_IT_OUT": str(out_dir)})
+    started = time.monotonic()
+    process = subprocess.Popen(
+        command,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    stdout, stderr, timed_out = _communicate(process, started + timeout)
+    return LaunchResult(
+        name=name,
+        returncode=process.returncode,
+        stdout=stdout,
+        stderr=stderr,
+        reports=_read_reports(out_dir),
+        elapsed=time.monotonic() - started,
+        timed_out=timed_out,
+    )
+
+
 def run_distributed(
     script: str | Path,
     nproc: int = 2,
@@ -184,13 +223,7 @@ def run_distributed(
         >>> result.status("gather_tensor", 1)  # doctest: +SKIP
         'ok'
     """
-    script = Path(script)
-    if not script.is_absolute():
-        script = WORKERS / script
-    out_dir = (
-        Path(tempfile.mkdtemp(prefix=f"accel-it-{script.stem}-")) if out_dir is None else out_dir
-    )
-    out_dir.mkdir(parents=True, exist_ok=True)
+    script, out_dir = _worker_and_out_dir(script, out_dir)
     command = [
         sys.executable,
         "-m",
@@ -206,26 +239,7 @@ def run_distributed(
         str(script),
         *args,
     ]
-    environ = clean_environment({**(env or {}), "ACCEL_IT_OUT": str(out_dir)})
-    started = time.monotonic()
-    process = subprocess.Popen(
-        command,
-        env=environ,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    stdout, stderr, timed_out = _communicate(process, started + timeout)
-    return LaunchResult(
-        name=f"{script.name} {' '.join(args)}".strip(),
-        returncode=process.returncode,
-        stdout=stdout,
-        stderr=stderr,
-        reports=_read_reports(out_dir),
-        elapsed=time.monotonic() - started,
-        timed_out=timed_out,
-    )
+    return _run_job(command, f"{script.name} {' '.join(args)}".strip(), env, out_dir, timeout)
 
 
 def accel_launch(
@@ -244,34 +258,10 @@ def accel_launch(
         >>> accel_launch("clean_exit.py", args=["ddp"]).returncode  # doctest: +SKIP
         0
     """
-    script = Path(script)
-    if not script.is_absolute():
-        script = WORKERS / script
-    out_dir = (
-        Path(tempfile.mkdtemp(prefix=f"accel-it-{script.stem}-")) if out_dir is None else out_dir
-    )
-    out_dir.mkdir(parents=True, exist_ok=True)
+    script, out_dir = _worker_and_out_dir(script, out_dir)
     command = [str(ACCEL), "launch", *launch_args, str(script), *args]
-    environ = clean_environment({**(env or {}), "ACCEL_IT_OUT": str(out_dir)})
-    started = time.monotonic()
-    process = subprocess.Popen(
-        command,
-        env=environ,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    stdout, stderr, timed_out = _communicate(process, started + timeout)
-    return LaunchResult(
-        name=f"accel launch {' '.join(launch_args)} {script.name} {' '.join(args)}".strip(),
-        returncode=process.returncode,
-        stdout=stdout,
-        stderr=stderr,
-        reports=_read_reports(out_dir),
-        elapsed=time.monotonic() - started,
-        timed_out=timed_out,
-    )
+    name = f"accel launch {' '.join(launch_args)} {script.name} {' '.join(args)}".strip()
+    return _run_job(command, name, env, out_dir, timeout)
 
 
 def run_processes(
@@ -291,13 +281,7 @@ def run_processes(
         >>> envs = [{"PMI_RANK": str(r), "PMI_SIZE": "2"} for r in range(2)]
         >>> run_processes(WORKERS / "mpi_checks.py", envs)  # doctest: +SKIP
     """
-    script = Path(script)
-    if not script.is_absolute():
-        script = WORKERS / script
-    out_dir = (
-        Path(tempfile.mkdtemp(prefix=f"accel-it-{script.stem}-")) if out_dir is None else out_dir
-    )
-    out_dir.mkdir(parents=True, exist_ok=True)
+    script, out_dir = _worker_and_out_dir(script, out_dir)
     started = time.monotonic()
     processes = [
         subprocess.Popen(
