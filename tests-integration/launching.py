@@ -7,6 +7,7 @@ seconds here, so each worker is launched once per test session and the tests rea
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -153,13 +154,49 @@ def _read_reports(out_dir: Path) -> dict[int, dict]:
     return reports
 
 
+def _descendants(root: int) -> list[int]:
+    """Every live process below ``root`` (read from /proc), children before grandchildren."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    found: list[int] = []
+    pending = [root]
+    while pending:
+        for child in children.get(pending.pop(), []):
+            found.append(child)
+            pending.append(child)
+    return found
+
+
+def _kill_tree(process: subprocess.Popen) -> None:
+    """Stop ``process`` and every process below it, including workers in their own sessions.
+
+    torchrun and ``accel launch`` start each worker in a new session, so killing the launcher's
+    process group alone would leave the workers running (and holding ports and CPU) after a
+    timed-out test.
+    """
+    below = _descendants(process.pid)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    for pid in below:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def _communicate(process: subprocess.Popen, deadline: float) -> tuple[str, str, bool]:
-    """Wait for ``process`` until ``deadline``; on overrun kill its whole process group."""
+    """Wait for ``process`` until ``deadline``; on overrun kill its whole process tree."""
     try:
         stdout, stderr = process.communicate(timeout=max(deadline - time.monotonic(), 0.1))
         return stdout, stderr, False
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+        _kill_tree(process)
         stdout, stderr = process.communicate()
         return stdout, stderr, True
 
