@@ -20,17 +20,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from accel.launch.settings import (
-    DYNAMO_BACKENDS,
-    DYNAMO_MODES,
-    MIXED_PRECISIONS,
     MODE_SWITCHES,
     OPTIONS,
-    RDZV_BACKENDS,
     Resolved,
     SettingError,
     flatten_config,
     resolve,
 )
+from accel.state.options import GROUPS, Option
 
 NAME = "launch"
 PREFIX = "accel launch:"
@@ -53,8 +50,35 @@ def _add(group: Any, name: str, **kwargs: Any) -> None:
     group.add_argument(f"--{name}", dest=name, **kwargs)
 
 
-def _switch(group: Any, name: str, text: str) -> None:
-    _add(group, name, action="store_true", default=None, help=text)
+_FLAG_KWARGS: dict[str, dict[str, Any]] = {
+    "switch": {"action": "store_true"},
+    "value": {},
+    "int": {"type": int},
+    "float": {"type": float},
+    "choice": {},
+    "choice_lower": {"type": str.lower},
+}
+
+
+def add_option_flag(group: Any, entry: Option) -> None:
+    """Declare ``--<entry.name>`` in ``group`` as the option table says (``entry.flag``).
+
+    Example:
+        >>> import argparse
+        >>> from accel.state.options import option
+        >>> p = argparse.ArgumentParser()
+        >>> add_option_flag(p, option("zero_stage"))
+        >>> p.parse_args(["--zero_stage", "2"]).zero_stage
+        2
+    """
+    if entry.flag is None:
+        return
+    kwargs: dict[str, Any] = {"default": None, **_FLAG_KWARGS[entry.flag]}
+    if entry.flag in ("choice", "choice_lower"):
+        kwargs["choices"] = entry.choices
+    if entry.help is not None:
+        kwargs["help"] = entry.help
+    _add(group, entry.name, **kwargs)
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -75,61 +99,16 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--config_file", default=None, help="YAML config file to read")
     parser.add_argument("-q", "--quiet", action="store_true", help="print no launcher messages")
 
-    mode = parser.add_argument_group("hardware")
-    _switch(mode, "cpu", "run on CPU (gloo) even if GPUs are present")
-    _switch(mode, "multi_gpu", "one process per GPU (DDP)")
-    _switch(mode, "tpu", "run on TPU through torch-xla")
-    _add(mode, "gpu_ids", default=None, help="GPUs to use: 'all' or e.g. 0,1")
-    _add(mode, "mixed_precision", default=None, choices=MIXED_PRECISIONS)
-    _add(mode, "num_cpu_threads_per_process", type=int, default=None,
-         help="OMP_NUM_THREADS of each process (default: inherited, else 1)")  # fmt: skip
-
-    procs = parser.add_argument_group("processes and machines")
-    _add(procs, "num_processes", type=int, default=None, help="processes over all machines")
-    _add(procs, "num_machines", type=int, default=None)
-    _add(procs, "machine_rank", type=int, default=None, help="this machine's rank (0-based)")
-    _add(procs, "main_process_ip", default=None, help="address of machine 0")
-    _add(procs, "main_process_port", type=int, default=None, help="port on machine 0; 0 = any free")
-    _add(procs, "rdzv_backend", default=None, choices=RDZV_BACKENDS)
-    _switch(procs, "same_network", "machines share a network: static master_addr rendezvous")
-    _add(procs, "max_restarts", type=int, default=None, help="restart the group N times on failure")
-    _add(procs, "monitor_interval", type=float, default=None, help="seconds between health checks")
-    _switch(procs, "debug", "check collectives across processes (ACCEL_DEBUG_MODE)")
-
-    dynamo = parser.add_argument_group("torch.compile")
-    _add(dynamo, "dynamo_backend", default=None, type=str.lower, choices=DYNAMO_BACKENDS)
-    _add(dynamo, "dynamo_mode", default=None, choices=DYNAMO_MODES)
-    _switch(dynamo, "dynamo_use_fullgraph", "compile the whole model as one graph")
-    _switch(dynamo, "dynamo_use_dynamic", "dynamic shapes")
-
-    fsdp = parser.add_argument_group("FSDP2")
-    _switch(fsdp, "use_fsdp", "shard the model with FSDP2")
-    for name, text in (
-        ("fsdp_version", "2 (accel implements FSDP2 only)"),
-        ("fsdp_reshard_after_forward", "true/false"),
-        ("fsdp_offload_params", "true/false"),
-        ("fsdp_auto_wrap_policy", "TRANSFORMER_BASED_WRAP, SIZE_BASED_WRAP or NO_WRAP"),
-        ("fsdp_transformer_layer_cls_to_wrap", "comma-separated class names"),
-        ("fsdp_min_num_params", "for SIZE_BASED_WRAP"),
-        ("fsdp_state_dict_type", "FULL_STATE_DICT or SHARDED_STATE_DICT"),
-        ("fsdp_activation_checkpointing", "true/false"),
-        ("fsdp_cpu_ram_efficient_loading", "true/false"),
-    ):
-        _add(fsdp, name, default=None, help=text)
-
-    ds = parser.add_argument_group("DeepSpeed")
-    _switch(ds, "use_deepspeed", "train with DeepSpeed (needs accel-deepspeed)")
-    _add(ds, "zero_stage", type=int, default=None)
-    _add(ds, "offload_optimizer_device", default=None)
-    _add(ds, "offload_param_device", default=None)
-    _add(ds, "zero3_init_flag", default=None)
-    _add(ds, "gradient_accumulation_steps", type=int, default=None)
-    _add(ds, "gradient_clipping", type=float, default=None)
-    _add(ds, "deepspeed_config_file", default=None)
+    for title in GROUPS:
+        group = parser.add_argument_group(title)
+        for entry in OPTIONS:
+            if entry.group == title:
+                add_option_flag(group, entry)
 
     what = parser.add_argument_group("what to run")
     what.add_argument("-m", "--module", action="store_true", help="run a module (python -m)")
-    _switch(what, "no_python", "run an executable directly, not through python")
+    _add(what, "no_python", action="store_true", default=None,
+         help="run an executable directly, not through python")  # fmt: skip
     parser.add_argument("training_script", help="script, module (-m) or executable (--no_python)")
     parser.add_argument("training_script_args", nargs=argparse.REMAINDER)
     parser.set_defaults(func=run)

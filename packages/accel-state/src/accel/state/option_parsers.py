@@ -1,0 +1,133 @@
+"""Value parsers of the option table (:mod:`accel.state.options`), torch-free.
+
+A parser turns a raw value (a flag's text, an environment variable, a YAML value) into the
+setting, or raises :class:`SettingError` naming the value and where it came from. Each parser
+also says which Python types a YAML file may hold for it (``yaml_types``), so the config
+validation is generated from the same entry.
+
+Example:
+    >>> integer(1)("3", "--num_processes")
+    3
+    >>> integer(1)("0", "--num_processes")
+    Traceback (most recent call last):
+    accel.state.option_parsers.SettingError: --num_processes='0' must be at least 1
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from accel.state.env import str_to_bool
+
+
+class SettingError(ValueError):
+    """A setting has a bad value; the message names the value, its source and what is valid.
+
+    Example:
+        >>> str(SettingError("--num_processes=0 must be at least 1"))
+        '--num_processes=0 must be at least 1'
+    """
+
+
+@dataclass(frozen=True)
+class Parser:
+    """A named parse function plus the YAML types it accepts.
+
+    ``parse(value, where)`` returns the parsed value; ``where`` is how the user wrote it
+    (``--flag``, ``ACCEL_X``, ``config key x``) and appears in the error.
+
+    Example:
+        >>> BOOLEAN("yes", "ACCEL_DEBUG_MODE"), BOOLEAN.yaml_types
+        (True, (<class 'bool'>,))
+    """
+
+    kind: str
+    parse: Callable[[Any, str], Any]
+    yaml_types: tuple[type, ...]
+    choices: tuple[str, ...] | None = None
+
+    def __call__(self, value: Any, where: str) -> Any:
+        return self.parse(value, where)
+
+
+def _to_bool(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    try:
+        return str_to_bool(str(value), source=where)
+    except ValueError as error:
+        raise SettingError(str(error)) from None
+
+
+def integer(low: int, high: int | None = None) -> Parser:
+    """An integer in ``low..high`` (``high=None``: no upper bound).
+
+    Example:
+        >>> integer(0, 3)(5, "--zero_stage")
+        Traceback (most recent call last):
+        accel.state.option_parsers.SettingError: --zero_stage=5 must be between 0 and 3
+    """
+
+    def parse(value: Any, where: str) -> int:
+        try:
+            number = int(value)
+            if isinstance(value, float) and number != value:
+                raise ValueError
+        except (TypeError, ValueError):
+            raise SettingError(f"{where}={value!r} must be an integer") from None
+        if number < low or (high is not None and number > high):
+            bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise SettingError(f"{where}={value!r} must be {bound}")
+        return number
+
+    return Parser("int", parse, (int,))
+
+
+def _float(value: Any, where: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise SettingError(f"{where}={value!r} must be a number") from None
+
+
+def _text(value: Any, where: str) -> str:
+    return str(value)
+
+
+def choice(choices: tuple[str, ...], upper: bool = False) -> Parser:
+    """One of ``choices``, compared after lower-casing (``upper=True``: upper-casing).
+
+    Example:
+        >>> choice(("no", "bf16"))("BF16", "ACCEL_MIXED_PRECISION")
+        'bf16'
+    """
+
+    def parse(value: Any, where: str) -> str:
+        text = str(value).upper() if upper else str(value).lower()
+        if text not in choices:
+            raise SettingError(
+                f"{where}={value!r} is not valid; expected one of {', '.join(choices)}"
+            )
+        return text
+
+    return Parser("choice", parse, (str,), choices)
+
+
+def _gpu_ids(value: Any, where: str) -> str:
+    text = str(value).replace(" ", "")
+    if text == "all":
+        return text
+    parts = text.split(",")
+    if not all(part.isdigit() for part in parts):
+        raise SettingError(
+            f"{where}={value!r} must be 'all' or comma-separated GPU indices like 0,1"
+        )
+    return text
+
+
+BOOLEAN = Parser("bool", _to_bool, (bool,))
+NUMBER = Parser("float", _float, (float,))
+TEXT = Parser("text", _text, (str,))
+GPU_IDS = Parser("gpu_ids", _gpu_ids, (str,))

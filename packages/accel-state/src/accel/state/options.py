@@ -1,0 +1,410 @@
+"""The option table: every setting of ``accel launch`` declared once (torch-free).
+
+Each :class:`Option` entry holds the flag, the environment variables (``ACCEL_*`` first, then
+the Accelerate spelling), the config-file key, the allowed values (through its parser), the
+default and the help text. Generated from it:
+
+* the argument parser of ``accel launch`` (:mod:`accel.launch.commands.launch`);
+* the YAML validation of the table's keys (:mod:`accel.launch.config_schema`);
+* the choices and wording of ``accel config``'s questions (:mod:`accel.launch.config_questions`);
+* the launcher's resolution flags > environment > config > defaults (:mod:`accel.launch.settings`);
+* the environment handed to the child processes (:mod:`accel.launch.protocol`);
+* the script-side reader "raw value and the variable it came from" (:func:`read_setting`).
+
+Adding an option is adding one entry to :data:`OPTIONS` (see ``docs/launch.md``, "Adding an
+option").
+
+Example:
+    >>> option("mixed_precision").env
+    ('ACCEL_MIXED_PRECISION', 'ACCELERATE_MIXED_PRECISION')
+    >>> option("mixed_precision").choices
+    ('no', 'fp16', 'bf16', 'fp8')
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from accel.state.env import ALIAS_PREFIX, PREFIX
+from accel.state.option_parsers import (
+    BOOLEAN,
+    GPU_IDS,
+    NUMBER,
+    TEXT,
+    Parser,
+    SettingError,
+    choice,
+    integer,
+)
+
+__all__ = [
+    "AUTO_WRAP_POLICIES",
+    "DYNAMO_BACKENDS",
+    "DYNAMO_MODES",
+    "MIXED_PRECISIONS",
+    "OFFLOAD_DEVICES",
+    "OPTIONS",
+    "Option",
+    "RDZV_BACKENDS",
+    "STATE_DICT_TYPES",
+    "SettingError",
+    "option",
+    "read_setting",
+]
+
+# Allowed values, named once (other modules import them from here).
+MIXED_PRECISIONS = ("no", "fp16", "bf16", "fp8")
+DYNAMO_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+RDZV_BACKENDS = ("static", "c10d", "etcd", "etcd-v2")
+OFFLOAD_DEVICES = ("none", "cpu", "nvme")
+AUTO_WRAP_POLICIES = ("TRANSFORMER_BASED_WRAP", "SIZE_BASED_WRAP", "NO_WRAP")
+STATE_DICT_TYPES = ("FULL_STATE_DICT", "SHARDED_STATE_DICT")
+DYNAMO_BACKENDS = (
+    "no", "eager", "aot_eager", "inductor", "aot_ts_nvfuser", "nvprims_nvfuser", "cudagraphs",
+    "ofi", "fx2trt", "onnxrt", "tensorrt", "aot_torchxla_trace_once", "torchxla_trace_once",
+    "ipex", "tvm", "hpu_backend", "neuron",
+)  # fmt: skip
+
+Flag = Literal["switch", "value", "int", "float", "choice", "choice_lower"]
+Export = Literal["always", "set", "on"]
+_UNSET: Any = object()
+
+
+def accel_env(name: str) -> tuple[str, str]:
+    """``ACCEL_<name>`` and Accelerate's ``ACCELERATE_<name>``.
+
+    Example:
+        >>> accel_env("USE_CPU")
+        ('ACCEL_USE_CPU', 'ACCELERATE_USE_CPU')
+    """
+    return (PREFIX + name, ALIAS_PREFIX + name)
+
+
+def fsdp_env(name: str) -> tuple[str, str]:
+    """``ACCEL_FSDP_<name>`` and Accelerate's ``FSDP_<name>``.
+
+    Example:
+        >>> fsdp_env("VERSION")
+        ('ACCEL_FSDP_VERSION', 'FSDP_VERSION')
+    """
+    return (PREFIX + "FSDP_" + name, "FSDP_" + name)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting of ``accel launch``, everything about it in one place.
+
+    Fields:
+        name: the setting's name, also the flag ``--name`` and the key in resolved settings.
+        default: used when no flag, variable or config key sets it.
+        parse: a :class:`~accel.state.option_parsers.Parser`; its ``choices`` are the allowed
+            values everywhere (flag, environment, file, questions).
+        help: the ``--help`` text.
+        flag: how the flag is declared: ``None`` (no flag), ``"switch"`` (``--x``, no value),
+            ``"value"`` (text, checked by ``parse``), ``"int"``/``"float"`` (argparse type),
+            ``"choice"`` (argparse checks the choices), ``"choice_lower"`` (same, lower-cased).
+        group: the ``--help`` section of the flag.
+        env: variables read, in order; the first is the one the launcher writes for its children.
+        config: key in the config file (flattened: ``fsdp_config.fsdp_version`` is
+            ``fsdp_version``); ``None`` if the file has none.
+        section: the YAML section holding ``config`` (``None``: top level).
+        file_types / file_default: YAML types accepted (default: the parser's) and the default
+            ``accel config`` writes (Accelerate's).
+        export: when the launcher writes ``env[0]`` for the child: ``"always"``, ``"set"`` (not
+            None) or ``"on"`` (true); ``None`` never.
+        export_if: the switch that must be on for ``export`` (``"use_fsdp"``).
+        export_default: written for ``"always"`` when the value is None (default: ``default``).
+        export_upper: write the value upper-cased.
+        question: the ``accel config`` question for this setting.
+
+    Example:
+        >>> o = Option("debug", False, BOOLEAN, flag="switch", env=accel_env("DEBUG_MODE"))
+        >>> o.env[0], o.choices
+        ('ACCEL_DEBUG_MODE', None)
+    """
+
+    name: str
+    default: Any
+    parse: Parser = TEXT
+    help: str | None = None
+    flag: Flag | None = None
+    group: str | None = None
+    env: tuple[str, ...] = ()
+    config: str | None = None
+    section: str | None = None
+    file_types: tuple[type, ...] | None = None
+    file_default: Any = None
+    export: Export | None = None
+    export_if: str | None = None
+    export_default: Any = _UNSET
+    export_upper: bool = False
+    question: str | None = None
+
+    @property
+    def choices(self) -> tuple[str, ...] | None:
+        """The allowed values (``None``: any value the parser takes).
+
+        Example:
+            >>> option("rdzv_backend").choices
+            ('static', 'c10d', 'etcd', 'etcd-v2')
+        """
+        return self.parse.choices
+
+    @property
+    def config_keys(self) -> tuple[str, ...]:
+        """Keys of the flattened config file that may supply this setting: the file key, then
+        the name (``distributed_type: MULTI_CPU`` flattens to ``cpu: true``).
+
+        Example:
+            >>> option("cpu").config_keys
+            ('use_cpu', 'cpu')
+        """
+        keys = (self.config, self.name) if self.config else (self.name,)
+        return tuple(dict.fromkeys(keys))
+
+    def read(self, environ: Mapping[str, str] | None = None) -> tuple[str | None, str | None]:
+        """This setting's raw value in the environment and the variable it came from.
+
+        Example:
+            >>> option("mixed_precision").read({"ACCELERATE_MIXED_PRECISION": "bf16"})
+            ('bf16', 'ACCELERATE_MIXED_PRECISION')
+        """
+        return lookup(self.env, environ)
+
+
+HARDWARE, PROCESSES, DYNAMO, FSDP, DEEPSPEED = (
+    "hardware", "processes and machines", "torch.compile", "FSDP2", "DeepSpeed",
+)  # fmt: skip
+
+# ----------------------------------------------------------------------------------------------
+# The table. Order = order of ``--help`` within each group and of "from it: ..." messages.
+OPTIONS: tuple[Option, ...] = (
+    # processes and machines
+    Option("num_processes", None, integer(1), "processes over all machines", "int", PROCESSES,
+           config="num_processes",
+           question="How many processes in total (all machines)?"),
+    Option("num_machines", 1, integer(1), None, "int", PROCESSES, config="num_machines",
+           file_default=1,
+           question="How many machines will run the job (more than 1: multi-node)?"),
+    Option("machine_rank", 0, integer(0), "this machine's rank (0-based)", "int", PROCESSES,
+           config="machine_rank", file_default=0),
+    Option("main_process_ip", None, TEXT, "address of machine 0", "value", PROCESSES,
+           config="main_process_ip", question="IP address of the machine with rank 0"),
+    Option("main_process_port", None, integer(0, 65535), "port on machine 0; 0 = any free",
+           "int", PROCESSES, config="main_process_port", question="Port of the main process"),
+    Option("rdzv_backend", "static", choice(RDZV_BACKENDS), None, "choice", PROCESSES,
+           config="rdzv_backend", file_default="static", question="Rendezvous backend?"),
+    Option("same_network", False, BOOLEAN,
+           "machines share a network: static master_addr rendezvous", "switch", PROCESSES,
+           config="same_network", file_default=False,
+           question="Are all machines on the same local network?"),
+    Option("max_restarts", 0, integer(0), "restart the group N times on failure", "int",
+           PROCESSES),
+    Option("monitor_interval", 0.1, NUMBER, "seconds between health checks", "float",
+           PROCESSES),
+    # hardware
+    Option("cpu", False, BOOLEAN, "run on CPU (gloo) even if GPUs are present", "switch",
+           HARDWARE, env=accel_env("USE_CPU"), config="use_cpu", file_default=False,
+           export="always", question="Run on CPU only, even if a GPU is present?"),
+    Option("multi_gpu", False, BOOLEAN, "one process per GPU (DDP)", "switch", HARDWARE),
+    Option("tpu", False, BOOLEAN, "run on TPU through torch-xla", "switch", HARDWARE,
+           env=accel_env("USE_XLA"), export="on"),
+    Option("gpu_ids", "all", GPU_IDS, "GPUs to use: 'all' or e.g. 0,1", "value", HARDWARE,
+           config="gpu_ids", question="Which device ids (comma-separated)?"),
+    Option("mixed_precision", "no", choice(MIXED_PRECISIONS), None, "choice", HARDWARE,
+           env=accel_env("MIXED_PRECISION"), config="mixed_precision", export="always",
+           question="Mixed precision?"),
+    Option("debug", False, BOOLEAN, "check collectives across processes (ACCEL_DEBUG_MODE)",
+           "switch", PROCESSES, env=accel_env("DEBUG_MODE"), config="debug", export="always",
+           question="Check that distributed operations agree across processes (slower, "
+                    "avoids hangs)?"),
+    Option("num_cpu_threads_per_process", None, integer(1),
+           "OMP_NUM_THREADS of each process (default: inherited, else 1)", "int", HARDWARE,
+           env=("OMP_NUM_THREADS",), export="always", export_default=1),
+    # torch.compile
+    Option("dynamo_backend", "no", choice(DYNAMO_BACKENDS), None, "choice_lower", DYNAMO,
+           env=accel_env("DYNAMO_BACKEND"), config="dynamo_backend", section="dynamo_config",
+           export="always", export_upper=True, question="Which backend?"),
+    Option("dynamo_mode", "default", choice(DYNAMO_MODES), None, "choice", DYNAMO,
+           env=accel_env("DYNAMO_MODE"), config="dynamo_mode", section="dynamo_config",
+           export="always", question="Which mode?"),
+    Option("dynamo_use_fullgraph", False, BOOLEAN, "compile the whole model as one graph",
+           "switch", DYNAMO, env=accel_env("DYNAMO_USE_FULLGRAPH"),
+           config="dynamo_use_fullgraph", section="dynamo_config", export="always",
+           question="Require one full graph?"),
+    Option("dynamo_use_dynamic", False, BOOLEAN, "dynamic shapes", "switch", DYNAMO,
+           env=accel_env("DYNAMO_USE_DYNAMIC"), config="dynamo_use_dynamic",
+           section="dynamo_config", export="always", question="Trace dynamic shapes?"),
+    # FSDP2
+    Option("use_fsdp", False, BOOLEAN, "shard the model with FSDP2", "switch", FSDP,
+           env=accel_env("USE_FSDP"), export="on"),
+    Option("fsdp_version", 2, integer(1, 2), "2 (accel implements FSDP2 only)", "value", FSDP,
+           env=fsdp_env("VERSION"), config="fsdp_version", section="fsdp_config",
+           file_default=1, export="set", export_if="use_fsdp", question="FSDP version?"),
+    Option("fsdp_reshard_after_forward", True, TEXT, "true/false", "value", FSDP,
+           env=fsdp_env("RESHARD_AFTER_FORWARD"), config="fsdp_reshard_after_forward",
+           section="fsdp_config", file_types=(bool, str, int), export="set",
+           export_if="use_fsdp", question="Reshard after forward?"),
+    Option("fsdp_offload_params", False, BOOLEAN, "true/false", "value", FSDP,
+           env=fsdp_env("OFFLOAD_PARAMS"), config="fsdp_offload_params", section="fsdp_config",
+           file_default=False, export="set", export_if="use_fsdp",
+           question="Offload parameters and gradients to CPU?"),
+    Option("fsdp_auto_wrap_policy", None, choice(AUTO_WRAP_POLICIES, upper=True),
+           "TRANSFORMER_BASED_WRAP, SIZE_BASED_WRAP or NO_WRAP", "value", FSDP,
+           env=fsdp_env("AUTO_WRAP_POLICY"), config="fsdp_auto_wrap_policy",
+           section="fsdp_config", export="set", export_if="use_fsdp",
+           question="Auto-wrap policy?"),
+    Option("fsdp_transformer_layer_cls_to_wrap", None, TEXT, "comma-separated class names",
+           "value", FSDP, env=fsdp_env("TRANSFORMER_CLS_TO_WRAP"),
+           config="fsdp_transformer_layer_cls_to_wrap", section="fsdp_config",
+           file_types=(list, str), export="set", export_if="use_fsdp",
+           question="Layer classes to wrap, comma-separated (empty: the model's own)"),
+    Option("fsdp_min_num_params", None, integer(0), "for SIZE_BASED_WRAP", "value", FSDP,
+           env=fsdp_env("MIN_NUM_PARAMS"), config="fsdp_min_num_params", section="fsdp_config",
+           export="set", export_if="use_fsdp", question="Minimum parameters per wrapped module"),
+    Option("fsdp_state_dict_type", None, choice(STATE_DICT_TYPES, upper=True),
+           "FULL_STATE_DICT or SHARDED_STATE_DICT", "value", FSDP,
+           env=fsdp_env("STATE_DICT_TYPE"), config="fsdp_state_dict_type",
+           section="fsdp_config", export="set", export_if="use_fsdp",
+           question="State dict type?"),
+    Option("fsdp_activation_checkpointing", False, BOOLEAN, "true/false", "value", FSDP,
+           env=fsdp_env("ACTIVATION_CHECKPOINTING"), config="fsdp_activation_checkpointing",
+           section="fsdp_config", file_default=False, export="set", export_if="use_fsdp",
+           question="Activation checkpointing?"),
+    Option("fsdp_cpu_ram_efficient_loading", False, BOOLEAN, "true/false", "value", FSDP,
+           env=fsdp_env("CPU_RAM_EFFICIENT_LOADING"), config="fsdp_cpu_ram_efficient_loading",
+           section="fsdp_config", file_default=False, export="set", export_if="use_fsdp",
+           question="Load weights on rank 0 only (CPU RAM)?"),
+    # DeepSpeed
+    Option("use_deepspeed", False, BOOLEAN, "train with DeepSpeed (needs accel-deepspeed)",
+           "switch", DEEPSPEED, env=accel_env("USE_DEEPSPEED"), export="on",
+           question="Use DeepSpeed?"),
+    Option("zero_stage", None, integer(0, 3), None, "int", DEEPSPEED,
+           env=accel_env("DEEPSPEED_ZERO_STAGE"), config="zero_stage",
+           section="deepspeed_config", export="set", export_if="use_deepspeed",
+           question="ZeRO stage?"),
+    Option("offload_optimizer_device", None, choice(OFFLOAD_DEVICES), None, "value", DEEPSPEED,
+           env=accel_env("DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE"), config="offload_optimizer_device",
+           section="deepspeed_config", export="set", export_if="use_deepspeed",
+           question="Offload optimizer states to?"),
+    Option("offload_param_device", None, choice(OFFLOAD_DEVICES), None, "value", DEEPSPEED,
+           env=accel_env("DEEPSPEED_OFFLOAD_PARAM_DEVICE"), config="offload_param_device",
+           section="deepspeed_config", export="set", export_if="use_deepspeed",
+           question="Offload parameters to?"),
+    Option("zero3_init_flag", None, BOOLEAN, None, "value", DEEPSPEED,
+           env=accel_env("DEEPSPEED_ZERO3_INIT"), config="zero3_init_flag",
+           section="deepspeed_config", file_default=False, export="set",
+           export_if="use_deepspeed", question="Build huge models with deepspeed.zero.Init?"),
+    Option("zero3_save_16bit_model", None, BOOLEAN, env=accel_env("DEEPSPEED_ZERO3_SAVE_16BIT_MODEL"),
+           config="zero3_save_16bit_model", section="deepspeed_config", file_default=False,
+           export="set", export_if="use_deepspeed",
+           question="Save 16-bit weights with ZeRO-3?"),
+    Option("offload_optimizer_nvme_path", None, TEXT,
+           env=accel_env("DEEPSPEED_OFFLOAD_OPTIMIZER_NVME_PATH"),
+           config="offload_optimizer_nvme_path", section="deepspeed_config", export="set",
+           export_if="use_deepspeed", question="NVMe path for optimizer"),
+    Option("offload_param_nvme_path", None, TEXT,
+           env=accel_env("DEEPSPEED_OFFLOAD_PARAM_NVME_PATH"), config="offload_param_nvme_path",
+           section="deepspeed_config", export="set", export_if="use_deepspeed",
+           question="NVMe path for param"),
+    Option("deepspeed_moe_layer_cls_names", None, TEXT,
+           env=accel_env("DEEPSPEED_MOE_LAYER_CLS_NAMES"), config="deepspeed_moe_layer_cls_names",
+           section="deepspeed_config", export="set", export_if="use_deepspeed"),
+    Option("gradient_accumulation_steps", None, integer(1), None, "int", DEEPSPEED,
+           env=accel_env("GRADIENT_ACCUMULATION_STEPS"), config="gradient_accumulation_steps",
+           section="deepspeed_config", file_types=(int, str), export="set",
+           question="Gradient accumulation steps?"),
+    Option("gradient_clipping", None, NUMBER, None, "float", DEEPSPEED,
+           env=accel_env("GRADIENT_CLIPPING"), config="gradient_clipping",
+           section="deepspeed_config", file_types=(float, int, str), export="set",
+           question="Clip gradients at norm"),
+    Option("deepspeed_config_file", None, TEXT, None, "value", DEEPSPEED,
+           env=accel_env("DEEPSPEED_CONFIG_FILE"), config="deepspeed_config_file",
+           section="deepspeed_config", export="set", export_if="use_deepspeed",
+           question="Path of the DeepSpeed JSON file"),
+)  # fmt: skip
+OPTIONS_BY_NAME: dict[str, Option] = {entry.name: entry for entry in OPTIONS}
+# The ``--help`` sections, in order.
+GROUPS = (HARDWARE, PROCESSES, DYNAMO, FSDP, DEEPSPEED)
+
+
+def option(name: str) -> Option:
+    """The table entry of setting ``name``; a ``KeyError`` lists the known names.
+
+    Example:
+        >>> option("zero_stage").env[0]
+        'ACCEL_DEEPSPEED_ZERO_STAGE'
+    """
+    try:
+        return OPTIONS_BY_NAME[name]
+    except KeyError:
+        raise KeyError(
+            f"no option {name!r} in accel.state.options.OPTIONS; known: {', '.join(OPTIONS_BY_NAME)}"
+        ) from None
+
+
+def lookup(
+    keys: tuple[str, ...] | list[str], environ: Mapping[str, str] | None = None
+) -> tuple[str | None, str | None]:
+    """The first of ``keys`` set in ``environ`` (default ``os.environ``): ``(value, key)``,
+    or ``(None, None)`` when none is.
+
+    Example:
+        >>> lookup(("ACCEL_X", "ACCELERATE_X"), {"ACCELERATE_X": "1"})
+        ('1', 'ACCELERATE_X')
+    """
+    environ = os.environ if environ is None else environ
+    for key in keys:
+        if key in environ:
+            return environ[key], key
+    return None, None
+
+
+def read_setting(
+    name: str, environ: Mapping[str, str] | None = None
+) -> tuple[str | None, str | None]:
+    """Raw value of a setting in the environment and the variable it came from.
+
+    ``name`` is an entry of :data:`OPTIONS` (``"fsdp_state_dict_type"``) or, for settings the
+    launcher does not own (``FP8_FORMAT``, ``DYNAMO_USE_REGIONAL_COMPILATION``), a protocol
+    name read as ``ACCEL_<name>`` then ``ACCELERATE_<name>``. ``(None, None)`` when unset.
+
+    Example:
+        >>> read_setting("fsdp_version", {"FSDP_VERSION": "2"})
+        ('2', 'FSDP_VERSION')
+        >>> read_setting("FP8_FORMAT", {"ACCEL_FP8_FORMAT": "E4M3"})
+        ('E4M3', 'ACCEL_FP8_FORMAT')
+    """
+    entry = OPTIONS_BY_NAME.get(name)
+    keys = entry.env if entry is not None else accel_env(name)
+    return lookup(keys, environ)
+
+
+def exported(entry: Option, values: Mapping[str, Any]) -> str | None:
+    """The text the launcher writes to ``entry.env[0]`` for resolved ``values``, or None.
+
+    Example:
+        >>> exported(option("dynamo_backend"), {"dynamo_backend": "inductor"})
+        'INDUCTOR'
+        >>> exported(option("fsdp_version"), {"fsdp_version": 2}) is None  # use_fsdp is off
+        True
+    """
+    if entry.export is None or not entry.env:
+        return None
+    if entry.export_if is not None and not values.get(entry.export_if):
+        return None
+    value = values.get(entry.name)
+    if entry.export == "on" and not value:
+        return None
+    if value is None:
+        if entry.export != "always":
+            return None
+        value = entry.default if entry.export_default is _UNSET else entry.export_default
+    if isinstance(value, bool) or value is None:
+        text = "true" if value else "false"
+    else:
+        text = str(value)
+    return text.upper() if entry.export_upper else text
