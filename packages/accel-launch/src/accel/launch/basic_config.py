@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from accel.launch.config_file import ConfigError, default_config_path, write_config
-from accel.launch.config_schema import MIXED_PRECISIONS
 from accel.launch.gpu_probe import count_gpus
+from accel.state.options import MIXED_PRECISIONS
 
 
 def basic_config(mixed_precision: str = "no", num_gpus: int | None = None) -> dict[str, Any]:

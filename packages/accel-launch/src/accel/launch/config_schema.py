@@ -15,14 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from accel.state.enums import DistributedType, DynamoBackend, SageMakerDistributedType
+from accel.state.enums import DistributedType, SageMakerDistributedType
+from accel.state.options import OPTIONS, Option
 
 LOCAL_MACHINE = "LOCAL_MACHINE"
 AMAZON_SAGEMAKER = "AMAZON_SAGEMAKER"
 
-MIXED_PRECISIONS = ("no", "fp16", "bf16", "fp8")
-RDZV_BACKENDS = ("static", "c10d", "etcd", "etcd-v2")
-DYNAMO_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# Values of Accelerate's questionnaire that are not launcher options (the launcher's value
+# lists live in the option table, accel.state.options).
 FSDP_SHARDING_STRATEGIES = (
     "FULL_SHARD",
     "SHARD_GRAD_OP",
@@ -30,10 +30,7 @@ FSDP_SHARDING_STRATEGIES = (
     "HYBRID_SHARD",
     "HYBRID_SHARD_ZERO2",
 )
-FSDP_AUTO_WRAP_POLICIES = ("TRANSFORMER_BASED_WRAP", "SIZE_BASED_WRAP", "NO_WRAP")
 FSDP_BACKWARD_PREFETCH = ("BACKWARD_PRE", "BACKWARD_POST", "NO_PREFETCH")
-FSDP_STATE_DICT_TYPES = ("FULL_STATE_DICT", "LOCAL_STATE_DICT", "SHARDED_STATE_DICT")
-DEEPSPEED_OFFLOAD_DEVICES = ("none", "cpu", "nvme")
 DEEPSPEED_MULTINODE_LAUNCHERS = (
     "pdsh",
     "standard",
@@ -80,6 +77,39 @@ def _s(default: str | None = None, choices: tuple[str, ...] | None = None, doc: 
     return Key((str,), default, choices=choices, doc=doc)
 
 
+def table_key(entry: Option) -> Key:
+    """The config-file key of an option table entry: its YAML types, the default ``accel
+    config`` writes, and its allowed values (any case; the launcher normalises them).
+
+    Example:
+        >>> from accel.state.options import option
+        >>> table_key(option("mixed_precision")).choices
+        ('no', 'fp16', 'bf16', 'fp8')
+    """
+    return Key(
+        entry.file_types or entry.parse.yaml_types,
+        entry.file_default,
+        choices=entry.choices,
+        case_insensitive=entry.choices is not None,
+        doc=entry.help or "",
+    )
+
+
+def table_keys(section: str | None) -> dict[str, Key]:
+    """The keys of the option table in YAML ``section`` (``None``: top level).
+
+    Example:
+        >>> sorted(table_keys("dynamo_config"))[:2]
+        ['dynamo_backend', 'dynamo_mode']
+    """
+    return {
+        entry.config: table_key(entry)
+        for entry in OPTIONS
+        if entry.config is not None and entry.section == section
+    }
+
+
+_TOP = table_keys(None)
 _DICT = Key((dict,), None, doc="nested section")
 _STR_LIST = Key((list, str), None, doc="list of strings")
 
@@ -87,11 +117,11 @@ _STR_LIST = Key((list, str), None, doc="list of strings")
 COMMON: dict[str, Key] = {
     "compute_environment": _s(LOCAL_MACHINE, (LOCAL_MACHINE, AMAZON_SAGEMAKER)),
     "distributed_type": Key((str,), "NO", choices=tuple(DistributedType.list()), nullable=False),
-    "mixed_precision": Key((str,), None, choices=MIXED_PRECISIONS, case_insensitive=True),
-    "use_cpu": _b(),
-    "debug": _b(),
-    "num_machines": _i(1),
-    "gpu_ids": _s(None, doc="'all' or comma-separated ids"),
+    # options of the table that a SageMaker file may hold too
+    **{
+        name: _TOP[name]
+        for name in ("mixed_precision", "use_cpu", "debug", "num_machines", "gpu_ids")
+    },
     "dynamo_config": _DICT,
     "enable_cpu_affinity": _b(),
 }
@@ -99,12 +129,7 @@ COMMON: dict[str, Key] = {
 # Keys of a local / cluster machine (Accelerate's ClusterConfig).
 CLUSTER: dict[str, Key] = {
     **COMMON,
-    "num_processes": _i(None, doc="total processes over all machines; unset: decided at launch"),
-    "machine_rank": _i(0),
-    "main_process_ip": _s(None),
-    "main_process_port": _i(None),
-    "rdzv_backend": _s("static", doc="torchrun rendezvous backend: static, c10d, etcd, ..."),
-    "same_network": _b(False),
+    **_TOP,  # the option table's other top-level keys
     "main_training_function": _s("main"),
     "fp8_config": _DICT,
     "deepspeed_config": _DICT,
@@ -155,48 +180,27 @@ LEGACY: dict[str, Key] = {
     "dynamo_backend": _s(None, doc="old form of dynamo_config.dynamo_backend"),
 }
 
-_DYNAMO_BACKENDS = (*(b.lower() for b in DynamoBackend.list()), "ipex")
-
 # Nested sections. Keys may also be written without their prefix (``fsdp_config: {version: 2}``),
 # as ``accelerate launch`` adds it (see PREFIXES).
 NESTED: dict[str, dict[str, Key]] = {
+    # Keys of the option table first (accel.state.options), then the keys Accelerate writes
+    # that the launcher does not own (accepted; refused or ignored with a reason elsewhere).
     "dynamo_config": {
-        "dynamo_backend": Key((str,), None, choices=_DYNAMO_BACKENDS, case_insensitive=True),
-        "dynamo_mode": _s(None, DYNAMO_MODES),
-        "dynamo_use_fullgraph": _b(),
-        "dynamo_use_dynamic": _b(),
+        **table_keys("dynamo_config"),
         "dynamo_use_regional_compilation": _b(),
     },
     "fsdp_config": {
-        "fsdp_version": _i(1),
-        "fsdp_reshard_after_forward": Key((bool, str, int), None),
+        **table_keys("fsdp_config"),
         "fsdp_sharding_strategy": Key((str, int), None),
-        "fsdp_offload_params": _b(),
-        "fsdp_auto_wrap_policy": _s(None, FSDP_AUTO_WRAP_POLICIES),
-        "fsdp_transformer_layer_cls_to_wrap": _STR_LIST,
-        "fsdp_min_num_params": _i(None),
         "fsdp_backward_prefetch": _s(None, FSDP_BACKWARD_PREFETCH),
         "fsdp_backward_prefetch_policy": _s(None, FSDP_BACKWARD_PREFETCH),
-        "fsdp_state_dict_type": _s(None, FSDP_STATE_DICT_TYPES),
         "fsdp_forward_prefetch": _b(),
         "fsdp_use_orig_params": _b(),
-        "fsdp_cpu_ram_efficient_loading": _b(),
         "fsdp_sync_module_states": _b(),
-        "fsdp_activation_checkpointing": _b(),
         "fsdp_activation_checkpointing_offload": _b(),
     },
     "deepspeed_config": {
-        "deepspeed_config_file": _s(None),
-        "zero_stage": _i(None),
-        "offload_optimizer_device": _s(None, DEEPSPEED_OFFLOAD_DEVICES),
-        "offload_param_device": _s(None, DEEPSPEED_OFFLOAD_DEVICES),
-        "offload_optimizer_nvme_path": _s(None),
-        "offload_param_nvme_path": _s(None),
-        "gradient_accumulation_steps": Key((int, str), None),
-        "gradient_clipping": Key((float, int, str), None),
-        "zero3_init_flag": _b(),
-        "zero3_save_16bit_model": _b(),
-        "deepspeed_moe_layer_cls_names": _s(None),
+        **table_keys("deepspeed_config"),
         "deepspeed_multinode_launcher": _s(None, DEEPSPEED_MULTINODE_LAUNCHERS),
         "deepspeed_hostfile": _s(None),
         "deepspeed_exclusion_filter": _s(None),
