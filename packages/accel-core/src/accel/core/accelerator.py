@@ -42,6 +42,7 @@ from accel.state import (
     RNGType,
     env,
 )
+from accel.state.options import option, read_setting
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -132,12 +133,11 @@ class Accelerator:
         elif not AcceleratorState._shared_state:
             # not given: the first Accelerator takes the launcher's choice (or "no"); a later
             # one shares whatever the first decided, as in Accelerate (spec 004)
-            source = next(
-                (k for k in env.env_names(env.MIXED_PRECISION) if k in os.environ),
-                f"{env.PREFIX}{env.MIXED_PRECISION}",
-            )
+            raw, source = read_setting("mixed_precision")
             mixed_precision = check_mixed_precision(
-                env.read_env(env.MIXED_PRECISION, "no"), partial.device, source
+                "no" if raw is None else raw,
+                partial.device,
+                source or option("mixed_precision").env[0],
             )
         self.state = AcceleratorState(
             mixed_precision=mixed_precision,
@@ -231,10 +231,7 @@ class Accelerator:
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"gradient_accumulation_steps={steps!r} must be an int >= 1")
         if steps == 1:
-            keys = [
-                f"{env.PREFIX}{env.GRADIENT_ACCUMULATION_STEPS}",
-                f"{env.ALIAS_PREFIX}{env.GRADIENT_ACCUMULATION_STEPS}",
-            ]
+            keys = list(option("gradient_accumulation_steps").env)
             steps = env.read_int(keys, 1)
             if steps < 1:
                 source = next(k for k in keys if os.environ.get(k, "").strip())

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import os
 import warnings
 from collections.abc import Iterable
 from typing import Any, Literal
@@ -22,8 +21,8 @@ from typing import Any, Literal
 import torch
 
 from accel.state.enums import BaseEnum
-from accel.state.env import env_names
 from accel.state.kwargs import InitProcessGroupKwargs, KwargsHandler
+from accel.state.options import read_setting
 
 __all__ = [
     "AutocastKwargs",
@@ -39,11 +38,11 @@ ARGUMENT = "argument"
 
 
 def _env_with_source(name: str) -> tuple[str | None, str]:
-    """Value of setting ``name`` (``ACCEL_<name>``, else ``ACCELERATE_<name>``) and its variable."""
-    for key in env_names(name):
-        if key in os.environ:
-            return os.environ[key], key
-    return None, ARGUMENT
+    """Value of setting ``name`` in the environment and its variable (``ARGUMENT`` when unset);
+    :func:`accel.state.options.read_setting` with this module's marker for "not from the
+    environment"."""
+    value, key = read_setting(name)
+    return value, key or ARGUMENT
 
 
 def _describe(valid: Iterable[Any] | str) -> str:

@@ -34,6 +34,8 @@ from accel.core.kwargs import (
 from accel.state.enums import DynamoBackend
 from accel.state.env import str_to_bool
 from accel.state.kwargs import KwargsHandler
+from accel.state.options import AUTO_WRAP_POLICIES as _AUTO_WRAP_POLICIES
+from accel.state.options import DYNAMO_MODES, STATE_DICT_TYPES, fsdp_env, lookup
 
 __all__ = [
     "DataLoaderConfiguration",
@@ -182,7 +184,7 @@ class GradientAccumulationPlugin(KwargsHandler):
             _check_bool(owner, name, getattr(self, name))
 
 
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+COMPILE_MODES = DYNAMO_MODES
 _DYNAMO_DEFAULTS = {
     "backend": "no",
     "mode": "default",
@@ -289,8 +291,7 @@ class TorchDynamoPlugin(KwargsHandler):
 # ---------------------------------------------------------------------------------------------
 # FSDP2
 
-AUTO_WRAP_POLICIES = ("transformer_based_wrap", "size_based_wrap", "no_wrap")
-STATE_DICT_TYPES = ("FULL_STATE_DICT", "SHARDED_STATE_DICT")
+AUTO_WRAP_POLICIES = tuple(policy.lower() for policy in _AUTO_WRAP_POLICIES)
 FSDP_MIXED_PRECISION = {
     "fp8": torch.bfloat16,
     "fp16": torch.float16,
@@ -330,11 +331,10 @@ _FSDP1_MIGRATION = (
 
 
 def _fsdp_env(name: str) -> tuple[str | None, str]:
-    """Value of ``ACCEL_FSDP_<name>``, else Accelerate's ``FSDP_<name>``, and its variable name."""
-    for key in ("ACCEL_FSDP_" + name, "FSDP_" + name):
-        if key in os.environ:
-            return os.environ[key], key
-    return None, ARGUMENT
+    """Value of ``ACCEL_FSDP_<name>``, else Accelerate's ``FSDP_<name>``, and its variable name
+    (the option table's names, :func:`accel.state.options.fsdp_env`)."""
+    value, key = lookup(fsdp_env(name))
+    return value, key or ARGUMENT
 
 
 def _track_explicit(cls: type) -> type:

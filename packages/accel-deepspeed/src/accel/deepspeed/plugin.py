@@ -18,8 +18,7 @@ from typing import Any
 
 from accel.deepspeed.config import AUTO, DeepSpeedConfig
 from accel.state import env
-
-OFFLOAD_DEVICES = ("none", "cpu", "nvme")
+from accel.state.options import OFFLOAD_DEVICES
 
 # field -> (environment name without prefix, dotted key in the DeepSpeed config)
 _FIELDS: dict[str, tuple[str, str | None]] = {

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from accel.state.env import PREFIX
 from accel.state.options import OPTIONS, exported
 
 
@@ -45,5 +46,5 @@ def protocol_env(values: Mapping[str, Any]) -> dict[str, str]:
     gpu_ids = values.get("gpu_ids")
     if gpu_ids and gpu_ids != "all" and not values.get("cpu"):
         env["CUDA_VISIBLE_DEVICES"] = str(gpu_ids)
-    _put_settings(env, "ACCEL_FP8_", values.get("fp8_env") or {})
+    _put_settings(env, PREFIX + "FP8_", values.get("fp8_env") or {})
     return env

@@ -329,7 +329,6 @@ OPTIONS: tuple[Option, ...] = (
            section="deepspeed_config", export="set", export_if="use_deepspeed",
            question="Path of the DeepSpeed JSON file"),
 )  # fmt: skip
-OPTIONS_BY_NAME: dict[str, Option] = {entry.name: entry for entry in OPTIONS}
 # The ``--help`` sections, in order.
 GROUPS = (HARDWARE, PROCESSES, DYNAMO, FSDP, DEEPSPEED)
 
@@ -341,12 +340,11 @@ def option(name: str) -> Option:
         >>> option("zero_stage").env[0]
         'ACCEL_DEEPSPEED_ZERO_STAGE'
     """
-    try:
-        return OPTIONS_BY_NAME[name]
-    except KeyError:
-        raise KeyError(
-            f"no option {name!r} in accel.state.options.OPTIONS; known: {', '.join(OPTIONS_BY_NAME)}"
-        ) from None
+    for entry in OPTIONS:  # looked up in OPTIONS itself, so an added entry is found
+        if entry.name == name:
+            return entry
+    known = ", ".join(entry.name for entry in OPTIONS)
+    raise KeyError(f"no option {name!r} in accel.state.options.OPTIONS; known: {known}")
 
 
 def lookup(
@@ -381,7 +379,7 @@ def read_setting(
         >>> read_setting("FP8_FORMAT", {"ACCEL_FP8_FORMAT": "E4M3"})
         ('E4M3', 'ACCEL_FP8_FORMAT')
     """
-    entry = OPTIONS_BY_NAME.get(name)
+    entry = next((entry for entry in OPTIONS if entry.name == name), None)
     keys = entry.env if entry is not None else accel_env(name)
     return lookup(keys, environ)
 
