@@ -76,3 +76,13 @@ def test_the_table_imports_without_torch() -> None:
     code = "import sys, accel.state.options; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_value_lists_agree_with_the_enums_the_script_checks() -> None:
+    from accel.state.enums import DynamoBackend, PrecisionType
+    from accel.state.options import DYNAMO_BACKENDS, MIXED_PRECISIONS
+
+    assert set(MIXED_PRECISIONS) == set(PrecisionType.list())
+    # "ipex" is accepted by the launcher (as by Accelerate's) but has no DynamoBackend member:
+    # the script's TorchDynamoPlugin refuses it, naming the variable.
+    assert set(DYNAMO_BACKENDS) - {"ipex"} == {b.lower() for b in DynamoBackend.list()}

@@ -330,13 +330,6 @@ _FSDP1_MIGRATION = (
 )
 
 
-def _fsdp_env(name: str) -> tuple[str | None, str]:
-    """Value of ``ACCEL_FSDP_<name>``, else Accelerate's ``FSDP_<name>``, and its variable name
-    (the option table's names, :func:`accel.state.options.fsdp_env`)."""
-    value, key = lookup(fsdp_env(name))
-    return value, key or ARGUMENT
-
-
 def _track_explicit(cls: type) -> type:
     """Record which fields the caller passed, so that only the others are read from the env."""
     generated = cls.__init__
@@ -413,8 +406,8 @@ class FullyShardedDataParallelPlugin:
         """Field value and its source: the argument if passed, else the env var if set."""
         if name in getattr(self, "_explicit", ()):
             return getattr(self, name), ARGUMENT
-        raw, source = _fsdp_env(env)
-        if raw is None:
+        raw, source = lookup(fsdp_env(env))  # ACCEL_FSDP_<env>, else FSDP_<env>
+        if raw is None or source is None:
             return getattr(self, name), ARGUMENT
         return raw, source
 
