@@ -36,6 +36,7 @@ from typing import Any
 
 from accel.launch.spawn import free_port, port_in_use
 from accel.state.environment import patch_environment
+from accel.state.options import MIXED_PRECISIONS, option
 
 
 def in_interactive_session() -> bool:
@@ -128,15 +129,16 @@ def notebook_launcher(
     Example:
         >>> notebook_launcher(train, args=(0.1,), num_processes=2, mixed_precision="bf16")  # doctest: +SKIP
     """
-    if mixed_precision not in ("no", "fp16", "bf16", "fp8"):
-        raise ValueError(f"mixed_precision={mixed_precision!r}; expected no, fp16, bf16 or fp8")
+    if mixed_precision not in MIXED_PRECISIONS:
+        valid = ", ".join(MIXED_PRECISIONS[:-1]) + " or " + MIXED_PRECISIONS[-1]
+        raise ValueError(f"mixed_precision={mixed_precision!r}; expected {valid}")
     if num_processes is None:
         import torch
 
         num_processes = torch.cuda.device_count() if torch.cuda.is_available() else 1
     if num_processes < 1:
         raise ValueError(f"num_processes={num_processes} must be at least 1")
-    env = {"ACCEL_MIXED_PRECISION": mixed_precision}
+    env = {option("mixed_precision").env[0]: mixed_precision}
     if num_processes == 1 and num_nodes == 1:
         with patch_environment(**env):
             function(*args)
@@ -177,8 +179,8 @@ def debug_launcher(
         >>> debug_launcher(check)  # doctest: +SKIP
     """
     env = {
-        "ACCEL_USE_CPU": "true",
-        "ACCEL_MIXED_PRECISION": "no",
+        option("cpu").env[0]: "true",
+        option("mixed_precision").env[0]: "no",
         "WORLD_SIZE": str(num_processes),
         "MASTER_ADDR": "127.0.0.1",
         "MASTER_PORT": str(free_port()),
