@@ -18,37 +18,35 @@ from typing import Any
 
 from accel.deepspeed.config import AUTO, DeepSpeedConfig
 from accel.state import env
-from accel.state.options import OFFLOAD_DEVICES
+from accel.state.options import OFFLOAD_DEVICES, read_setting
 
-# field -> (environment name without prefix, dotted key in the DeepSpeed config)
+# field -> (launcher option whose variables supply it (accel.state.options), dotted key in the
+# DeepSpeed config)
 _FIELDS: dict[str, tuple[str, str | None]] = {
-    "gradient_accumulation_steps": (env.GRADIENT_ACCUMULATION_STEPS, "gradient_accumulation_steps"),
-    "gradient_clipping": ("GRADIENT_CLIPPING", "gradient_clipping"),
-    "zero_stage": ("DEEPSPEED_ZERO_STAGE", "zero_optimization.stage"),
+    "gradient_accumulation_steps": ("gradient_accumulation_steps", "gradient_accumulation_steps"),
+    "gradient_clipping": ("gradient_clipping", "gradient_clipping"),
+    "zero_stage": ("zero_stage", "zero_optimization.stage"),
     "offload_optimizer_device": (
-        "DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE",
+        "offload_optimizer_device",
         "zero_optimization.offload_optimizer.device",
     ),
-    "offload_param_device": (
-        "DEEPSPEED_OFFLOAD_PARAM_DEVICE",
-        "zero_optimization.offload_param.device",
-    ),
+    "offload_param_device": ("offload_param_device", "zero_optimization.offload_param.device"),
     "offload_optimizer_nvme_path": (
-        "DEEPSPEED_OFFLOAD_OPTIMIZER_NVME_PATH",
+        "offload_optimizer_nvme_path",
         "zero_optimization.offload_optimizer.nvme_path",
     ),
     "offload_param_nvme_path": (
-        "DEEPSPEED_OFFLOAD_PARAM_NVME_PATH",
+        "offload_param_nvme_path",
         "zero_optimization.offload_param.nvme_path",
     ),
-    "zero3_init_flag": ("DEEPSPEED_ZERO3_INIT", None),
+    "zero3_init_flag": ("zero3_init_flag", None),
     "zero3_save_16bit_model": (
-        "DEEPSPEED_ZERO3_SAVE_16BIT_MODEL",
+        "zero3_save_16bit_model",
         "zero_optimization.stage3_gather_16bit_weights_on_model_save",
     ),
-    "transformer_moe_cls_names": ("DEEPSPEED_MOE_LAYER_CLS_NAMES", None),
+    "transformer_moe_cls_names": ("deepspeed_moe_layer_cls_names", None),
 }
-CONFIG_FILE_ENV = "DEEPSPEED_CONFIG_FILE"
+CONFIG_FILE_OPTION = "deepspeed_config_file"
 DEFAULT_ZERO_STAGE = 2
 
 
@@ -157,10 +155,9 @@ class DeepSpeedPlugin:
     # -- where each value comes from ------------------------------------------------------
 
     def _read_fields(self) -> None:
-        for field, (env_name, _) in _FIELDS.items():
+        for field, (option_name, _) in _FIELDS.items():
             given = getattr(self, field)
-            from_env = env.read_env(env_name)
-            env_key = next((k for k in env.env_names(env_name) if k in os.environ), None)
+            from_env, env_key = read_setting(option_name)
             value = None
             if given is not None:
                 value = _parse(field, given, f"DeepSpeedPlugin({field}=...)")
@@ -192,9 +189,8 @@ class DeepSpeedPlugin:
             self.hf_ds_config = source
             return
         if source is None:
-            path = env.read_env(CONFIG_FILE_ENV)
+            path, key = read_setting(CONFIG_FILE_OPTION)
             if path and path.strip().lower() != "none":
-                key = next(k for k in env.env_names(CONFIG_FILE_ENV) if k in os.environ)
                 source = path
                 origin = f"the DeepSpeed config file {path!r} (from {key})"
         self.hf_ds_config = DeepSpeedConfig(source, origin) if source is not None else None
