@@ -83,7 +83,7 @@ def _dynamo(ask: Asker) -> dict[str, Any]:
         section["dynamo_use_fullgraph"] = ask.yes_no(_q("dynamo_use_fullgraph"), False)
         section["dynamo_use_dynamic"] = ask.yes_no(_q("dynamo_use_dynamic"), False)
         section["dynamo_use_regional_compilation"] = ask.yes_no(
-            "Compile repeated blocks once?", False
+            _q("dynamo_use_regional_compilation"), False
         )
     return section
 

@@ -185,10 +185,7 @@ LEGACY: dict[str, Key] = {
 NESTED: dict[str, dict[str, Key]] = {
     # Keys of the option table first (accel.state.options), then the keys Accelerate writes
     # that the launcher does not own (accepted; refused or ignored with a reason elsewhere).
-    "dynamo_config": {
-        **table_keys("dynamo_config"),
-        "dynamo_use_regional_compilation": _b(),
-    },
+    "dynamo_config": table_keys("dynamo_config"),
     "fsdp_config": {
         **table_keys("fsdp_config"),
         "fsdp_sharding_strategy": Key((str, int), None),

@@ -241,6 +241,11 @@ OPTIONS: tuple[Option, ...] = (
            env=accel_env("DYNAMO_USE_DYNAMIC"), config="dynamo_use_dynamic",
            section="dynamo_config", file_default=False,
         export="always", question="Trace dynamic shapes?"),
+    Option("dynamo_use_regional_compilation", False, BOOLEAN,
+           "compile each repeated block once (TorchDynamoPlugin.use_regional_compilation)",
+           "switch", DYNAMO, env=accel_env("DYNAMO_USE_REGIONAL_COMPILATION"),
+           config="dynamo_use_regional_compilation", section="dynamo_config", file_default=False,
+           export="always", question="Compile repeated blocks once?"),
     # FSDP2
     Option("use_fsdp", False, BOOLEAN, "shard the model with FSDP2", "switch", FSDP,
            env=accel_env("USE_FSDP"), export="on"),
