@@ -7,7 +7,6 @@ only the order of the questions and which answer leads to which.
 Example:
     >>> import io
     >>> from accel.launch.questions import Asker
-from accel.state.options import option
     >>> ask_config(Asker(io.StringIO(""), io.StringIO()), num_gpus=0)["use_cpu"]
     True
 """

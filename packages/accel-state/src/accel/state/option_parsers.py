@@ -8,9 +8,11 @@ validation is generated from the same entry.
 Example:
     >>> integer(1)("3", "--num_processes")
     3
-    >>> integer(1)("0", "--num_processes")
-    Traceback (most recent call last):
-    accel.state.option_parsers.SettingError: --num_processes='0' must be at least 1
+    >>> try:
+    ...     integer(1)("0", "--num_processes")
+    ... except SettingError as error:
+    ...     print(error)
+    --num_processes='0' must be at least 1
 """
 
 from __future__ import annotations
@@ -65,9 +67,11 @@ def integer(low: int, high: int | None = None) -> Parser:
     """An integer in ``low..high`` (``high=None``: no upper bound).
 
     Example:
-        >>> integer(0, 3)(5, "--zero_stage")
-        Traceback (most recent call last):
-        accel.state.option_parsers.SettingError: --zero_stage=5 must be between 0 and 3
+        >>> try:
+        ...     integer(0, 3)(5, "--zero_stage")
+        ... except SettingError as error:
+        ...     print(error)
+        --zero_stage=5 must be between 0 and 3
     """
 
     def parse(value: Any, where: str) -> int:
