@@ -191,7 +191,9 @@ def test_failing_rank_stops_the_others_and_is_named(tmp_path):
     code, _, err = launch(["--cpu", "--num_processes", "2", "job.py"], tmp_path)
     ended = time.time()
     assert code == 1
-    assert ended - float((tmp_path / "failed_at").read_text()) < 8
+    # rank 0 would sleep 300 s: ending well before that means it was stopped, not waited for
+    # (a loose bound, so a loaded machine does not fail it; this is not a timing test).
+    assert ended - float((tmp_path / "failed_at").read_text()) < 150
     summary = err[err.index("accel launch: rank 1") :]
     assert "failed with exit code 1" in summary
     assert "ValueError: rank one is broken" in summary  # the stderr tail
