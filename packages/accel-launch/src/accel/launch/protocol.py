@@ -71,6 +71,14 @@ def protocol_env(values: Mapping[str, Any]) -> dict[str, str]:
             "CPU_RAM_EFFICIENT_LOADING": get("fsdp_cpu_ram_efficient_loading"),
         }
         _put_settings(env, "ACCEL_FSDP_", fsdp)
+    nd = {
+        name.upper(): get("parallelism_config_" + name)
+        for name in ("dp_replicate_size", "dp_shard_size", "tp_size", "cp_size", "sp_size",
+                     "cp_comm_strategy")
+    }  # fmt: skip
+    if any(value is not None for value in nd.values()):
+        env["ACCEL_USE_PARALLELISM_CONFIG"] = "true"
+        _put_settings(env, "ACCEL_PARALLELISM_CONFIG_", nd)
     if get("use_deepspeed"):
         env["ACCEL_USE_DEEPSPEED"] = "true"
         deepspeed = {

@@ -24,6 +24,8 @@ RDZV_BACKENDS = ("static", "c10d", "etcd", "etcd-v2")
 OFFLOAD_DEVICES = ("none", "cpu", "nvme")
 AUTO_WRAP_POLICIES = ("TRANSFORMER_BASED_WRAP", "SIZE_BASED_WRAP", "NO_WRAP")
 STATE_DICT_TYPES = ("FULL_STATE_DICT", "SHARDED_STATE_DICT")
+CP_COMM_STRATEGIES = ("allgather", "alltoall")
+PARALLELISM_SIZES = ("dp_replicate_size", "dp_shard_size", "tp_size", "cp_size", "sp_size")
 DYNAMO_BACKENDS = (
     "no",
     "eager",
@@ -60,6 +62,10 @@ def _accel(name: str) -> tuple[str, str]:
 
 def _fsdp(name: str) -> tuple[str, str]:
     return ("ACCEL_FSDP_" + name, "FSDP_" + name)
+
+
+def _nd(name: str) -> tuple[str, str]:
+    return ("ACCEL_PARALLELISM_CONFIG_" + name, "PARALLELISM_CONFIG_" + name)
 
 
 def _to_bool(value: Any, where: str) -> bool:
@@ -170,6 +176,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("fsdp_state_dict_type", None, _fsdp("STATE_DICT_TYPE"), ("fsdp_state_dict_type",), _choice(STATE_DICT_TYPES, upper=True)),
     Option("fsdp_activation_checkpointing", False, _fsdp("ACTIVATION_CHECKPOINTING"), ("fsdp_activation_checkpointing",), _bool),
     Option("fsdp_cpu_ram_efficient_loading", False, _fsdp("CPU_RAM_EFFICIENT_LOADING"), ("fsdp_cpu_ram_efficient_loading",), _bool),
+    Option("parallelism_config_dp_replicate_size", None, _nd("DP_REPLICATE_SIZE"), ("parallelism_config_dp_replicate_size",), _int_at_least(1)),
+    Option("parallelism_config_dp_shard_size", None, _nd("DP_SHARD_SIZE"), ("parallelism_config_dp_shard_size",), _int_at_least(1)),
+    Option("parallelism_config_tp_size", None, _nd("TP_SIZE"), ("parallelism_config_tp_size",), _int_at_least(1)),
+    Option("parallelism_config_cp_size", None, _nd("CP_SIZE"), ("parallelism_config_cp_size",), _int_at_least(1)),
+    Option("parallelism_config_cp_comm_strategy", None, _nd("CP_COMM_STRATEGY"), ("parallelism_config_cp_comm_strategy",), _choice(CP_COMM_STRATEGIES)),
+    Option("parallelism_config_sp_size", None, _nd("SP_SIZE"), ("parallelism_config_sp_size",), _int_at_least(1)),
     Option("use_deepspeed", False, _accel("USE_DEEPSPEED"), ("use_deepspeed",), _bool),
     Option("zero_stage", None, _accel("DEEPSPEED_ZERO_STAGE"), ("zero_stage",), _int_at_least(0, 3)),
     Option("offload_optimizer_device", None, _accel("DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE"), ("offload_optimizer_device",), _choice(OFFLOAD_DEVICES)),
@@ -196,7 +208,12 @@ _DISTRIBUTED_TYPES = {
     "TPU": {"tpu": True},
 }
 # Nested sections of Accelerate's YAML and the prefix their keys get (Accelerate's rule).
-_SECTIONS = {"fsdp_config": "fsdp_", "dynamo_config": "dynamo_", "deepspeed_config": ""}
+_SECTIONS = {
+    "fsdp_config": "fsdp_",
+    "dynamo_config": "dynamo_",
+    "deepspeed_config": "",
+    "parallelism_config": "parallelism_config_",
+}
 
 
 MODE_SWITCHES = ("cpu", "multi_gpu", "tpu", "use_fsdp", "use_deepspeed")

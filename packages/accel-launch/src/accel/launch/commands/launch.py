@@ -20,11 +20,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from accel.launch.settings import (
+    CP_COMM_STRATEGIES,
     DYNAMO_BACKENDS,
     DYNAMO_MODES,
     MIXED_PRECISIONS,
     MODE_SWITCHES,
     OPTIONS,
+    PARALLELISM_SIZES,
     RDZV_BACKENDS,
     Resolved,
     SettingError,
@@ -116,6 +118,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         ("fsdp_cpu_ram_efficient_loading", "true/false"),
     ):
         _add(fsdp, name, default=None, help=text)
+
+    nd = parser.add_argument_group("N-D parallelism (ParallelismConfig)")
+    for name in PARALLELISM_SIZES:
+        _add(nd, "parallelism_config_" + name, type=int, default=None,
+             help=f"ParallelismConfig.{name} (sizes multiply to --num_processes)")  # fmt: skip
+    _add(nd, "parallelism_config_cp_comm_strategy", default=None, choices=CP_COMM_STRATEGIES)
 
     ds = parser.add_argument_group("DeepSpeed")
     _switch(ds, "use_deepspeed", "train with DeepSpeed (needs accel-deepspeed)")
@@ -252,6 +260,7 @@ def _check(args: argparse.Namespace, resolved: Resolved) -> None:
     if v["num_processes"] is None:
         v["num_processes"] = _default_num_processes(v, os.environ)
         src["num_processes"] = "default"
+    _check_parallelism_sizes(resolved)
     if v["multi_gpu"] and v["num_processes"] < 2:
         raise LaunchError(
             f"--multi_gpu needs at least 2 processes, got num_processes={v['num_processes']}"
@@ -272,6 +281,27 @@ def _check(args: argparse.Namespace, resolved: Resolved) -> None:
     if v["tpu"]:
         _check_xla(args, src["tpu"])
     _check_target(args)
+
+
+def _check_parallelism_sizes(resolved: Resolved) -> None:
+    """Sizes given for ``ParallelismConfig`` must multiply to the number of processes."""
+    v, src = resolved.values, resolved.sources
+    given = {n: v["parallelism_config_" + n] for n in PARALLELISM_SIZES}
+    given = {n: size for n, size in given.items() if size is not None}
+    if not given:
+        return
+    product = 1
+    for size in given.values():
+        product *= size
+    if product != v["num_processes"]:
+        sizes = ", ".join(
+            f"{n}={s} (from {src['parallelism_config_' + n]})" for n, s in given.items()
+        )
+        raise LaunchError(
+            f"parallelism_config sizes {sizes} multiply to {product}, but num_processes="
+            f"{v['num_processes']} (from {src['num_processes']}); make their product equal "
+            "the number of processes"
+        )
 
 
 def _check_xla(args: argparse.Namespace, source: str) -> None:
