@@ -16,13 +16,9 @@ TOLERANCE = 1e-5  # float32: sharded/split sums in another order than one proces
 
 
 def _checks(mode: str) -> list[str]:
-    names = declared_checks(WORKER)
-    four = (
-        "hsdp_2x2_equals_reference",
-        "dp_shard_2_tp_2_equals_reference",
-        "dp_shard_2_tp_2_batches",
-    )
-    return [n for n in names if (n in four) == (mode == "4")]
+    """The worker's checks for 2 or 4 processes (4-process ones: HSDP and dp_shard x tp)."""
+    four = ("hsdp_", "dp_shard_2_tp_2_")
+    return [n for n in declared_checks(WORKER) if n.startswith(four) == (mode == "4")]
 
 
 @pytest.mark.parametrize("name", _checks("2"))

@@ -260,6 +260,22 @@ if MODE == "4":
         compare("dp_shard_2_tp_2", tp_config(dp_shard_size=2, tp_size=2), clip=0.5)
 
     @checks.add
+    def dp_shard_2_tp_2_save_and_resume_bitwise() -> None:
+        accelerator, model, _, _ = train(tp_config(dp_shard_size=2, tp_size=2))
+        holder = [tempfile.mkdtemp(prefix="ndp-") if RANK == 0 else None]
+        torch.distributed.broadcast_object_list(holder)
+        folder = os.path.join(holder[0], "ckpt")
+        accelerator.save_state(folder)
+        before = {k: v.clone() for k, v in accelerator.get_state_dict(model).items()}
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(1.0)
+        accelerator.load_state(folder)
+        after = accelerator.get_state_dict(model)
+        if accelerator.is_main_process:
+            assert before and all(torch.equal(before[k], after[k]) for k in before)
+
+    @checks.add
     def dp_shard_2_tp_2_batches() -> None:
         accelerator, _, _, seen = train(tp_config(dp_shard_size=2, tp_size=2), shuffle=True)
         assert accelerator.tensor_parallel_rank == RANK % 2

@@ -191,6 +191,8 @@ class Accelerator:
         self._schedulers: list[AcceleratedScheduler] = []
         self._dataloaders: list[Any] = []
         self._custom_objects: list[Any] = []
+        # a later Accelerator in the same process shares the first one's config and mesh
+        parallelism_config = parallelism_config or self.state.parallelism_config
         if parallelism_config is not None:
             check_job(
                 parallelism_config,
@@ -902,6 +904,13 @@ class Accelerator:
         # ranks of one tensor/context parallel group read the same batches
         position = data_parallel_position(self.parallelism_config, self.torch_device_mesh)
         num_shards, shard = position or (self.num_processes, self.process_index)
+        if position is not None and config.dispatch_batches:
+            raise ValueError(
+                "DataLoaderConfiguration(dispatch_batches=True) is not supported with tensor/"
+                "context parallelism (parallelism_config tp_size/cp_size > 1): the main process "
+                "would split each batch over every process instead of over the data-parallel "
+                "groups; leave dispatch_batches unset"
+            )
         prepared = prepare_data_loader(
             data_loader,
             self.device,

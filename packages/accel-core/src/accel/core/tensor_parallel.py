@@ -148,13 +148,19 @@ def _replicate_rest(model: torch.nn.Module, mesh: Any) -> None:
 
 
 def apply_tensor_parallel(model: torch.nn.Module, mesh: Any, plan: dict[str, Any]) -> None:
-    """Split ``model`` in place over the 1-D ``mesh`` by ``plan``.
+    """Split ``model`` in place over the 1-D ``mesh`` by ``plan`` (a model whose parameters
+    are DTensors already is kept as split; its other parameters are replicated).
 
     Example:
         >>> apply_tensor_parallel(model, mesh["tp"], {"fc1": "colwise"})  # doctest: +SKIP
     """
+    from torch.distributed.tensor import DTensor
     from torch.distributed.tensor.parallel import parallelize_module
 
+    if any(isinstance(p, DTensor) for p in model.parameters()):
+        # already split (transformers' from_pretrained(tp_plan="auto")): keep its layout
+        _replicate_rest(model, mesh)
+        return
     tied = getattr(model, "_tied_weights_keys", None)
     config = getattr(model, "config", None)
     if tied and getattr(config, "tie_word_embeddings", False):

@@ -137,10 +137,14 @@ class FSDPStrategy(TrainingStrategy):
         config = getattr(accelerator, "parallelism_config", None)
         mesh = getattr(accelerator, "torch_device_mesh", None)
         if config is not None and config.tp_enabled:
+            from torch.distributed.tensor import DTensor
+
             from accel.core.tensor_parallel import apply_tensor_parallel, resolve_tp_plan
 
             handler = config.tp_handler
-            plan = resolve_tp_plan(model, handler.tp_plan if handler is not None else None)
+            user_plan = handler.tp_plan if handler is not None else None
+            split = any(isinstance(p, DTensor) for p in model.parameters())
+            plan = {} if split else resolve_tp_plan(model, user_plan)
             apply_tensor_parallel(model, mesh["tp"], plan)
         if config is not None and mesh is not None:
             if not (config.dp_shard_enabled or config.cp_enabled):
