@@ -175,6 +175,33 @@ if MODE == "2":
             assert torch.equal(exported["fc1.weight"], before["fc1.weight"])
 
     @checks.add
+    def tp_2_already_split_model_is_kept() -> None:
+        from torch.distributed.tensor.parallel import (
+            ColwiseParallel,
+            RowwiseParallel,
+            parallelize_module,
+        )
+
+        reset_state()
+        accelerator = Accelerator(parallelism_config=ParallelismConfig(tp_size=2))
+        torch.manual_seed(0)
+        model = MLP()
+        styles = {"fc1": ColwiseParallel(), "fc2": RowwiseParallel()}
+        parallelize_module(model, accelerator.torch_device_mesh["tp"], styles)
+        optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+        model, optimizer = accelerator.prepare(model, optimizer)  # no plan needed
+        x, y = data(1).tensors
+        for step in range(STEPS):
+            batch = slice(step * PER_GROUP, (step + 1) * PER_GROUP)
+            accelerator.backward(torch.nn.functional.mse_loss(model(x[batch]), y[batch]))
+            optimizer.step()
+            optimizer.zero_grad()
+        full = accelerator.get_state_dict(model)
+        if accelerator.is_main_process:
+            difference = largest_difference(full, reference(1))
+            assert difference < 1e-5, difference
+
+    @checks.add
     def tp_2_transformers_llama_equals_reference() -> None:
         from transformers import LlamaConfig, LlamaForCausalLM
 

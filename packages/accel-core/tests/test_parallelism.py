@@ -45,6 +45,10 @@ def test_sources_of_a_config(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ACCELERATE_USE_PARALLELISM_CONFIG", "true")
     monkeypatch.setenv("ACCEL_PARALLELISM_CONFIG_DP_SHARD_SIZE", "2")
     assert resolve_parallelism_options().dp_shard_size == 2
+    monkeypatch.setenv("ACCELERATE_USE_PARALLELISM_CONFIG", "ture")
+    with pytest.raises(ValueError, match="ACCELERATE_USE_PARALLELISM_CONFIG"):
+        resolve_parallelism_options()
+    monkeypatch.delenv("ACCELERATE_USE_PARALLELISM_CONFIG")
     with pytest.raises(ValueError, match="give the size once"):
         resolve_parallelism_options(
             ParallelismConfig(tp_size=1), TorchTensorParallelPlugin(tp_size=2)

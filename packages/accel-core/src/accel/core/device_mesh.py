@@ -30,6 +30,7 @@ def build_device_mesh(config: ParallelismConfig, device_type: str) -> Any:
     """A new mesh for ``config`` (``None`` when no size is above 1).
 
     Example:
+        >>> from accel.core.parallelism_config import ParallelismConfig
         >>> build_device_mesh(ParallelismConfig(), "cpu") is None
         True
     """
@@ -67,6 +68,7 @@ def check_job(
     ``dp_replicate_size=num_processes`` (plain data parallelism), as in Accelerate.
 
     Example:
+        >>> from accel.core.parallelism_config import ParallelismConfig
         >>> check_job(ParallelismConfig(tp_size=2), 4, "cpu", "MULTI_CPU", False)
         Traceback (most recent call last):
         ...

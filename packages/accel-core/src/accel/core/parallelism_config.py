@@ -21,6 +21,7 @@ from accel.core.parallel_handlers import (
     TorchTensorParallelConfig,
     TorchTensorParallelPlugin,
 )
+from accel.state import env
 
 _ENV = "PARALLELISM_CONFIG_"
 _SIZES = ("dp_replicate_size", "dp_shard_size", "tp_size", "cp_size", "sp_size")
@@ -360,10 +361,7 @@ def resolve_parallelism_options(
     if parallelism_config is None:
         if torch_tp_plugin is not None:
             return ParallelismConfig(tp_size=torch_tp_plugin.tp_size)
-        for key in ("ACCEL_USE_PARALLELISM_CONFIG", "ACCELERATE_USE_PARALLELISM_CONFIG"):
-            if os.environ.get(key, "").strip().lower() in ("1", "true", "yes"):
-                return ParallelismConfig()
-        return None
+        return ParallelismConfig() if env.read_flag("USE_PARALLELISM_CONFIG") else None
     if not isinstance(parallelism_config, ParallelismConfig):
         raise TypeError(
             "Accelerator(parallelism_config=...) expects a ParallelismConfig, got "
