@@ -175,6 +175,31 @@ if MODE == "2":
             assert torch.equal(exported["fc1.weight"], before["fc1.weight"])
 
     @checks.add
+    def tp_2_bf16_runs_under_autocast() -> None:
+        reset_state()
+        config = tp_config(tp_size=2)
+        accelerator = Accelerator(mixed_precision="bf16", parallelism_config=config)
+        torch.manual_seed(0)
+        model = MLP()
+        optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+        model, optimizer = accelerator.prepare(model, optimizer)
+        x, y = data(1).tensors
+        accelerator.backward(torch.nn.functional.mse_loss(model(x[:PER_GROUP]), y[:PER_GROUP]))
+        optimizer.step()
+        full = accelerator.get_state_dict(model)
+        torch.manual_seed(0)
+        plain = MLP()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = plain(x[:PER_GROUP])
+        torch.nn.functional.mse_loss(out.float(), y[:PER_GROUP]).backward()
+        torch.optim.SGD(plain.parameters(), lr=LR).step()
+        if accelerator.is_main_process:
+            expected = {k: v.detach() for k, v in plain.state_dict().items()}
+            difference = largest_difference(full, expected)
+            checks.record("tp_2_bf16", difference)
+            assert difference < 1e-2, difference  # bf16 rounds each TP shard on its own
+
+    @checks.add
     def tp_2_already_split_model_is_kept() -> None:
         from torch.distributed.tensor.parallel import (
             ColwiseParallel,

@@ -148,7 +148,16 @@ class FSDPStrategy(TrainingStrategy):
             apply_tensor_parallel(model, mesh["tp"], plan)
         if config is not None and mesh is not None:
             if not (config.dp_shard_enabled or config.cp_enabled):
-                return model  # tensor parallel only: nothing to shard over
+                # tensor parallel only: nothing to shard over, and no FSDP mixed-precision
+                # policy, so fp16/bf16 is the Accelerator's autocast forward
+                if accelerator.native_amp:
+                    from accel.core.precision import wrap_forward_in_autocast
+
+                    wrap_forward_in_autocast(
+                        model, accelerator.mixed_precision, accelerator.device,
+                        accelerator.autocast_handler,
+                    )  # fmt: skip
+                return model
             # FSDP2 over dp_shard(_cp); with dp_replicate too, a 2-D mesh makes it HSDP
             options["mesh"] = mesh[tuple(config.fsdp_dim_names)]
         if plugin is not None:
