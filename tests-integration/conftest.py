@@ -86,6 +86,13 @@ LAUNCHES: dict[str, Callable[[Path], LaunchResult]] = {
     "sbs_accelerate_run": lambda out: run_distributed(
         "sbs_train.py", args=["accelerate"], timeout=240.0, out_dir=out
     ),
+    # test_ndp_distributed.py: ParallelismConfig (FSDP2 / HSDP / TP on one DeviceMesh)
+    "ndp2_run": lambda out: run_distributed(
+        "ndp_checks.py", args=["2"], timeout=600.0, out_dir=out
+    ),
+    "ndp4_run": lambda out: run_distributed(
+        "ndp_checks.py", nproc=4, args=["4"], timeout=600.0, out_dir=out
+    ),
     # test_deepspeed_distributed.py: real DeepSpeed ZeRO on 2 processes. The first engine of a
     # process loads DeepSpeed's compiled CPU ops; the offload launch may compile
     # DeepSpeedCPUAdam (1-2 min on a clean machine, then cached in ~/.cache/torch_extensions).

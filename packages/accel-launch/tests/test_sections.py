@@ -1,4 +1,4 @@
-"""Config sections ``accel launch`` hands on (fp8) or refuses (Megatron-LM, N-D parallelism)."""
+"""Config sections `accel launch` hands on (fp8, parallelism_config) or refuses (Megatron-LM)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 
 from accel.launch.protocol import protocol_env
 from accel.launch.sections import fp8_env, refuse_unimplemented
+from accel.launch.settings import SettingError, flatten_config, resolve
 
 ACCEL = Path(sys.executable).parent / "accel"
 
@@ -49,10 +50,6 @@ def test_fp8_config_refusals(flat, fragment):
     [
         ({"distributed_type": "MEGATRON_LM"}, "distributed_type=MEGATRON_LM"),
         ({"megatron_lm_config": {"megatron_lm_tp_degree": 2}}, "megatron_lm_tp_degree"),
-        (
-            {"parallelism_config": {"parallelism_config_tp_size": 2}},
-            "parallelism_config.parallelism_config_tp_size=2",
-        ),
     ],
 )
 def test_unimplemented_sections_are_refused(config, fragment):
@@ -60,11 +57,24 @@ def test_unimplemented_sections_are_refused(config, fragment):
         refuse_unimplemented(config, "c.yaml")
 
 
-def test_sizes_of_one_are_accepted():
-    refuse_unimplemented({"parallelism_config": {"parallelism_config_dp_shard_size": 1}}, "c")
+def test_parallelism_section_is_handed_on_as_environment():
+    flat = flatten_config(
+        {"parallelism_config": {"parallelism_config_tp_size": 2, "dp_shard_size": 2}}
+    )
+    assert flat == {"parallelism_config_tp_size": 2, "parallelism_config_dp_shard_size": 2}
+    values = resolve({}, {}, flat).values
+    env = protocol_env(values)
+    assert env["ACCEL_USE_PARALLELISM_CONFIG"] == "true"
+    assert (
+        env["ACCEL_PARALLELISM_CONFIG_TP_SIZE"],
+        env["ACCEL_PARALLELISM_CONFIG_DP_SHARD_SIZE"],
+    ) == ("2", "2")
+    assert "ACCEL_USE_PARALLELISM_CONFIG" not in protocol_env(resolve({}, {}, {}).values)
+    with pytest.raises(SettingError, match="PARALLELISM_CONFIG_CP_SIZE='0' must be at least 1"):
+        resolve({}, {"PARALLELISM_CONFIG_CP_SIZE": "0"}, {})
 
 
-def test_launch_exits_2_naming_the_key(tmp_path):
+def test_launch_exits_2_when_sizes_do_not_match_the_processes(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(
         "distributed_type: 'NO'\nparallelism_config:\n  parallelism_config_tp_size: 2\n"
@@ -78,5 +88,6 @@ def test_launch_exits_2_naming_the_key(tmp_path):
         timeout=60,
     )
     assert result.returncode == 2, result
-    assert "parallelism_config_tp_size=2" in result.stderr
+    assert "tp_size=2 (from config parallelism_config_tp_size) multiply to 2" in result.stderr
+    assert "num_processes=1" in result.stderr
     assert "ran" not in result.stdout

@@ -12,8 +12,9 @@ from typing import Any, TypeVar
 import torch
 
 from accel.core.compiling import compile_model
+from accel.core.device_mesh import check_job, data_parallel_position, local_rank
 from accel.core.optimizer import AcceleratedOptimizer
-from accel.core.parallelism_config import check_parallelism_options
+from accel.core.parallelism_config import resolve_parallelism_options
 from accel.core.plugins import (
     DataLoaderConfiguration,
     FullyShardedDataParallelPlugin,
@@ -29,7 +30,7 @@ from accel.core.precision import (
     wrap_forward_in_autocast,
 )
 from accel.core.scheduler import AcceleratedScheduler
-from accel.core.strategies import strategy_for
+from accel.core.strategies import load_strategy, strategy_for
 from accel.ops import gather as _gather
 from accel.ops import gather_object, pad_across_processes, recursively_apply
 from accel.ops import reduce as _reduce
@@ -103,7 +104,9 @@ class Accelerator:
         deepspeed_plugins: Any = None,
         parallelism_config: Any = None,
     ) -> None:
-        check_parallelism_options(parallelism_config, torch_tp_plugin, megatron_lm_plugin)
+        parallelism_config = resolve_parallelism_options(
+            parallelism_config, torch_tp_plugin, megatron_lm_plugin
+        )
         self._read_handlers(kwargs_handlers or [])
         self.project_configuration = project_config or ProjectConfiguration(project_dir=project_dir)
         if project_dir is not None and self.project_configuration.project_dir is None:
@@ -122,7 +125,16 @@ class Accelerator:
                 "pass either deepspeed_plugin or deepspeed_plugins to Accelerator, not both"
             )
         deepspeed_plugin = deepspeed_plugin if deepspeed_plugin is not None else deepspeed_plugins
+        fsdp_requested = fsdp_plugin is not None or env.read_flag(env.USE_FSDP)
         if fsdp_plugin is None and env.read_flag(env.USE_FSDP):
+            fsdp_plugin = FullyShardedDataParallelPlugin()
+        if (
+            fsdp_plugin is None
+            and deepspeed_plugin is None
+            and parallelism_config is not None
+            and (parallelism_config.dp_shard_enabled or parallelism_config.cp_enabled)
+        ):
+            # dp_shard_size > 1 means FSDP2 over the dp_shard sub-mesh, plugin or not
             fsdp_plugin = FullyShardedDataParallelPlugin()
 
         init_kwargs = self.init_handler.to_kwargs() if self.init_handler is not None else {}
@@ -179,7 +191,23 @@ class Accelerator:
         self._schedulers: list[AcceleratedScheduler] = []
         self._dataloaders: list[Any] = []
         self._custom_objects: list[Any] = []
-        self.strategy = strategy_for(self.distributed_type)(self)
+        # a later Accelerator in the same process shares the first one's config and mesh
+        parallelism_config = parallelism_config or self.state.parallelism_config
+        if parallelism_config is not None:
+            check_job(
+                parallelism_config,
+                self.num_processes,
+                self.device.type,
+                self.distributed_type.value,
+                fsdp_requested,
+            )
+            self.state.device_mesh = parallelism_config.get_device_mesh(self.device.type)
+            if torch_tp_plugin is not None:
+                torch_tp_plugin.torch_device_mesh = self.state.device_mesh
+        strategy = strategy_for(self.distributed_type)
+        if parallelism_config is not None and parallelism_config.tp_enabled:
+            strategy = load_strategy("fsdp")  # applies the TP plan (and FSDP2 when sharding)
+        self.strategy = strategy(self)
         if self.strategy.owns_mixed_precision:
             self.native_amp = False
             self.scaler = None
@@ -370,6 +398,98 @@ class Accelerator:
             True
         """
         return self.state.parallelism_config
+
+    @property
+    def torch_device_mesh(self) -> Any:
+        """The DeviceMesh built from ``parallelism_config`` (``None`` without one): named dims
+        ``dp_replicate``, ``dp_shard``, ``cp``, ``tp`` (the enabled ones) and the flattened
+        ``dp``, ``dp_shard_cp``, ``dp_cp``.
+
+        Example:
+            >>> accelerator.torch_device_mesh["tp"].size()  # doctest: +SKIP
+            2
+        """
+        return getattr(self.state, "device_mesh", None)
+
+    @property
+    def is_composable_parallelism_enabled(self) -> bool:
+        """Whether models are prepared on the device mesh (FSDP2 and/or tensor parallelism).
+
+        Example:
+            >>> Accelerator().is_composable_parallelism_enabled  # doctest: +SKIP
+            False
+        """
+        config = self.parallelism_config
+        return self.is_fsdp2 or bool(config is not None and config.tp_enabled)
+
+    def _mesh_rank(self, dim: str, what: str) -> int:
+        config = self.parallelism_config
+        if config is None:
+            raise RuntimeError(
+                f"{what} is only defined with a parallelism_config: pass "
+                "Accelerator(parallelism_config=ParallelismConfig(...)) first"
+            )
+        return local_rank(self.torch_device_mesh, dim, config._sizes[dim] > 1)
+
+    @property
+    def data_parallel_rank(self) -> int:
+        """This process's index along ``dp_replicate`` (0 when that dimension is off).
+
+        Example:
+            >>> accelerator.data_parallel_rank  # doctest: +SKIP
+            0
+        """
+        return self._mesh_rank("dp_replicate", "data_parallel_rank")
+
+    @property
+    def data_parallel_shard_rank(self) -> int:
+        """This process's index along ``dp_shard`` (0 when that dimension is off).
+
+        Example:
+            >>> accelerator.data_parallel_shard_rank  # doctest: +SKIP
+            1
+        """
+        return self._mesh_rank("dp_shard", "data_parallel_shard_rank")
+
+    @property
+    def tensor_parallel_rank(self) -> int:
+        """This process's index along ``tp`` (0 when tensor parallelism is off).
+
+        Example:
+            >>> accelerator.tensor_parallel_rank  # doctest: +SKIP
+            1
+        """
+        return self._mesh_rank("tp", "tensor_parallel_rank")
+
+    @property
+    def context_parallel_rank(self) -> int:
+        """This process's index along ``cp`` (0 when context parallelism is off).
+
+        Example:
+            >>> accelerator.context_parallel_rank  # doctest: +SKIP
+            0
+        """
+        return self._mesh_rank("cp", "context_parallel_rank")
+
+    def maybe_context_parallel(
+        self,
+        buffers: list[torch.Tensor] | None = None,
+        buffer_seq_dims: list[int] | None = None,
+        no_restore_buffers: set[torch.Tensor] | None = None,
+    ) -> contextlib.AbstractContextManager[Any]:
+        """Inside, ``buffers`` are split along ``buffer_seq_dims`` over the ``cp`` mesh
+        dimension and attention runs as ring attention; a no-op without context parallelism.
+
+        Example:
+            >>> with accelerator.maybe_context_parallel([ids, labels], [1, 1], {ids, labels}):  # doctest: +SKIP
+            ...     loss = model(ids, labels=labels).loss
+        """
+        from accel.core.context_parallel import context_parallel_region
+
+        return context_parallel_region(
+            self.parallelism_config, self.torch_device_mesh, buffers, buffer_seq_dims,
+            no_restore_buffers,
+        )  # fmt: skip
 
     @property
     def split_batches(self) -> bool:
@@ -778,11 +898,21 @@ class Accelerator:
         if device_placement is None:
             device_placement = self.device_placement
         config = self.dataloader_config
+        # ranks of one tensor/context parallel group read the same batches
+        position = data_parallel_position(self.parallelism_config, self.torch_device_mesh)
+        num_shards, shard = position or (self.num_processes, self.process_index)
+        if position is not None and config.dispatch_batches:
+            raise ValueError(
+                "DataLoaderConfiguration(dispatch_batches=True) is not supported with tensor/"
+                "context parallelism (parallelism_config tp_size/cp_size > 1): the main process "
+                "would split each batch over every process instead of over the data-parallel "
+                "groups; leave dispatch_batches unset"
+            )
         prepared = prepare_data_loader(
             data_loader,
             self.device,
-            num_processes=self.num_processes,
-            process_index=self.process_index,
+            num_processes=num_shards,
+            process_index=shard,
             split_batches=config.split_batches,
             put_on_device=device_placement,
             rng_types=list(self.rng_types),
@@ -953,7 +1083,15 @@ class Accelerator:
         except TypeError:
             all_tensors = False
         use_gather_object = use_gather_object or not all_tensors
-        data = gather_object(input_data) if use_gather_object else self.gather(input_data)
+        copies = data_parallel_position(self.parallelism_config, self.torch_device_mesh)
+        if copies is not None:
+            from accel.core.mesh_gather import gather_data_parallel
+
+            data = gather_data_parallel(input_data, self.parallelism_config, use_gather_object)
+        elif use_gather_object:
+            data = gather_object(input_data)
+        else:
+            data = self.gather(input_data)
         state = self.gradient_state
         if not state.end_of_dataloader or state.remainder <= 0:
             return data

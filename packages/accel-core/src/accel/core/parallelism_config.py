@@ -1,8 +1,7 @@
-"""``ParallelismConfig``: the sizes of a job's parallel dimensions (data only, for now).
+"""``ParallelismConfig``: the sizes of a job's parallel dimensions and its device mesh.
 
-It holds and validates Accelerate's fields and derived names so that code that builds or
-reads one (transformers' ``TrainingArguments``) works; accel's ``Accelerator`` does not take
-it yet (building the device mesh from it is tracked separately, see docs/migration.md).
+``Accelerator(parallelism_config=...)`` builds one ``torch.distributed`` DeviceMesh from it
+(:mod:`accel.core.device_mesh`) and composes FSDP2, HSDP and tensor parallelism on it.
 
 Example:
     >>> from accel.core.parallelism_config import ParallelismConfig
@@ -13,21 +12,25 @@ Example:
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
-_ENV = "PARALLELISM_CONFIG_"
-_SIZES = ("dp_replicate_size", "dp_shard_size", "tp_size", "cp_size", "sp_size")
+from accel.core.parallel_handlers import (
+    TorchContextParallelConfig,
+    TorchTensorParallelConfig,
+    TorchTensorParallelPlugin,
+)
+from accel.state import env
+from accel.state.options import PARALLELISM_SIZES, lookup, parallelism_env
+
+_SIZES = PARALLELISM_SIZES
 _BACKENDS = {"cp_backend": ("torch",), "sp_backend": ("deepspeed",)}
 
 
 def _from_env(name: str, default: str) -> tuple[str, str]:
     """Value of ``name`` from ``ACCEL_PARALLELISM_CONFIG_*`` / ``PARALLELISM_CONFIG_*``."""
-    for key in (f"ACCEL_{_ENV}{name.upper()}", f"{_ENV}{name.upper()}"):
-        if key in os.environ:
-            return os.environ[key], f"environment variable {key}"
-    return default, "default"
+    value, key = lookup(parallelism_env(name.upper()))
+    return (value, f"environment variable {key}") if key is not None else (default, "default")
 
 
 @dataclass
@@ -52,6 +55,7 @@ class ParallelismConfig:
     cp_handler: Any = None
     sp_handler: Any = None
     _sizes: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+    device_mesh: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in _SIZES:
@@ -94,7 +98,79 @@ class ParallelismConfig:
                 f"dp_replicate_size={self.dp_replicate_size} and dp_shard_size=1 is not a valid "
                 "layout; shard the data dimension (dp_shard_size > 1) to combine it with TP/CP"
             )
+        if self.tp_size > 1 and self.tp_handler is None:
+            self.tp_handler = TorchTensorParallelConfig()
+        if self.tp_handler is not None and not isinstance(
+            self.tp_handler, TorchTensorParallelConfig
+        ):
+            raise TypeError(
+                "ParallelismConfig.tp_handler must be a TorchTensorParallelConfig, got "
+                f"{type(self.tp_handler).__name__}"
+            )
+        if self.cp_size > 1 and self.cp_handler is None:
+            self.cp_handler = TorchContextParallelConfig()
+        if self.cp_handler is not None and not isinstance(
+            self.cp_handler, TorchContextParallelConfig
+        ):
+            raise TypeError(
+                f"ParallelismConfig(cp_backend={self.cp_backend!r}) needs a cp_handler of type "
+                f"TorchContextParallelConfig, got {type(self.cp_handler).__name__}"
+            )
         self._sizes = {name[: -len("_size")]: getattr(self, name) for name in _SIZES}
+
+    def _set_size(self, dim: str, size: int) -> None:
+        """Change one dimension's size (``dim`` is ``"tp"``, ``"dp_shard"``, ...)."""
+        if dim not in self._sizes:
+            raise ValueError(f"unknown parallel dimension {dim!r}; known: {', '.join(self._sizes)}")
+        self._sizes[dim] = size
+        setattr(self, f"{dim}_size", size)
+
+    def _get_mesh(self) -> tuple[tuple[str, ...], tuple[int, ...]] | tuple[()]:
+        """Names and sizes of the enabled dimensions in mesh order (``dp_replicate``,
+        ``dp_shard``, ``cp``, ``sp``, ``tp``: tensor parallel ranks are neighbours).
+
+        Example:
+            >>> ParallelismConfig(tp_size=2, dp_shard_size=2)._get_mesh()
+            (('dp_shard', 'tp'), (2, 2))
+        """
+        order = ("dp_replicate", "dp_shard", "cp", "sp", "tp")
+        dims = [(name, self._sizes[name]) for name in order if name in self.active_mesh_dims]
+        return tuple(zip(*dims))  # type: ignore[return-value]
+
+    def build_device_mesh(self, device_type: str) -> Any:
+        """A new DeviceMesh with the enabled dimensions and the flattened ``dp``,
+        ``dp_shard_cp`` and ``dp_cp`` ones (``None`` when every size is 1). Needs an
+        initialized process group whose world size is :attr:`total_size`.
+
+        Example:
+            >>> mesh = ParallelismConfig(dp_shard_size=2).build_device_mesh("cpu")  # doctest: +SKIP
+            >>> mesh["dp"].size()  # doctest: +SKIP
+            2
+        """
+        from accel.core.device_mesh import build_device_mesh
+
+        return build_device_mesh(self, device_type)
+
+    def get_device_mesh(self, device_type: str | None = None) -> Any:
+        """The mesh built for this config (built on first call, which needs ``device_type``).
+
+        Example:
+            >>> config.get_device_mesh("cpu")["tp"].size()  # doctest: +SKIP
+            2
+        """
+        if self.device_mesh is None:
+            if device_type is None:
+                raise ValueError(
+                    "ParallelismConfig.get_device_mesh(): no mesh was built yet; pass the "
+                    "device_type (e.g. 'cuda' or 'cpu') to build it"
+                )
+            self.device_mesh = self.build_device_mesh(device_type)
+        elif device_type is not None and self.device_mesh.device_type != device_type:
+            raise ValueError(
+                f"ParallelismConfig.get_device_mesh(device_type={device_type!r}): the mesh was "
+                f"already built for {self.device_mesh.device_type!r}"
+            )
+        return self.device_mesh
 
     @property
     def dp_replicate_enabled(self) -> bool:
@@ -253,43 +329,45 @@ class ParallelismConfig:
         return out
 
 
-def check_parallelism_options(
+def resolve_parallelism_options(
     parallelism_config: Any = None, torch_tp_plugin: Any = None, megatron_lm_plugin: Any = None
-) -> None:
-    """Refuse the ``Accelerator`` arguments accel accepts for Accelerate's signature but does
-    not act on yet, instead of ignoring them: a Megatron-LM or tensor-parallel plugin, and a
-    ``ParallelismConfig`` asking for replicate/tensor/context/sequence parallelism. A config
-    whose only size above 1 is ``dp_shard_size`` describes what FSDP does and is accepted.
+) -> ParallelismConfig | None:
+    """The ``ParallelismConfig`` an ``Accelerator`` works with: the one given, else one made
+    from a ``TorchTensorParallelPlugin``, else one read from ``PARALLELISM_CONFIG_*`` when the
+    launcher set ``ACCEL_USE_PARALLELISM_CONFIG`` (or ``ACCELERATE_USE_PARALLELISM_CONFIG``),
+    else ``None``. Refuses a Megatron-LM plugin and a wrong type.
 
     Example:
-        >>> check_parallelism_options(ParallelismConfig(dp_shard_size=2))
-        >>> check_parallelism_options(ParallelismConfig(tp_size=2, dp_shard_size=2))
+        >>> resolve_parallelism_options(torch_tp_plugin=TorchTensorParallelPlugin(tp_size=2)).tp_size
+        2
+        >>> resolve_parallelism_options({"tp_size": 2})
         Traceback (most recent call last):
         ...
-        ValueError: Accelerator(parallelism_config=...) with tp_size=2 is not implemented in accel yet (TP/CP/SP area, see docs/migration.md); only dp_shard_size (FSDP) may be above 1
+        TypeError: Accelerator(parallelism_config=...) expects a ParallelismConfig, got dict
     """
     if megatron_lm_plugin is not None:
         raise ValueError(
             "Accelerator(megatron_lm_plugin=...) is not supported: accel has no Megatron-LM "
             "integration (see docs/migration.md)"
         )
-    if torch_tp_plugin is not None:
-        raise ValueError(
-            "Accelerator(torch_tp_plugin=...) is not implemented in accel yet (TP/CP/SP area, "
-            "see docs/migration.md)"
+    if torch_tp_plugin is not None and not isinstance(torch_tp_plugin, TorchTensorParallelPlugin):
+        raise TypeError(
+            "Accelerator(torch_tp_plugin=...) expects a TorchTensorParallelPlugin, got "
+            f"{type(torch_tp_plugin).__name__}"
         )
     if parallelism_config is None:
-        return
+        if torch_tp_plugin is not None:
+            return ParallelismConfig(tp_size=torch_tp_plugin.tp_size)
+        return ParallelismConfig() if env.read_flag("USE_PARALLELISM_CONFIG") else None
     if not isinstance(parallelism_config, ParallelismConfig):
         raise TypeError(
             "Accelerator(parallelism_config=...) expects a ParallelismConfig, got "
             f"{type(parallelism_config).__name__}"
         )
-    for name in ("dp_replicate_size", "tp_size", "cp_size", "sp_size"):
-        size = getattr(parallelism_config, name)
-        if size > 1:
-            raise ValueError(
-                f"Accelerator(parallelism_config=...) with {name}={size} is not implemented in "
-                "accel yet (TP/CP/SP area, see docs/migration.md); only dp_shard_size (FSDP) "
-                "may be above 1"
-            )
+    if torch_tp_plugin is not None and torch_tp_plugin.tp_size != parallelism_config.tp_size:
+        raise ValueError(
+            f"Accelerator got torch_tp_plugin.tp_size={torch_tp_plugin.tp_size} and "
+            f"parallelism_config.tp_size={parallelism_config.tp_size}; give the size once, in "
+            "parallelism_config"
+        )
+    return parallelism_config

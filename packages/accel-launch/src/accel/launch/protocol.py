@@ -43,6 +43,8 @@ def protocol_env(values: Mapping[str, Any]) -> dict[str, str]:
         text = exported(entry, values)
         if text is not None:
             env[entry.env[0]] = text
+    if any(name.startswith(PREFIX + "PARALLELISM_CONFIG_") for name in env):
+        env[PREFIX + "USE_PARALLELISM_CONFIG"] = "true"
     gpu_ids = values.get("gpu_ids")
     if gpu_ids and gpu_ids != "all" and not values.get("cpu"):
         env["CUDA_VISIBLE_DEVICES"] = str(gpu_ids)

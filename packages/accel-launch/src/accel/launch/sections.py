@@ -2,9 +2,9 @@
 
 - ``fp8_config`` becomes ``ACCEL_FP8_<NAME>`` variables, read by ``FP8RecipeKwargs`` in the
   script (which honours or refuses each one).
-- ``megatron_lm_config`` / ``distributed_type: MEGATRON_LM`` and a ``parallelism_config``
-  with a size above 1 ask for features accel does not implement: refused, naming the key,
-  rather than silently launching a plain job.
+- ``megatron_lm_config`` / ``distributed_type: MEGATRON_LM`` ask for Megatron-LM, which accel
+  does not implement: refused, naming the key, rather than silently launching a plain job.
+  (``parallelism_config`` is a launcher option section, see :mod:`accel.launch.settings`.)
 
 Example:
     >>> fp8_env({"fp8_backend": "AO", "fp8_override_linear_precision": [True, False, False]})
@@ -75,7 +75,7 @@ def fp8_env(flat: Mapping[str, Any]) -> dict[str, str]:
 
 
 def refuse_unimplemented(explicit: Mapping[str, Any], where: str) -> None:
-    """Raise ``ValueError`` for a section asking for Megatron-LM or N-D parallelism.
+    """Raise ``ValueError`` for a section asking for Megatron-LM.
 
     Example:
         >>> refuse_unimplemented({"parallelism_config": {"parallelism_config_tp_size": 1}}, "c.yaml")
@@ -96,9 +96,3 @@ def refuse_unimplemented(explicit: Mapping[str, Any], where: str) -> None:
             f"{where}: megatron_lm_config ({', '.join(sorted(megatron))}) asks for Megatron-LM, "
             "which accel does not implement; remove the section"
         )
-    for key, value in (explicit.get("parallelism_config") or {}).items():
-        if key.endswith("_size") and value is not None and str(value) not in ("0", "1"):
-            raise ValueError(
-                f"{where}: parallelism_config.{key}={value!r}: accel does not implement "
-                "ParallelismConfig (N-D parallelism) yet; remove the section or set sizes to 1"
-            )

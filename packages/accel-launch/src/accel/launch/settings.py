@@ -51,7 +51,12 @@ _DISTRIBUTED_TYPES = {
     "TPU": {"tpu": True},
 }
 # Nested sections of Accelerate's YAML and the prefix their keys get (Accelerate's rule).
-_SECTIONS = {"fsdp_config": "fsdp_", "dynamo_config": "dynamo_", "deepspeed_config": ""}
+_SECTIONS = {
+    "fsdp_config": "fsdp_",
+    "dynamo_config": "dynamo_",
+    "deepspeed_config": "",
+    "parallelism_config": "parallelism_config_",
+}
 
 
 MODE_SWITCHES = ("cpu", "multi_gpu", "tpu", "use_fsdp", "use_deepspeed")

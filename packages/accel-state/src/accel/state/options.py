@@ -42,11 +42,13 @@ from accel.state.option_parsers import (
 
 __all__ = [
     "AUTO_WRAP_POLICIES",
+    "CP_COMM_STRATEGIES",
     "DYNAMO_BACKENDS",
     "DYNAMO_MODES",
     "MIXED_PRECISIONS",
     "OFFLOAD_DEVICES",
     "OPTIONS",
+    "PARALLELISM_SIZES",
     "RDZV_BACKENDS",
     "STATE_DICT_TYPES",
     "Option",
@@ -62,6 +64,8 @@ RDZV_BACKENDS = ("static", "c10d", "etcd", "etcd-v2")
 OFFLOAD_DEVICES = ("none", "cpu", "nvme")
 AUTO_WRAP_POLICIES = ("TRANSFORMER_BASED_WRAP", "SIZE_BASED_WRAP", "NO_WRAP")
 STATE_DICT_TYPES = ("FULL_STATE_DICT", "SHARDED_STATE_DICT")
+CP_COMM_STRATEGIES = ("allgather", "alltoall")
+PARALLELISM_SIZES = ("dp_replicate_size", "dp_shard_size", "tp_size", "cp_size", "sp_size")
 DYNAMO_BACKENDS = (
     "no", "eager", "aot_eager", "inductor", "aot_ts_nvfuser", "nvprims_nvfuser", "cudagraphs",
     "ofi", "fx2trt", "onnxrt", "tensorrt", "aot_torchxla_trace_once", "torchxla_trace_once",
@@ -81,6 +85,16 @@ def accel_env(name: str) -> tuple[str, str]:
         ('ACCEL_USE_CPU', 'ACCELERATE_USE_CPU')
     """
     return (PREFIX + name, ALIAS_PREFIX + name)
+
+
+def parallelism_env(name: str) -> tuple[str, str]:
+    """``ACCEL_PARALLELISM_CONFIG_<name>`` and Accelerate's ``PARALLELISM_CONFIG_<name>``.
+
+    Example:
+        >>> parallelism_env("TP_SIZE")
+        ('ACCEL_PARALLELISM_CONFIG_TP_SIZE', 'PARALLELISM_CONFIG_TP_SIZE')
+    """
+    return (PREFIX + "PARALLELISM_CONFIG_" + name, "PARALLELISM_CONFIG_" + name)
 
 
 def fsdp_env(name: str) -> tuple[str, str]:
@@ -175,8 +189,9 @@ class Option:
         return lookup(self.env, environ)
 
 
-HARDWARE, PROCESSES, DYNAMO, FSDP, DEEPSPEED = (
-    "hardware", "processes and machines", "torch.compile", "FSDP2", "DeepSpeed",
+HARDWARE, PROCESSES, DYNAMO, FSDP, PARALLELISM, DEEPSPEED = (
+    "hardware", "processes and machines", "torch.compile", "FSDP2",
+    "N-D parallelism (ParallelismConfig)", "DeepSpeed",
 )  # fmt: skip
 
 # ----------------------------------------------------------------------------------------------
@@ -286,6 +301,31 @@ OPTIONS: tuple[Option, ...] = (
            env=fsdp_env("CPU_RAM_EFFICIENT_LOADING"), config="fsdp_cpu_ram_efficient_loading",
            section="fsdp_config", file_default=False, export="set", export_if="use_fsdp",
            question="Load weights on rank 0 only (CPU RAM)?"),
+    # N-D parallelism: sizes multiply to num_processes (checked by the launcher)
+    Option("parallelism_config_dp_replicate_size", None, integer(1),
+           "ParallelismConfig.dp_replicate_size (sizes multiply to --num_processes)", "int", PARALLELISM,
+           env=parallelism_env("DP_REPLICATE_SIZE"), config="parallelism_config_dp_replicate_size",
+           section="parallelism_config", export="set"),
+    Option("parallelism_config_dp_shard_size", None, integer(1),
+           "ParallelismConfig.dp_shard_size (sizes multiply to --num_processes)", "int", PARALLELISM,
+           env=parallelism_env("DP_SHARD_SIZE"), config="parallelism_config_dp_shard_size",
+           section="parallelism_config", export="set"),
+    Option("parallelism_config_tp_size", None, integer(1),
+           "ParallelismConfig.tp_size (sizes multiply to --num_processes)", "int", PARALLELISM,
+           env=parallelism_env("TP_SIZE"), config="parallelism_config_tp_size",
+           section="parallelism_config", export="set"),
+    Option("parallelism_config_cp_size", None, integer(1),
+           "ParallelismConfig.cp_size (sizes multiply to --num_processes)", "int", PARALLELISM,
+           env=parallelism_env("CP_SIZE"), config="parallelism_config_cp_size",
+           section="parallelism_config", export="set"),
+    Option("parallelism_config_cp_comm_strategy", None, choice(CP_COMM_STRATEGIES), None,
+           "choice", PARALLELISM, env=parallelism_env("CP_COMM_STRATEGY"),
+           config="parallelism_config_cp_comm_strategy", section="parallelism_config",
+           export="set"),
+    Option("parallelism_config_sp_size", None, integer(1),
+           "ParallelismConfig.sp_size (sizes multiply to --num_processes)", "int", PARALLELISM,
+           env=parallelism_env("SP_SIZE"), config="parallelism_config_sp_size",
+           section="parallelism_config", export="set"),
     # DeepSpeed
     Option("use_deepspeed", False, BOOLEAN, "train with DeepSpeed (needs accel-deepspeed)",
            "switch", DEEPSPEED, env=accel_env("USE_DEEPSPEED"), export="on",
@@ -335,7 +375,7 @@ OPTIONS: tuple[Option, ...] = (
            question="Path of the DeepSpeed JSON file"),
 )  # fmt: skip
 # The ``--help`` sections, in order.
-GROUPS = (HARDWARE, PROCESSES, DYNAMO, FSDP, DEEPSPEED)
+GROUPS = (HARDWARE, PROCESSES, DYNAMO, FSDP, PARALLELISM, DEEPSPEED)
 
 
 def option(name: str) -> Option:

@@ -134,6 +134,32 @@ class FSDPStrategy(TrainingStrategy):
         plugin = self.plugin
         model = model.to(accelerator.device)
         options: dict[str, Any] = {}
+        config = getattr(accelerator, "parallelism_config", None)
+        mesh = getattr(accelerator, "torch_device_mesh", None)
+        if config is not None and config.tp_enabled:
+            from torch.distributed.tensor import DTensor
+
+            from accel.core.tensor_parallel import apply_tensor_parallel, resolve_tp_plan
+
+            handler = config.tp_handler
+            user_plan = handler.tp_plan if handler is not None else None
+            split = any(isinstance(p, DTensor) for p in model.parameters())
+            plan = {} if split else resolve_tp_plan(model, user_plan)
+            apply_tensor_parallel(model, mesh["tp"], plan)
+        if config is not None and mesh is not None:
+            if not (config.dp_shard_enabled or config.cp_enabled):
+                # tensor parallel only: nothing to shard over, and no FSDP mixed-precision
+                # policy, so fp16/bf16 is the Accelerator's autocast forward
+                if accelerator.native_amp:
+                    from accel.core.precision import wrap_forward_in_autocast
+
+                    wrap_forward_in_autocast(
+                        model, accelerator.mixed_precision, accelerator.device,
+                        accelerator.autocast_handler,
+                    )  # fmt: skip
+                return model
+            # FSDP2 over dp_shard(_cp); with dp_replicate too, a 2-D mesh makes it HSDP
+            options["mesh"] = mesh[tuple(config.fsdp_dim_names)]
         if plugin is not None:
             options["reshard_after_forward"] = plugin.reshard_after_forward
             if plugin.cpu_offload:
@@ -262,6 +288,12 @@ class FSDPStrategy(TrainingStrategy):
         )
 
         inner = getattr(optimizer, "optimizer", optimizer)
+        if not _has_tensor_state(state):
+            # nothing to shard (e.g. SGD without momentum): torch's loader needs a tensor to
+            # find the device, so only the hyperparameters are put back
+            for group, saved in zip(inner.param_groups, state.get("param_groups", [])):
+                group.update({k: v for k, v in saved.items() if k != "params"})
+            return
         set_optimizer_state_dict(
             self._owner(optimizer),
             inner,
@@ -284,6 +316,16 @@ class FSDPStrategy(TrainingStrategy):
             raise TypeError(f"load_state under FSDP accepts only strict=...; got {sorted(kwargs)}")
         options = StateDictOptions(full_state_dict=True, strict=False)
         return set_model_state_dict(model, state_dict, options=options)
+
+
+def _has_tensor_state(state: dict[str, Any]) -> bool:
+    """Whether an optimizer state dict holds per-parameter tensors (not just scalars)."""
+    return any(
+        isinstance(value, torch.Tensor) and value.dim() > 0
+        for entry in state.get("state", {}).values()
+        if isinstance(entry, dict)
+        for value in entry.values()
+    )
 
 
 def _is_bare_container(module: torch.nn.Module) -> bool:

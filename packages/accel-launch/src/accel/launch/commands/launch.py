@@ -27,7 +27,7 @@ from accel.launch.settings import (
     flatten_config,
     resolve,
 )
-from accel.state.options import GROUPS, Option
+from accel.state.options import GROUPS, PARALLELISM_SIZES, Option
 
 NAME = "launch"
 PREFIX = "accel launch:"
@@ -231,6 +231,7 @@ def _check(args: argparse.Namespace, resolved: Resolved) -> None:
     if v["num_processes"] is None:
         v["num_processes"] = _default_num_processes(v, os.environ)
         src["num_processes"] = "default"
+    _check_parallelism_sizes(resolved)
     if v["multi_gpu"] and v["num_processes"] < 2:
         raise LaunchError(
             f"--multi_gpu needs at least 2 processes, got num_processes={v['num_processes']}"
@@ -251,6 +252,27 @@ def _check(args: argparse.Namespace, resolved: Resolved) -> None:
     if v["tpu"]:
         _check_xla(args, src["tpu"])
     _check_target(args)
+
+
+def _check_parallelism_sizes(resolved: Resolved) -> None:
+    """Sizes given for ``ParallelismConfig`` must multiply to the number of processes."""
+    v, src = resolved.values, resolved.sources
+    given = {n: v["parallelism_config_" + n] for n in PARALLELISM_SIZES}
+    given = {n: size for n, size in given.items() if size is not None}
+    if not given:
+        return
+    product = 1
+    for size in given.values():
+        product *= size
+    if product != v["num_processes"]:
+        sizes = ", ".join(
+            f"{n}={s} (from {src['parallelism_config_' + n]})" for n, s in given.items()
+        )
+        raise LaunchError(
+            f"parallelism_config sizes {sizes} multiply to {product}, but num_processes="
+            f"{v['num_processes']} (from {src['num_processes']}); make their product equal "
+            "the number of processes"
+        )
 
 
 def _check_xla(args: argparse.Namespace, source: str) -> None:
