@@ -28,7 +28,9 @@ def test_entries_are_well_formed() -> None:
         if entry.export_if is not None:
             assert option(entry.export_if).flag == "switch", entry.name
         for name in entry.env:
-            assert name.startswith(("ACCEL_", "ACCELERATE_", "FSDP_", "OMP_")), name
+            assert name.startswith(
+                ("ACCEL_", "ACCELERATE_", "FSDP_", "PARALLELISM_CONFIG_", "OMP_")
+            ), name
         if entry.env and entry.env[0] != "OMP_NUM_THREADS":
             assert entry.env[0].startswith("ACCEL_"), f"{entry.name}: ours is written first"
         if entry.default is not None:  # the default is a valid value (text options: its str)

@@ -220,20 +220,17 @@ NESTED: dict[str, dict[str, Key]] = {
         "fp8_pad_inner_dim": _b(),
     },
     "parallelism_config": {
-        "parallelism_config_" + name: Key((int, str, bool), None)
-        for name in (
-            "dp_replicate_size",
-            "dp_shard_size",
-            "tp_size",
-            "cp_size",
-            "cp_comm_strategy",
-            "cp_backend",
-            "sp_size",
-            "sp_backend",
-            "sp_seq_length",
-            "sp_seq_length_is_variable",
-            "sp_attn_implementation",
-        )
+        **table_keys("parallelism_config"),
+        **{
+            "parallelism_config_" + name: Key((int, str, bool), None)
+            for name in (
+                "cp_backend",
+                "sp_backend",
+                "sp_seq_length",
+                "sp_seq_length_is_variable",
+                "sp_attn_implementation",
+            )
+        },
     },
     "megatron_lm_config": {
         "megatron_lm_" + name: Key((int, float, str, bool), None)
