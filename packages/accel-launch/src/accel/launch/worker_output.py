@@ -93,20 +93,28 @@ class LinePrinter:
         b'[rank 0] hi\\n'
     """
 
+    lock = threading.Lock()  # one for all printers: stdout and stderr may be one terminal
+
     def __init__(self, sink: BinaryIO) -> None:
         self.sink = sink
-        self.lock = threading.Lock()
 
     def write(self, data: bytes, prefix: bytes = b"") -> None:
         """Write ``data`` (whole lines or ``\\r`` segments) in one go, each line prefixed."""
         if prefix:
-            data = b"".join(prefix + line for line in data.splitlines(keepends=True))
+            data = b"".join(prefix + line for line in _lines(data))
         with self.lock:
             try:
                 self.sink.write(data)
                 self.sink.flush()
             except (OSError, ValueError):
                 pass
+
+
+def _lines(data: bytes) -> list[bytes]:
+    """``data`` cut after each ``\\n`` (``bytes.splitlines`` would also cut at ``\\r``)."""
+    parts = data.split(b"\n")
+    lines = [part + b"\n" for part in parts[:-1]]
+    return [*lines, parts[-1]] if parts[-1] else lines
 
 
 def _split_complete(buffer: bytes, ends: bytes) -> tuple[bytes, bytes]:
@@ -118,7 +126,7 @@ def _split_complete(buffer: bytes, ends: bytes) -> tuple[bytes, bytes]:
 def _collapse_redraws(lines: bytes) -> bytes:
     """Keep of each line what a terminal would show last (text after its last ``\\r``)."""
     out = []
-    for line in lines.splitlines(keepends=True):
+    for line in _lines(lines):
         body = line.rstrip(b"\r\n")
         end = line[len(body) :]
         out.append(body.rsplit(b"\r", 1)[-1] + (b"\n" if end else b""))

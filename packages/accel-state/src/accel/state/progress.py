@@ -154,11 +154,12 @@ def progress_bar(
     total: float | None = None,
     unit: str = "it",
     nbytes: bool = False,
+    leave: bool = True,
 ) -> Any:
     """A bar over ``iterable`` (or updated by hand up to ``total``) for accel's long work.
 
-    ``nbytes=True`` counts bytes and shows MB and MB/s. Shown only when :func:`should_show`;
-    otherwise a :class:`SilentBar`.
+    ``nbytes=True`` counts bytes and shows MB and MB/s; ``leave=False`` erases the bar when it
+    ends. Shown only when :func:`should_show`; otherwise a :class:`SilentBar`.
 
     Example:
         >>> with progress_bar(desc="Saving state", total=10, nbytes=True) as bar:
@@ -166,7 +167,8 @@ def progress_bar(
     """
     if not should_show():
         return SilentBar(iterable)
-    options: dict[str, Any] = {"desc": desc, "total": total, "unit": unit, "dynamic_ncols": True}
+    options: dict[str, Any] = {"desc": desc, "total": total, "unit": unit, "leave": leave}
+    options["dynamic_ncols"] = True
     if nbytes:
         options.update(unit="B", unit_scale=True, unit_divisor=1000)
     return _tqdm_class()(iterable, **options)
