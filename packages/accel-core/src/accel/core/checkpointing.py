@@ -40,7 +40,6 @@ import random
 import re
 import shutil
 import time
-import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -54,6 +53,7 @@ from accel.core.async_checkpoint import AsyncCheckpointWriter
 from accel.core.checkpoint_errors import describe_damage, unsafe_globals
 from accel.core.checkpoint_files import CheckpointFile, write_files
 from accel.core.checkpoint_reader import CorruptCheckpointError
+from accel.state.process_logging import warn_on_main_process
 from accel.state.progress import report_done
 
 if TYPE_CHECKING:
@@ -372,7 +372,7 @@ def _warn_if_replayed(loader: Any, seen: int) -> None:
         return
     if _stateful_dataset(loader) is not None or any(map(is_hf_dataset, _datasets(loader))):
         return
-    warnings.warn(
+    warn_on_main_process(
         f"resuming a dataloader over {type(loader.dataset).__qualname__}, an iterable dataset "
         f"without state_dict()/load_state_dict(): the resumed pass reads the stream again from "
         f"the start of the pass and drops the {seen} batch(es) already used. This is exact only "

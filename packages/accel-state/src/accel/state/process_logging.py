@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import warnings
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -145,3 +146,16 @@ def library_logger(name: str) -> MultiProcessAdapter:
         >>> logger.warning("printed once per job")
     """
     return MultiProcessAdapter(logging.getLogger(name), {})
+
+
+def warn_on_main_process(
+    message: str, category: type[Warning] = UserWarning, stacklevel: int = 1
+) -> None:
+    """``warnings.warn(message, category, stacklevel)`` on the process of global rank 0 only,
+    so a multi-process job shows accel's warning once (rank from the state, else ``RANK``).
+
+    Example:
+        >>> warn_on_main_process("x is ignored with y", stacklevel=2)  # doctest: +SKIP
+    """
+    if process_index() == 0:
+        warnings.warn(message, category, stacklevel=stacklevel + 1)
