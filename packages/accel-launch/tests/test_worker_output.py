@@ -68,3 +68,13 @@ def test_launch_settings_for_output_come_from_flag_env_or_config() -> None:
     assert r.sources["rank_prefix"] == "env ACCEL_RANK_PREFIX"
     with pytest.raises(SettingError, match=r"--tee='both'.*0 \(no stream\)"):
         resolve({"tee": "both"}, {}, {})
+
+
+def test_tee_without_log_dir_is_refused_before_anything_starts(tmp_path) -> None:
+    from accel.launch.commands.launch import LaunchError, launch, launch_command_parser
+
+    script = tmp_path / "t.py"
+    script.write_text("raise SystemExit(5)")
+    args = launch_command_parser().parse_args(["--tee", "3", str(script)])
+    with pytest.raises(LaunchError, match=r"tee=3 \(from flag --tee\).*needs --log_dir"):
+        launch(args, environ={})

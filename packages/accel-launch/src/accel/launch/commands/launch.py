@@ -223,6 +223,12 @@ def _check(args: argparse.Namespace, resolved: Resolved) -> None:
     if len(exclusive) > 1:
         names = " and ".join(f"--{n} (from {src[n]})" for n in exclusive)
         raise LaunchError(f"{names} cannot be used together; pick one")
+    if v["tee"] and v["log_dir"] is None:  # worker output
+        raise LaunchError(
+            f"tee={v['tee']} (from {src['tee']}) picks which streams also reach the console "
+            "besides the log files, so it needs --log_dir DIR (without it everything is "
+            "printed already)"
+        )
     if v["use_fsdp"] and v["fsdp_version"] != 2:
         raise LaunchError(
             f"fsdp_version={v['fsdp_version']} (from {src['fsdp_version']}): accel implements "
