@@ -193,15 +193,15 @@ def _die_with_parent(parent: int) -> Callable[[], None] | None:
 
 @dataclass
 class Worker:
-    """One started worker: its process, its stderr tail and when it ended."""
+    """One started worker: its process, the threads copying its output, its log files, its
+    stderr tail and when it ended."""
 
     local_rank: int
     rank: int
     process: Popen
     tail: collections.deque = field(default_factory=lambda: collections.deque(maxlen=20))
-    reader: threading.Thread | None = None
-    readers: list = field(default_factory=list)
-    logs: list = field(default_factory=list)
+    readers: list = field(default_factory=list)  # one thread per piped stream
+    logs: list = field(default_factory=list)  # open log files (None: that stream has none)
     started: float = field(default_factory=time.monotonic)
     ended: float | None = None
     stopped_by_launcher: bool = False
@@ -262,7 +262,6 @@ def _start(group: WorkerGroup, port: int, restart: int, events: queue.SimpleQueu
             )
             reader.start()
             worker.readers.append(reader)
-        worker.reader = worker.readers[-1]
         threading.Thread(
             target=lambda w=worker: events.put(("exit", w.local_rank, w.process.wait())),
             daemon=True,
