@@ -44,7 +44,6 @@ OPTIONAL_INTEGRATIONS = {
         "datasets": "recognises a datasets.IterableDataset the user passes",
         "torchao": "fp8 training (mixed_precision='fp8') with the torchao the user installs",
         "peft": "recognises a PEFT model the user passes (is_peft_model, adapter_only)",
-        "tqdm": "accel.core.tqdm wraps the tqdm the user (or transformers) installs",
     },
 }
 

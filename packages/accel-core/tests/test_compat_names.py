@@ -63,7 +63,7 @@ def test_tqdm_is_shown_on_the_main_process_only() -> None:
     bar = core.tqdm(range(3))
     assert bar.disable is False
     assert list(bar) == [0, 1, 2]
-    with pytest.raises(TypeError, match="main_process_only=True"):
+    with pytest.raises(ValueError, match="main_process_only=True"):
         core.tqdm(True, range(3))
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import json
-import logging
 import mmap
 import os
 import re
@@ -33,8 +32,10 @@ from accel.big_model.offload import SAFETENSORS_DTYPES, offload_weight, save_off
 from accel.big_model.sizes import _as_dtype, convert_file_size_to_int
 from accel.big_model.tensors import _torch_device, set_module_tensor_to_device
 from accel.big_model.tied import find_tied_parameters, retie_parameters
+from accel.state.process_logging import library_logger
+from accel.state.progress import progress_bar
 
-logger = logging.getLogger(__name__)
+logger = library_logger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
 Device = Union[int, str, torch.device]  # noqa: UP007 - runtime alias
@@ -455,7 +456,7 @@ def _load_into(
         _readahead([s.path for s in shards if s in in_memory])
         mapped: list[tuple[int, int]] = []
 
-        for shard in shards:
+        for shard in progress_bar(shards, desc="Loading checkpoint shards", unit="shard"):
             for key in [k for k, s in plan.items() if s is shard]:
                 current = model_state[key]
                 stored_shape, stored_dtype = shard.info(key)
@@ -762,7 +763,7 @@ def write_sharded_checkpoint(
     )
     written: list[str] = []
     try:
-        for name, block in shards.items():
+        for name, block in progress_bar(shards.items(), desc="Saving checkpoint shards", total=len(shards), unit="shard"):  # fmt: skip
             write_shard(block, os.path.join(tmp, name))
             written.append(name)
         if index is not None:

@@ -8,7 +8,6 @@ model. All planning reads only shapes and dtypes, so models on the meta device w
 
 from __future__ import annotations
 
-import logging
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -27,8 +26,9 @@ from accel.big_model.sizes import (
 )
 from accel.big_model.tied import check_tied_parameters_on_same_device, find_tied_parameters
 from accel.state.availability import is_mps_available
+from accel.state.process_logging import library_logger
 
-logger = logging.getLogger(__name__)
+logger = library_logger(__name__)
 
 DeviceMap = dict[str, int | str | torch.device]
 Entry = tuple[str, nn.Module | torch.Tensor]

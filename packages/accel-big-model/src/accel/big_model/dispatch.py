@@ -13,7 +13,6 @@ exit, or by :func:`cleanup_offload`.
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import tempfile
@@ -44,8 +43,9 @@ from accel.big_model.offload import (
 )
 from accel.big_model.prefetch import OffloadPrefetcher, prefetch_enabled
 from accel.big_model.tied import find_tied_parameters, retie_parameters
+from accel.state.process_logging import library_logger
 
-logger = logging.getLogger(__name__)
+logger = library_logger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
 Device = Union[int, str, torch.device]  # noqa: UP007 - runtime alias

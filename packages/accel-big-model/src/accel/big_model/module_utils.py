@@ -10,7 +10,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,8 +18,9 @@ from torch import nn
 
 from accel.big_model.hooks import AlignDevicesHook
 from accel.big_model.tensors import set_module_tensor_to_device
+from accel.state.process_logging import library_logger
 
-logger = logging.getLogger(__name__)
+logger = library_logger(__name__)
 
 
 def has_offloaded_params(module: nn.Module) -> bool:

@@ -26,6 +26,8 @@ from typing import Any, Union
 import torch
 from torch import nn
 
+from accel.state.progress import progress_bar
+
 PathLike = Union[str, "os.PathLike[str]"]
 
 INDEX_NAME = "index.json"
@@ -189,7 +191,7 @@ def offload_state_dict(save_dir: PathLike, state_dict: Mapping[str, torch.Tensor
     """
     os.makedirs(save_dir, exist_ok=True)
     index: dict[str, dict[str, Any]] = {}
-    for name, tensor in state_dict.items():
+    for name, tensor in progress_bar(state_dict.items(), desc="Offloading weights to disk", total=len(state_dict), unit="tensor"):  # fmt: skip
         offload_weight(tensor, name, save_dir, index=index)
     save_offload_index(index, save_dir)
 

@@ -5,13 +5,13 @@ Torch-light on purpose: importing this module imports torch but never bitsandbyt
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from accel.state.enums import CustomDtype
+from accel.state.process_logging import warn_on_main_process
 
 #: ``backend`` values: bitsandbytes layers, or accel's pure-torch weight-only layers.
 BACKENDS = ("bitsandbytes", "torch")
@@ -114,7 +114,9 @@ class BnbQuantizationConfig:
                 raise _bad(name, value, "use a list of module names (str) or None")
         self.target_dtype = CustomDtype.INT4 if self.load_in_4bit else torch.int8
         if self.load_in_4bit and threshold != 6.0:
-            warnings.warn("llm_int8_threshold only applies to models loaded in 8-bit", stacklevel=3)
+            warn_on_main_process(
+                "llm_int8_threshold only applies to models loaded in 8-bit", stacklevel=3
+            )
         if self.torch_dtype is None:
             self.torch_dtype = torch.float16 if self.load_in_8bit else self.bnb_4bit_compute_dtype
         else:

@@ -25,7 +25,6 @@ Example:
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -42,8 +41,9 @@ from accel.big_model.quant_config import BnbQuantizationConfig
 from accel.big_model.tensors import set_module_tensor_to_device
 from accel.big_model.tied import find_tied_parameters, retie_parameters
 from accel.big_model.weight_only import WeightOnlyLinear
+from accel.state.process_logging import library_logger
 
-logger = logging.getLogger(__name__)
+logger = library_logger(__name__)
 
 PathLike = str | os.PathLike
 

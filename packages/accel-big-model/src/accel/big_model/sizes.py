@@ -6,7 +6,6 @@ Everything here works on models whose weights live on the meta device (see
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 from collections import defaultdict
@@ -19,8 +18,9 @@ from torch import nn
 from accel.state.availability import is_npu_available
 from accel.state.enums import CustomDtype
 from accel.state.nvml import nvml_free_memory
+from accel.state.process_logging import library_logger
 
-logger = logging.getLogger(__name__)
+logger = library_logger(__name__)
 
 DeviceKey = int | str
 MemoryBudget = Mapping[DeviceKey, int | str]

@@ -23,7 +23,6 @@ Example:
 from __future__ import annotations
 
 import json
-import logging
 import os
 import random
 import re
@@ -57,6 +56,7 @@ from accel.core.checkpointing import (
     _set_rng_states,
     safe_load,
 )
+from accel.state.progress import progress_bar
 
 if TYPE_CHECKING:
     from accel.core.accelerator import Accelerator
@@ -67,8 +67,9 @@ __all__ = [
     "plan_checkpoint_load",
     "read_checkpoint_files",
 ]
+from accel.state.process_logging import library_logger
 
-logger = logging.getLogger(__name__)
+logger = library_logger(__name__)
 
 
 @dataclass
@@ -426,13 +427,23 @@ def read_checkpoint_files(
     Example:
         >>> read_checkpoint_files(accelerator, "ckpt", accelerator._models)  # doctest: +SKIP
     """
-    plan = plan_checkpoint_load(
-        accelerator,
-        input_dir,
-        models,
-        load_kwargs,
-        optimizers,
-        schedulers,
-        **load_model_func_kwargs,
+    folder = os.fspath(input_dir)
+    total = (
+        sum(e.stat().st_size for e in os.scandir(folder) if e.is_file())
+        if os.path.isdir(folder)
+        else 0
     )
-    apply_checkpoint_load(accelerator, plan)
+    with progress_bar(desc="Loading state", total=total, nbytes=True) as bar:
+        plan = plan_checkpoint_load(
+            accelerator,
+            input_dir,
+            models,
+            load_kwargs,
+            optimizers,
+            schedulers,
+            **load_model_func_kwargs,
+        )
+        applied = sum(os.path.getsize(m.path) for m in plan.models if m.safe)  # read when applied
+        bar.update(total - applied)
+        apply_checkpoint_load(accelerator, plan)
+        bar.update(applied)

@@ -34,13 +34,12 @@ from __future__ import annotations
 
 import codecs
 import json
-import logging
 import os
 import pickle
 import random
 import re
 import shutil
-import warnings
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -54,6 +53,8 @@ from accel.core.async_checkpoint import AsyncCheckpointWriter
 from accel.core.checkpoint_errors import describe_damage, unsafe_globals
 from accel.core.checkpoint_files import CheckpointFile, write_files
 from accel.core.checkpoint_reader import CorruptCheckpointError
+from accel.state.process_logging import warn_on_main_process
+from accel.state.progress import report_done
 
 if TYPE_CHECKING:
     from accel.core.accelerator import Accelerator
@@ -69,8 +70,9 @@ __all__ = [
 # Accelerate's ``save_accelerator_state``/``load_accelerator_state`` take the objects one by
 # one; accel's ``write_checkpoint_files`` (and ``checkpoint_loading.read_checkpoint_files``)
 # take the Accelerator, hence the different names.
+from accel.state.process_logging import library_logger
 
-logger = logging.getLogger(__name__)
+logger = library_logger(__name__)
 
 SAFE_MODEL_NAME = "model"
 MODEL_NAME = "pytorch_model"
@@ -370,7 +372,7 @@ def _warn_if_replayed(loader: Any, seen: int) -> None:
         return
     if _stateful_dataset(loader) is not None or any(map(is_hf_dataset, _datasets(loader))):
         return
-    warnings.warn(
+    warn_on_main_process(
         f"resuming a dataloader over {type(loader.dataset).__qualname__}, an iterable dataset "
         f"without state_dict()/load_state_dict(): the resumed pass reads the stream again from "
         f"the start of the pass and drops the {seen} batch(es) already used. This is exact only "
@@ -627,8 +629,11 @@ def save_state(
 
         def write_and_publish() -> None:
             error: BaseException | None = None
+            started = time.monotonic()
             try:
-                write_files(partial, staged)
+                write_files(
+                    partial, staged, progress=False
+                )  # a bar would cut into training's output
             except BaseException as caught:
                 error = caught
             if not writer.all_succeeded(error is None):
@@ -649,6 +654,7 @@ def save_state(
                 if error is not None:
                     raise error
                 raise RuntimeError(f"the main process failed to publish {final!r}")
+            report_done(f"checkpoint {final} written", sum(f.size for f in staged), started)
 
         writer.submit(write_and_publish, final)
     else:

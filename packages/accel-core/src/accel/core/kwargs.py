@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import warnings
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -23,6 +22,7 @@ import torch
 from accel.state.enums import BaseEnum
 from accel.state.kwargs import InitProcessGroupKwargs, KwargsHandler
 from accel.state.options import read_setting
+from accel.state.process_logging import warn_on_main_process
 
 __all__ = [
     "AutocastKwargs",
@@ -212,7 +212,7 @@ class DistributedDataParallelKwargs(KwargsHandler):
                     error=TypeError,
                 )
             if self.comm_hook not in _POWER_SGD:
-                warnings.warn(
+                warn_on_main_process(
                     f"{owner}.comm_state_option is only used by the power_sgd and "
                     f"batched_power_sgd hooks; it is ignored with comm_hook={self.comm_hook.value!r}",
                     stacklevel=3,
@@ -221,7 +221,7 @@ class DistributedDataParallelKwargs(KwargsHandler):
             self.comm_wrapper is not DDPCommunicationHookType.NO
             and self.comm_hook is DDPCommunicationHookType.NO
         ):
-            warnings.warn(
+            warn_on_main_process(
                 f"{owner}.comm_wrapper={self.comm_wrapper.value!r} wraps a comm_hook, but "
                 "comm_hook='no'; the wrapper is ignored",
                 stacklevel=3,

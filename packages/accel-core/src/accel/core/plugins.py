@@ -18,7 +18,6 @@ import functools
 import inspect
 import os
 import re
-import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -36,6 +35,7 @@ from accel.state.env import str_to_bool
 from accel.state.kwargs import KwargsHandler
 from accel.state.options import AUTO_WRAP_POLICIES as _AUTO_WRAP_POLICIES
 from accel.state.options import DYNAMO_MODES, STATE_DICT_TYPES, fsdp_env, lookup
+from accel.state.process_logging import warn_on_main_process
 
 __all__ = [
     "DataLoaderConfiguration",
@@ -466,7 +466,7 @@ class FullyShardedDataParallelPlugin:
         else:
             value, source = self.transformer_cls_names_to_wrap, ARGUMENT
             if value is not None:
-                warnings.warn(
+                warn_on_main_process(
                     f"{owner}.transformer_cls_names_to_wrap is only used with "
                     f"auto_wrap_policy='transformer_based_wrap' (got {self.auto_wrap_policy!r}); "
                     "it is ignored",
@@ -743,7 +743,7 @@ class FullyShardedDataParallelPlugin:
                 f"{', '.join(sorted(present))}"
             )
         if not names:
-            warnings.warn(
+            warn_on_main_process(
                 f"{self._OWNER}: auto_wrap_policy='transformer_based_wrap' has no class names "
                 f"(no transformer_cls_names_to_wrap and {type(model).__name__} has no "
                 "_no_split_modules); only the root module will be sharded",

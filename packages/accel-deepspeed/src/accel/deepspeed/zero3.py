@@ -5,7 +5,6 @@ and gathering full weights from the partitions.
 from __future__ import annotations
 
 import contextlib
-import logging
 import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -18,8 +17,9 @@ from accel.deepspeed.group import ensure_process_group
 
 if TYPE_CHECKING:
     from accel.deepspeed.plugin import DeepSpeedPlugin
+from accel.state.process_logging import library_logger
 
-logger = logging.getLogger(__name__)
+logger = library_logger(__name__)
 
 
 def _active_plugin() -> DeepSpeedPlugin:

@@ -47,6 +47,9 @@ class TorchrunPlan:
     module: bool = False
     no_python: bool = False
     run_id: str = "none"
+    log_dir: str | None = None
+    tee: int = 0
+    rank_prefix: bool = False
 
 
 def torchrun_argv(plan: TorchrunPlan) -> list[str]:
@@ -65,6 +68,10 @@ def torchrun_argv(plan: TorchrunPlan) -> list[str]:
     else:
         argv += ["--rdzv_backend", plan.rdzv_backend, "--rdzv_id", plan.run_id]
         argv += ["--rdzv_endpoint", f"{plan.master_addr}:{plan.master_port}"]
+    if plan.log_dir is not None:  # each rank's streams to files; tee: which also to the console
+        argv += ["--log-dir", plan.log_dir, "--redirects", "3", "--tee", str(plan.tee)]
+    elif plan.rank_prefix:  # torchrun prefixes the lines it tees with [default<rank>]:
+        argv += ["--redirects", "3", "--tee", "3"]
     if plan.module:
         argv.append("--module")
     elif plan.no_python:

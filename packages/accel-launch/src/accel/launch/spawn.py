@@ -14,7 +14,9 @@ What it guarantees:
   the launcher if the launcher is killed outright (``PR_SET_PDEATHSIG``);
 - each worker's stderr is passed through to the terminal while its last lines are kept, and
   a failure ends with a summary naming the rank, its exit code or signal and those lines;
-- ``max_restarts`` restarts the whole group that many times after a failure.
+- ``max_restarts`` restarts the whole group that many times after a failure;
+- ``output`` (:class:`~accel.launch.worker_output.OutputPlan`) sends each rank's streams to
+  its own log files and/or prefixes every console line with ``[rank N]``.
 
 Example:
     >>> spec = WorkerGroup([sys.executable, "-c", "pass"], dict(os.environ), nproc=2)
@@ -37,6 +39,8 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from subprocess import PIPE, Popen
+
+from accel.launch.worker_output import LinePrinter, OutputPlan, open_log, pump
 
 PREFIX = "accel launch:"
 _HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -123,6 +127,7 @@ class WorkerGroup:
     tail_lines: int = 20
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     distributed: bool = True
+    output: OutputPlan = field(default_factory=OutputPlan)
 
     @property
     def world_size(self) -> int:
@@ -188,28 +193,18 @@ def _die_with_parent(parent: int) -> Callable[[], None] | None:
 
 @dataclass
 class Worker:
-    """One started worker: its process, its stderr tail and when it ended."""
+    """One started worker: its process, the threads copying its output, its log files, its
+    stderr tail and when it ended."""
 
     local_rank: int
     rank: int
     process: Popen
     tail: collections.deque = field(default_factory=lambda: collections.deque(maxlen=20))
-    reader: threading.Thread | None = None
+    readers: list = field(default_factory=list)  # one thread per piped stream
+    logs: list = field(default_factory=list)  # open log files (None: that stream has none)
     started: float = field(default_factory=time.monotonic)
     ended: float | None = None
     stopped_by_launcher: bool = False
-
-
-def _tee(stream, tail: collections.deque, sink) -> None:
-    """Copy ``stream`` line by line to ``sink`` and keep the last lines in ``tail``."""
-    for line in iter(stream.readline, b""):
-        tail.append(line)
-        try:
-            sink.write(line)
-            sink.flush()
-        except (OSError, ValueError):
-            pass
-    stream.close()
 
 
 class _Interrupted(Exception):
@@ -236,22 +231,37 @@ def _forward_signals(events: queue.SimpleQueue) -> Iterator[None]:
 
 def _start(group: WorkerGroup, port: int, restart: int, events: queue.SimpleQueue) -> list[Worker]:
     workers = []
-    sink = getattr(sys.stderr, "buffer", sys.stderr)
+    plan = group.output
+    consoles = {
+        "stdout": LinePrinter(getattr(sys.stdout, "buffer", sys.stdout)),
+        "stderr": LinePrinter(getattr(sys.stderr, "buffer", sys.stderr)),
+    }
     preexec = _die_with_parent(os.getpid())
     for local_rank in range(group.nproc):
+        rank = group.node_rank * group.nproc + local_rank
         process = Popen(
             list(group.command),
             env=worker_env(group, local_rank, port, restart),
+            stdout=PIPE if plan.capture_stdout else None,
             stderr=PIPE,
             start_new_session=True,
             preexec_fn=preexec,
         )
-        worker = Worker(local_rank, group.node_rank * group.nproc + local_rank, process)
+        worker = Worker(local_rank, rank, process)
         worker.tail = collections.deque(maxlen=group.tail_lines)
-        worker.reader = threading.Thread(
-            target=_tee, args=(process.stderr, worker.tail, sink), daemon=True
-        )
-        worker.reader.start()
+        prefix = f"[rank {rank}] ".encode() if plan.rank_prefix else b""
+        for name, stream in (("stdout", process.stdout), ("stderr", process.stderr)):
+            if stream is None:
+                continue
+            log = open_log(plan, rank, name, restart)
+            worker.logs.append(log)
+            console = consoles[name] if plan.to_console(name) else None
+            tail = worker.tail if name == "stderr" else None
+            reader = threading.Thread(
+                target=pump, args=(stream, console, log, tail, prefix), daemon=True
+            )
+            reader.start()
+            worker.readers.append(reader)
         threading.Thread(
             target=lambda w=worker: events.put(("exit", w.local_rank, w.process.wait())),
             daemon=True,
@@ -284,8 +294,11 @@ def stop_workers(workers: Sequence[Worker], grace_period: float) -> None:
     _signal_groups(workers, signal.SIGKILL)
     for worker in workers:
         worker.process.wait()
-        if worker.reader is not None:
-            worker.reader.join(timeout=1.0)
+        for reader in worker.readers:
+            reader.join(timeout=1.0)
+        for log in worker.logs:
+            if log is not None:
+                log.close()
 
 
 def _summary(failed: Worker, workers: Sequence[Worker], final: bool) -> str:
@@ -299,6 +312,9 @@ def _summary(failed: Worker, workers: Sequence[Worker], final: bool) -> str:
         lines.extend("    | " + raw.decode("utf-8", "replace").rstrip("\n") for raw in failed.tail)
     else:
         lines.append(f"  rank {failed.rank} wrote nothing to stderr")
+    logs = [str(log.name) for log in failed.logs if log is not None]
+    if logs:
+        lines.append(f"  full output of rank {failed.rank}: {', '.join(logs)}")
     others = []
     for worker in workers:
         if worker is failed:

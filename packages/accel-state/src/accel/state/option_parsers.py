@@ -131,7 +131,21 @@ def _gpu_ids(value: Any, where: str) -> str:
     return text
 
 
+def _tee(value: Any, where: str) -> int:
+    if isinstance(value, bool):
+        return 3 if value else 0
+    text = str(value).strip()
+    if text not in ("0", "1", "2", "3"):
+        raise SettingError(
+            f"{where}={value!r} is not valid; expected 0 (no stream), 1 (stdout), 2 (stderr) "
+            "or 3 (both) to also print on the console what goes to --log_dir"
+        )
+    return int(text)
+
+
 BOOLEAN = Parser("bool", _to_bool, (bool,))
 NUMBER = Parser("float", _float, (float,))
 TEXT = Parser("text", _text, (str,))
 GPU_IDS = Parser("gpu_ids", _gpu_ids, (str,))
+# torchrun's --tee: 0 none, 1 stdout, 2 stderr, 3 both (``true`` is 3 in a config file).
+TEE = Parser("tee", _tee, (int, bool, str))

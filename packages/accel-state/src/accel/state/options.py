@@ -33,6 +33,7 @@ from accel.state.option_parsers import (
     BOOLEAN,
     GPU_IDS,
     NUMBER,
+    TEE,
     TEXT,
     Parser,
     SettingError,
@@ -193,6 +194,7 @@ HARDWARE, PROCESSES, DYNAMO, FSDP, PARALLELISM, DEEPSPEED = (
     "hardware", "processes and machines", "torch.compile", "FSDP2",
     "N-D parallelism (ParallelismConfig)", "DeepSpeed",
 )  # fmt: skip
+OUTPUT = "worker output"
 
 # ----------------------------------------------------------------------------------------------
 # The table. Order = order of ``--help`` within each group and of "from it: ..." messages.
@@ -220,6 +222,15 @@ OPTIONS: tuple[Option, ...] = (
            PROCESSES),
     Option("monitor_interval", 0.1, NUMBER, "seconds between health checks", "float",
            PROCESSES),
+    # worker output (accel.launch.worker_output; docs/progress.md)
+    Option("log_dir", None, TEXT,
+           "write each rank's stdout/stderr to DIR/rank_<N>.{stdout,stderr}.log", "value",
+           OUTPUT, env=accel_env("LOG_DIR"), config="log_dir"),
+    Option("tee", 0, TEE,
+           "with --log_dir, also print 0 nothing (default), 1 stdout, 2 stderr, 3 both",
+           "value", OUTPUT, env=accel_env("TEE"), config="tee"),
+    Option("rank_prefix", False, BOOLEAN, "start every line a rank prints with [rank N]",
+           "switch", OUTPUT, env=accel_env("RANK_PREFIX"), config="rank_prefix"),
     # hardware
     Option("cpu", False, BOOLEAN, "run on CPU (gloo) even if GPUs are present", "switch",
            HARDWARE, env=accel_env("USE_CPU"), config="use_cpu", file_default=False,
@@ -375,7 +386,7 @@ OPTIONS: tuple[Option, ...] = (
            question="Path of the DeepSpeed JSON file"),
 )  # fmt: skip
 # The ``--help`` sections, in order.
-GROUPS = (HARDWARE, PROCESSES, DYNAMO, FSDP, PARALLELISM, DEEPSPEED)
+GROUPS = (HARDWARE, PROCESSES, OUTPUT, DYNAMO, FSDP, PARALLELISM, DEEPSPEED)
 
 
 def option(name: str) -> Option:

@@ -76,14 +76,20 @@ def run(args: argparse.Namespace) -> int:
         estimate_memory,
         format_table,
     )
+    from accel.state.progress import progress_bar
 
     try:
-        model = create_empty_model(
-            args.model_name,
-            library_name=args.library_name,
-            trust_remote_code=args.trust_remote_code,
-        )
-        rows = estimate_memory(model, args.dtypes)
+        with progress_bar(desc="Estimating memory", total=2, unit="step", leave=False) as bar:
+            bar.set_postfix_str(f"building {args.model_name} on the meta device")
+            model = create_empty_model(
+                args.model_name,
+                library_name=args.library_name,
+                trust_remote_code=args.trust_remote_code,
+            )
+            bar.update(1)
+            bar.set_postfix_str("measuring sizes")
+            rows = estimate_memory(model, args.dtypes)
+            bar.update(1)
     except EstimateError as err:
         print(f"accel estimate-memory: error: {err}", file=sys.stderr)
         return 2

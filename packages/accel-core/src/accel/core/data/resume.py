@@ -20,7 +20,6 @@ Example:
 
 from __future__ import annotations
 
-import logging
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -40,8 +39,9 @@ __all__ = [
     "restore_pass_rng",
     "set_global_rng_states",
 ]
+from accel.state.process_logging import library_logger
 
-logger = logging.getLogger(__name__)
+logger = library_logger(__name__)
 
 
 @dataclass

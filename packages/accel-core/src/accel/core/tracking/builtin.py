@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import tempfile
@@ -11,8 +10,9 @@ import time
 from typing import Any
 
 from accel.core.tracking.base import GeneralTracker, on_main_process
+from accel.state.process_logging import library_logger
 
-logger = logging.getLogger(__name__)
+logger = library_logger(__name__)
 
 
 def _plain(value: Any, key: str) -> Any:

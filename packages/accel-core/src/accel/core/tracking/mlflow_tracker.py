@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import time
 from collections.abc import Iterator
@@ -18,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from accel.core.tracking.base import GeneralTracker, on_main_process
+from accel.state.process_logging import library_logger
 
-logger = logging.getLogger(__name__)
+logger = library_logger(__name__)
 
 _TRUE = {"1", "true", "yes", "on"}
 

@@ -5,12 +5,12 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from accel.core.tracking.base import GeneralTracker, on_main_process
+from accel.state.process_logging import library_logger
 
-logger = logging.getLogger(__name__)
+logger = library_logger(__name__)
 
 
 class WandBTracker(GeneralTracker):

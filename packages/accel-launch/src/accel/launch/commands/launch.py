@@ -223,6 +223,12 @@ def _check(args: argparse.Namespace, resolved: Resolved) -> None:
     if len(exclusive) > 1:
         names = " and ".join(f"--{n} (from {src[n]})" for n in exclusive)
         raise LaunchError(f"{names} cannot be used together; pick one")
+    if v["tee"] and v["log_dir"] is None:  # worker output
+        raise LaunchError(
+            f"tee={v['tee']} (from {src['tee']}) picks which streams also reach the console "
+            "besides the log files, so it needs --log_dir DIR (without it everything is "
+            "printed already)"
+        )
     if v["use_fsdp"] and v["fsdp_version"] != 2:
         raise LaunchError(
             f"fsdp_version={v['fsdp_version']} (from {src['fsdp_version']}): accel implements "
@@ -409,6 +415,9 @@ def launch(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -
             same_network=v["same_network"],
             max_restarts=v["max_restarts"],
             monitor_interval=v["monitor_interval"],
+            log_dir=v["log_dir"],
+            tee=v["tee"],
+            rank_prefix=v["rank_prefix"],
             module=args.module,
             no_python=args.no_python,
         )
@@ -417,11 +426,15 @@ def launch(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -
         return run_elastic(plan, env)
 
     from accel.launch.spawn import WorkerGroup, exec_single, run_workers
+    from accel.launch.worker_output import OutputPlan
 
     if v["tpu"]:
         explicit = resolved.sources["num_processes"] != "default"
         exec_single(xla_command(args, v["num_processes"] if explicit else None), env)
-    if nproc == 1 and v["max_restarts"] == 0:
+    output = OutputPlan(log_dir=v["log_dir"], tee=v["tee"], rank_prefix=v["rank_prefix"])
+    if _console_is_tty(output) and "ACCEL_PROGRESS" not in env:
+        env["ACCEL_PROGRESS"] = "1"  # the workers' stderr is a pipe; the user's is a terminal
+    if nproc == 1 and v["max_restarts"] == 0 and output == OutputPlan():
         exec_single(command, env)
     group = WorkerGroup(
         command=command,
@@ -432,8 +445,17 @@ def launch(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -
         max_restarts=v["max_restarts"],
         monitor_interval=v["monitor_interval"],
         distributed=nproc > 1,
+        output=output,
     )
     return run_workers(group)
+
+
+def _console_is_tty(output: Any) -> bool:
+    """Whether the workers' stderr ends on the user's terminal (progress bars are wanted)."""
+    try:
+        return sys.stderr.isatty() and output.to_console("stderr")
+    except (AttributeError, ValueError):
+        return False
 
 
 def run(args: argparse.Namespace) -> int:
