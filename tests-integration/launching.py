@@ -8,6 +8,7 @@ seconds here, so each worker is launched once per test session and the tests rea
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -38,6 +39,17 @@ _INHERITED_NOISE = (
 _NOISE_PREFIXES = ("ACCEL_", "ACCELERATE_", "OMPI_", "PMI_", "MV2_", "MPI_LOCAL")
 
 
+# DeepSpeed's JIT-built CPU ops (cpu_adam, shm comm) are compiled against one environment's
+# torch headers; environments sharing torch's default cache rebuild them in turn, minutes each.
+# One cache per environment keeps a build done once.
+_EXTENSIONS_DIR = str(
+    Path.home()
+    / ".cache"
+    / "torch_extensions"
+    / ("env-" + hashlib.sha1(sys.prefix.encode()).hexdigest()[:12])
+)
+
+
 def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """This process's environment without launcher or accel settings, plus ``extra``.
 
@@ -55,6 +67,7 @@ def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     }
     environ["OMP_NUM_THREADS"] = "1"
     environ["PYTHONUNBUFFERED"] = "1"
+    environ.setdefault("TORCH_EXTENSIONS_DIR", _EXTENSIONS_DIR)
     environ.update(extra or {})
     return environ
 
