@@ -1,21 +1,44 @@
 #!/usr/bin/env bash
-# Build .venv-compat: accel's wheels + the `accelerate` compat wheel + transformers, PEFT, TRL and
-# datasets from PyPI, and no real accelerate. Used by .ci/run; see docs/compat.md.
+# Build .venv-compat: exactly the locked third-party packages (tools/compat/requirements.txt,
+# made by tools/compat/lock.sh) + accel's wheels + the `accelerate` compat wheel, built here,
+# and no real accelerate. Used by .ci/run; see docs/compat.md.
+#
+#   tools/compat/make_env.sh                # .venv-compat (or $COMPAT_VENV)
+#   tools/compat/make_env.sh --reference    # .venv-compat-ref: the same locked packages with the
+#                                           # real accelerate 1.15.0 instead of accel (benchmarks)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-venv=${COMPAT_VENV:-.venv-compat}
-dist=dist-compat
-rm -rf "$dist"
-uv build --quiet --all-packages --wheel -o "$dist"
-uv build --quiet --wheel -o "$dist" packages/accel-compat
-rm -f "$dist"/accel_xla-*.whl
+reference=0
+[ "${1:-}" = "--reference" ] && reference=1
+lock=tools/compat/requirements.txt
+if [ $reference = 1 ]; then venv=${COMPAT_REF_VENV:-.venv-compat-ref}; else venv=${COMPAT_VENV:-.venv-compat}; fi
 [ -d "$venv" ] || uv venv --quiet "$venv" --python 3.11
-# torch pinned to the dev lock's version so both sides of each comparison run the same torch.
-torch_version=${TORCH_VERSION:-$(uv run --no-sync python -c 'import torch; print(torch.__version__.split("+")[0])')}
-uv pip install --quiet --python "$venv/bin/python" --reinstall-package accelerate --reinstall-package accel-state --reinstall-package accel-ops \
-    --reinstall-package accel-core --reinstall-package accel-launch --reinstall-package accel-big-model \
-    --reinstall-package accel-deepspeed \
-    "$dist"/*.whl \
-    "torch==${torch_version}" transformers==5.23.0 peft==0.21.2 trl==1.16.0 datasets==5.2.0 \
-    pytest pytest-timeout
-"$venv/bin/python" -c 'import accelerate, transformers; print("compat env:", accelerate.__version__, "transformers", transformers.__version__)'
+py="$venv/bin/python"
+
+# Both sides of each comparison must run the same torch: the lock's and the dev lock's.
+locked_torch=$(sed -n 's/^torch==//p' "$lock")
+dev_torch=$(uv run --no-sync python -c 'from importlib.metadata import version; print(version("torch").split("+")[0])')
+if [ "$locked_torch" != "$dev_torch" ]; then
+    echo "make_env.sh: $lock has torch $locked_torch but the dev environment has torch $dev_torch;" \
+         "set torch==$dev_torch in tools/compat/requirements.in and run tools/compat/lock.sh" >&2
+    exit 1
+fi
+
+uv pip sync --quiet --python "$py" "$lock"
+if [ $reference = 1 ]; then
+    uv pip install --quiet --python "$py" accelerate==1.15.0
+else
+    dist=dist-compat
+    rm -rf "$dist"
+    uv build --quiet --all-packages --wheel -o "$dist"
+    uv build --quiet --wheel -o "$dist" packages/accel-compat
+    rm -f "$dist"/accel_xla-*.whl
+    uv pip install --quiet --python "$py" --no-deps --reinstall "$dist"/*.whl
+fi
+if ! check=$(uv pip check --python "$py" 2>&1); then
+    echo "$check" >&2
+    echo "make_env.sh: the locked packages ($lock) no longer satisfy what is installed beside" \
+         "them (an accel package's dependencies changed?); run tools/compat/lock.sh" >&2
+    exit 1
+fi
+"$py" -c 'import accelerate, transformers; print("compat env:", accelerate.__version__, "transformers", transformers.__version__)'

@@ -1,11 +1,12 @@
-"""Build every accel wheel and sdist, then check what a user would install.
+"""Build every accel wheel and sdist and the ``accelerate`` compat wheel, then check them.
 
 Checks, per distribution:
 - ``twine check --strict``: the metadata and the README render on PyPI;
 - the version is the workspace's ``VERSION`` (through the package's version template);
 - every sibling requirement is pinned ``==VERSION`` (extras included);
 - the wheel ships only ``accel/<name>/`` with ``py.typed``, no ``accel/__init__.py``, and
-  the LICENSE; the sdist carries LICENSE, README, ``VERSION`` and the metadata hook, so it
+  the LICENSE; the compat wheel ships only ``accelerate/``, the ``accelerate`` command, and a
+  version ``<API level>+accel<VERSION>`` matching ``accelerate/_version.py``; the sdist carries LICENSE, README, ``VERSION`` and the metadata hook, so it
   builds a wheel on its own (``uv build`` builds each wheel from its sdist);
 - classifiers, project URLs, keywords, the license expression, and a README with an install
   line and an example.
@@ -67,6 +68,20 @@ def packages() -> dict[str, Path]:
     return found
 
 
+COMPAT = ROOT / "packages" / "accel-compat"
+
+
+def compat_package() -> tuple[str, Path]:
+    """The ``accelerate`` compat wheel: distribution name and folder (not a workspace member:
+    the dev group keeps the real accelerate, so it is built with its own ``uv build``).
+
+    Example:
+        >>> compat_package()[0]
+        'accelerate'
+    """
+    return _toml(COMPAT / "pyproject.toml")["project"]["name"], COMPAT
+
+
 def expected_version(folder: Path, base: str) -> str:
     """The version the package at ``folder`` must carry, given the workspace ``base`` version.
 
@@ -92,6 +107,15 @@ def build(out: Path) -> None:
     )
     if proc.returncode != 0:
         raise SystemExit(f"uv build failed:\n{proc.stderr}")
+    proc = subprocess.run(
+        [uv, "build", "-o", str(out), str(COMPAT)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"uv build {COMPAT.name} failed:\n{proc.stderr}")
 
 
 def _metadata(wheel: Path) -> email.message.Message:
@@ -131,6 +155,35 @@ def _wheel_files(wheel: Path, dist: str) -> list[str]:
     return problems
 
 
+def _compat_wheel(wheel: Path, version: str) -> list[str]:
+    """The compat wheel ships ``accelerate/`` only, the ``accelerate`` command, and a version
+    whose public part is the API level its code declares (``accelerate/_version.py``)."""
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        points = next((n for n in names if n.endswith(".dist-info/entry_points.txt")), None)
+        entry_points = archive.read(points).decode() if points else ""
+    problems = []
+    code = [n for n in names if ".dist-info/" not in n]
+    strays = [n for n in code if not n.startswith("accelerate/")]
+    if strays:
+        problems.append(f"ships files outside accelerate/: {strays[:5]}")
+    if "accelerate/__init__.py" not in code:
+        problems.append("no accelerate/__init__.py")
+    if not any(n.endswith(".dist-info/licenses/LICENSE") for n in names):
+        problems.append("no LICENSE in .dist-info/licenses/")
+    if "accelerate = accel.launch.cli:main" not in entry_points:
+        problems.append("no `accelerate` console script (accel.launch.cli:main)")
+    source = (COMPAT / "src" / "accelerate" / "_version.py").read_text(encoding="utf-8")
+    level = re.search(r'^API_LEVEL = "([^"]+)"', source, re.MULTILINE)
+    if level is None or version.split("+")[0] != level.group(1):
+        declared = level.group(1) if level else "nothing"
+        problems.append(
+            f"version {version} does not start with the API level accelerate/_version.py "
+            f"declares ({declared}); change both together"
+        )
+    return problems
+
+
 def _sdist_files(sdist: Path) -> list[str]:
     with tarfile.open(sdist) as archive:
         names = {n.split("/", 1)[1] for n in archive.getnames() if "/" in n}
@@ -156,8 +209,9 @@ def check_dist(out: Path, base: str) -> list[str]:
     """
     members = packages()
     siblings = set(members)
+    compat_name, compat_folder = compat_package()
     problems: list[str] = []
-    for dist, folder in members.items():
+    for dist, folder in [*members.items(), (compat_name, compat_folder)]:
         stem = dist.replace("-", "_")
         version = expected_version(folder, base)
         wheel = out / f"{stem}-{version}-py3-none-any.whl"
@@ -169,7 +223,7 @@ def check_dist(out: Path, base: str) -> list[str]:
         meta = _metadata(wheel)
         found = [
             *_sibling_pins(meta, siblings, base),
-            *_wheel_files(wheel, dist),
+            *(_compat_wheel(wheel, version) if dist == compat_name else _wheel_files(wheel, dist)),
             *_sdist_files(sdist),
             *_description(meta),
         ]

@@ -7,8 +7,10 @@ Each ``packages/<dist>/hatch_build.py`` loads this file (sdists carry a copy in
   ``[tool.hatch.metadata.hooks.custom] version`` template (default ``"{version}"``; a wheel published under
   another name can say e.g. ``"1.15.0+accel{version}"``).
 - ``dependencies`` and ``optional-dependencies``: from ``[tool.hatch.metadata.hooks.custom]``; a sibling
-  (a name that ``[tool.uv.sources]`` marks ``workspace = true``) written without a version
-  gets ``==<VERSION>``, so the wheels of one release always install together.
+  (a name that ``[tool.uv.sources]`` marks ``workspace = true``, or that the hook's own
+  ``siblings`` list names, for a wheel outside the workspace such as the ``accelerate`` compat
+  wheel) written without a version gets ``==<VERSION>``, so the wheels of one release always
+  install together.
 - ``classifiers`` and ``urls``: the ones every accel wheel shares, plus the package's
   ``[tool.hatch.metadata.hooks.custom] classifiers``.
 
@@ -141,7 +143,7 @@ class AccelMetadataHook(MetadataHookInterface):
         template = self.config.get("version", "{version}")
         if "{version}" not in template:
             raise ValueError(f"{where}: version = {template!r} must contain '{{version}}'")
-        siblings = _workspace_siblings(root)
+        siblings = _workspace_siblings(root) | _listed_siblings(self.config, where)
         if "version" in dynamic:
             metadata["version"] = template.format(version=base)
         if "dependencies" in dynamic:
@@ -157,6 +159,19 @@ class AccelMetadataHook(MetadataHookInterface):
             metadata["classifiers"] = sorted({*CLASSIFIERS, *self.config.get("classifiers", [])})
         if "urls" in dynamic:
             metadata["urls"] = dict(URLS)
+
+
+def _listed_siblings(config: dict[str, Any], where: str) -> set[str]:
+    """The hook's ``siblings = [...]``: accel wheels a project outside the workspace depends on.
+
+    Example:
+        >>> sorted(_listed_siblings({"siblings": ["accel_core", "accel-ops"]}, "t"))
+        ['accel-core', 'accel-ops']
+    """
+    listed = config.get("siblings", [])
+    if not isinstance(listed, list) or not all(isinstance(n, str) for n in listed):
+        raise ValueError(f"{where}: siblings = {listed!r} must be a list of distribution names")
+    return {name.lower().replace("_", "-") for name in listed}
 
 
 def _workspace_siblings(root: Path) -> set[str]:

@@ -135,6 +135,24 @@ def test_four_processes(tmp_path):
     assert all(r["sum"] == 10.0 and r["world"] == 4 and r["omp"] == "2" for r in got)
 
 
+@pytest.mark.parametrize(
+    ("args", "extra_env"),
+    [
+        (["--multi_gpu"], {"ACCELERATE_USE_CPU": "1"}),  # how Accelerate users start CPU jobs
+        (["--cpu", "--multi_gpu"], {}),
+        (["--use_cpu", "--multi_gpu"], {}),
+    ],
+)
+def test_cpu_with_multi_gpu_starts_n_cpu_processes(tmp_path, args, extra_env):
+    write(tmp_path, "job.py", SHOW_ENV)
+    env = clean_env(tmp_path, **extra_env)
+    code, out, err = launch([*args, "--num_processes", "2", "job.py"], tmp_path, env)
+    assert code == 0, err
+    got = reports(out)
+    assert [r["RANK"] for r in got] == ["0", "1"]
+    assert all(r["WORLD_SIZE"] == "2" and r["ACCEL_USE_CPU"] == "true" for r in got)
+
+
 def test_single_process_replaces_the_launcher(tmp_path):
     write(tmp_path, "job.py", SHOW_ENV)
     process = start(["--num_processes", "1", "--cpu", "job.py", "a"], tmp_path)
@@ -299,6 +317,7 @@ BAD_INPUT = [
     (["--no_python", "./job.py"], "'./job.py' exists but is not executable"),
     (["--no_python", "missing_tool"], "executable 'missing_tool' not found"),
     (["--multi_gpu", "--use_fsdp", "--num_processes", "2", "job.py"], "cannot be used together"),
+    (["--cpu", "--tpu", "job.py"], "--cpu (from flag --cpu) and --tpu (from flag --tpu) cannot be used together"),
     (["--num_machines", "2", "--machine_rank", "2", "--main_process_ip", "h", "--num_processes", "2", "job.py"], "machine_rank=2"),
     (["--num_machines", "2", "--num_processes", "3", "--main_process_ip", "h", "job.py"], "not a multiple"),
     (["--config_file", "nope.yaml", "job.py"], "nope.yaml does not exist"),

@@ -13,7 +13,10 @@ Example:
 
 from __future__ import annotations
 
+import os
+import sys
 from importlib import metadata
+from pathlib import Path
 
 OWN_LABEL = "+accel"
 
@@ -36,16 +39,35 @@ def _provides_accelerate(dist: metadata.Distribution) -> bool:
     return any(str(f).startswith("accelerate/") for f in dist.files or ())
 
 
-def foreign_distributions() -> list[str]:
-    """``name version (location)`` of every installed distribution providing ``accelerate``
-    that is not this compat wheel.
+def _candidates(paths: list[str]) -> list[metadata.Distribution]:
+    """Installed distributions whose name mentions ``accelerate``, found by listing each
+    folder of ``paths`` once (reading every installed distribution's metadata and file list
+    cost about 0.5 s of CPU at each ``import accelerate``)."""
+    found = []
+    for folder in paths:
+        try:
+            names = os.listdir(folder or ".")
+        except OSError:
+            continue
+        for name in names:
+            if name.endswith((".dist-info", ".egg-info")) and "accelerate" in name.lower():
+                found.append(metadata.PathDistribution(Path(folder or ".", name)))
+    return found
+
+
+def foreign_distributions(paths: list[str] | None = None) -> list[str]:
+    """``name version (location)`` of every distribution on ``paths`` (default ``sys.path``)
+    that provides ``accelerate`` and is not this compat wheel.
+
+    Only distributions whose name mentions ``accelerate`` (``accelerate``, ``accelerate-kt``,
+    ...) are looked at.
 
     Example:
-        >>> isinstance(foreign_distributions(), list)
-        True
+        >>> foreign_distributions()
+        []
     """
     found = []
-    for dist in metadata.distributions():
+    for dist in _candidates(sys.path if paths is None else paths):
         name = dist.metadata["Name"] or ""
         version = dist.version or ""
         if name.lower() == "accelerate" and OWN_LABEL in version:

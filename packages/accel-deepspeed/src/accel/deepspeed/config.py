@@ -115,6 +115,17 @@ class DeepSpeedConfig:
                 return None, leaf
         return (node if isinstance(node, dict) else None), leaf
 
+    def find_config_node(self, key: str) -> tuple[dict[str, Any] | None, str]:
+        """The dict holding dotted ``key``'s last part, and that part (``None`` when a parent
+        is missing); transformers' ``HfTrainerDeepSpeedConfig`` fills ``"auto"`` values
+        through it.
+
+        Example:
+            >>> DeepSpeedConfig({"a": {"b": 1}}).find_config_node("a.b")
+            ({'b': 1}, 'b')
+        """
+        return self._find(key)
+
     def get_value(self, key: str, default: Any = None) -> Any:
         """The value at dotted ``key``, or ``default`` when it is not set.
 

@@ -232,7 +232,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("rank_prefix", False, BOOLEAN, "start every line a rank prints with [rank N]",
            "switch", OUTPUT, env=accel_env("RANK_PREFIX"), config="rank_prefix"),
     # hardware
-    Option("cpu", False, BOOLEAN, "run on CPU (gloo) even if GPUs are present", "switch",
+    Option("cpu", False, BOOLEAN, "run on CPU (gloo) even if GPUs are present; with "
+           "--multi_gpu, N CPU processes", "switch",
            HARDWARE, env=accel_env("USE_CPU"), config="use_cpu", file_default=False,
         export="always", question="Run on CPU only, even if a GPU is present?"),
     Option("multi_gpu", False, BOOLEAN, "one process per GPU (DDP)", "switch", HARDWARE),

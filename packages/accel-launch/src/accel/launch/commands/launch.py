@@ -104,6 +104,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         for entry in OPTIONS:
             if entry.group == title:
                 add_option_flag(group, entry)
+    # The config key's spelling of --cpu (Accelerate has no such flag; accepted, not listed).
+    parser.add_argument("--use_cpu", dest="cpu", action="store_true", default=None,
+                        help=argparse.SUPPRESS)  # fmt: skip
 
     what = parser.add_argument_group("what to run")
     what.add_argument("-m", "--module", action="store_true", help="run a module (python -m)")
@@ -217,8 +220,11 @@ def _check(args: argparse.Namespace, resolved: Resolved) -> None:
             f"--cpu (from {src['cpu']}) conflicts with --gpu_ids={v['gpu_ids']} "
             f"(from {src['gpu_ids']}); drop one of them"
         )
+    # --cpu with --multi_gpu means "several gloo processes on the CPU" (how Accelerate users
+    # start CPU jobs: ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu ...); only --tpu
+    # really conflicts with --cpu.
     exclusive = [n for n in ("multi_gpu", "tpu", "use_fsdp", "use_deepspeed") if v[n]]
-    if v["cpu"] and any(n in exclusive for n in ("multi_gpu", "tpu")):
+    if v["cpu"] and v["tpu"]:
         exclusive.insert(0, "cpu")
     if len(exclusive) > 1:
         names = " and ".join(f"--{n} (from {src[n]})" for n in exclusive)
