@@ -180,3 +180,45 @@ def test_batch_size_of_a_loader() -> None:
     loader = torch.utils.data.DataLoader(list(range(16)), batch_size=8)
     assert batch_size_of(loader, split_batches=False, num_processes=2) == 8
     assert batch_size_of(loader, split_batches=True, num_processes=2) == 4
+
+
+def _config_with_optimizer_and_scheduler(lr: object, warmup: object) -> dict:
+    return {
+        "optimizer": {"type": "AdamW", "params": {"lr": lr, "weight_decay": 0.01}},
+        "scheduler": {"type": "WarmupLR", "params": {"warmup_num_steps": warmup}},
+    }
+
+
+def test_dummy_defaults_leave_the_config_values_alone() -> None:
+    """transformers' Trainer passes ``DummyOptim(params)`` and ``DummyScheduler(optimizer)``:
+    the config's concrete numbers win, as in Accelerate; the defaults fill only "auto"."""
+    params = list(torch.nn.Linear(2, 2).parameters())
+    optimizer = DummyOptim(params)
+    config = fill(
+        DeepSpeedPlugin(hf_ds_config=_config_with_optimizer_and_scheduler(5e-5, 10)),
+        optimizer=optimizer,
+        scheduler=DummyScheduler(optimizer),
+    )
+    assert config["optimizer"]["params"] == {"lr": 5e-5, "weight_decay": 0.01}
+    assert config["scheduler"]["params"]["warmup_num_steps"] == 10
+    optimizer = DummyOptim(params)
+    config = fill(
+        DeepSpeedPlugin(hf_ds_config=_config_with_optimizer_and_scheduler("auto", "auto")),
+        optimizer=optimizer,
+        scheduler=DummyScheduler(optimizer),
+    )
+    assert config["optimizer"]["params"]["lr"] == 0.001
+    assert config["scheduler"]["params"]["warmup_num_steps"] == 0
+
+
+def test_explicit_dummy_values_disagreeing_with_the_config_are_refused() -> None:
+    optimizer = DummyOptim(list(torch.nn.Linear(2, 2).parameters()), lr=0.1)
+    with pytest.raises(ValueError) as error:
+        fill(
+            DeepSpeedPlugin(hf_ds_config=_config_with_optimizer_and_scheduler(5e-5, 10)),
+            optimizer=optimizer,
+            scheduler=DummyScheduler(optimizer, warmup_num_steps=3),
+        )
+    message = str(error.value)
+    assert "optimizer.params.lr: 5e-05" in message and "DummyOptim(lr=...)" in message
+    assert "scheduler.params.warmup_num_steps: 10" in message

@@ -96,6 +96,7 @@ def fill_from_prepare(
         "train_micro_batch_size_per_gpu": (micro_batch_size, batch_source),
     }
     lr = None
+    defaults_only: set[str] = set()  # keys filled from a dummy's default value
     if isinstance(optimizer, DummyOptim):
         if not config.has("optimizer"):
             raise ValueError(
@@ -110,6 +111,9 @@ def fill_from_prepare(
         )
         for key, value in optimizer.kwargs.items():
             facts[f"optimizer.params.{key}"] = (value, f"DummyOptim({key}=...)")
+        defaults_only |= {
+            f"optimizer.params.{name}" for name in {"lr", "weight_decay"} - optimizer.given
+        }
     elif optimizer is not None:
         if config.has("optimizer"):
             raise ValueError(
@@ -134,13 +138,17 @@ def fill_from_prepare(
         )
         for key, value in scheduler.kwargs.items():
             facts[f"scheduler.params.{key}"] = (value, f"DummyScheduler({key}=...)")
+        if "warmup_num_steps" not in scheduler.given:
+            defaults_only.add("scheduler.params.warmup_num_steps")
     elif scheduler is not None and config.has("scheduler"):
         raise ValueError(
             f'{config.origin} defines a "scheduler" section and prepare() got the scheduler '
             f"{type(scheduler).__name__}: keep one; to use the config's, pass "
             "accel.deepspeed.DummyScheduler(optimizer, ...) instead"
         )
-    config.fill(facts, must_match=True)
+    explicit = {key: fact for key, fact in facts.items() if key not in defaults_only}
+    config.fill(explicit, must_match=True)
+    config.fill({key: facts[key] for key in defaults_only}, must_match=False)
 
     micro = config.get_value("train_micro_batch_size_per_gpu")
     total = config.get_value("train_batch_size")
