@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from pathlib import Path
 
 import pytest
+from _pytest.doctest import DoctestModule
+
+ROOT = Path(__file__).resolve().parent
+# accel-compat ships `accelerate`, which never sits beside the dev group's real accelerate
+# (its examples run in .venv-compat); accel-xla's need torch-xla (they run in .venv-xla).
+_DOCTESTS_ELSEWHERE = {"accel-compat"}
+if importlib.util.find_spec("torch_xla") is None:
+    _DOCTESTS_ELSEWHERE.add("accel-xla")
 
 # Small torch ops run 10-70x slower on 2 cores with more than one thread; subprocesses
 # (torchrun workers, fresh venvs) inherit this too.
@@ -20,6 +30,24 @@ _LAUNCHER_PREFIXES = (
     "MPI_LOCAL",
 )
 _LAUNCHER_NAMES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "FORK_LAUNCHED")
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    """Every docstring example of the shipped source runs, as if with ``--doctest-modules``.
+
+    Only ``packages/<dist>/src``: test helpers and worker scripts are not imported.
+    Example:
+        ``uv run pytest packages/accel-ops/src`` runs accel-ops' examples.
+    """
+    if file_path.suffix != ".py" or parent.config.getoption("doctestmodules"):
+        return None  # an explicit --doctest-modules collects them itself
+    try:
+        dist, src, *_ = file_path.relative_to(ROOT / "packages").parts
+    except ValueError:
+        return None
+    if src != "src" or dist in _DOCTESTS_ELSEWHERE:
+        return None
+    return DoctestModule.from_parent(parent, path=file_path)
 
 
 @pytest.fixture(autouse=True)
