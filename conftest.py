@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 from pathlib import Path
@@ -32,6 +33,22 @@ _LAUNCHER_PREFIXES = (
 _LAUNCHER_NAMES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "FORK_LAUNCHED")
 
 
+class _SourceDoctests(DoctestModule):
+    """The examples of one shipped module, imported under its real name (``accel.x.y``)."""
+
+    def _getobj(self):
+        parts = list(self.nameparts)
+        parts[-1] = parts[-1].removesuffix(".py")
+        if parts[-1] == "__init__":
+            parts.pop()
+        return importlib.import_module(".".join(parts))
+
+    @property
+    def nameparts(self) -> tuple[str, ...]:
+        """The path below ``packages/<dist>/src``."""
+        return self.path.relative_to(ROOT / "packages").parts[2:]
+
+
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     """Every docstring example of the shipped source runs, as if with ``--doctest-modules``.
 
@@ -47,7 +64,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
         return None
     if src != "src" or dist in _DOCTESTS_ELSEWHERE:
         return None
-    return DoctestModule.from_parent(parent, path=file_path)
+    return _SourceDoctests.from_parent(parent, path=file_path)
 
 
 @pytest.fixture(autouse=True)
