@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 import importlib.util
 import os
@@ -31,6 +32,32 @@ _LAUNCHER_PREFIXES = (
     "MPI_LOCAL",
 )
 _LAUNCHER_NAMES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "FORK_LAUNCHED")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Move what collection imported (torch, transformers, accelerate, ...) out of the
+    garbage collector's sight.
+
+    Code under test calls ``gc.collect()`` (``release_memory``, ``find_executable_batch_size``
+    on every retry, ``Accelerator.free_memory``); in the test process each call otherwise walks
+    about half a million objects that live for the whole session: seconds a call on this
+    machine, a 300 s timeout for a 60-retry search. Objects created later are collected as
+    usual; each test module freezes again what it imported (``_freeze_long_lived``).
+    """
+    gc.collect()
+    gc.freeze()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Hand the frozen objects back, so that interpreter exit frees them as usual."""
+    gc.unfreeze()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _freeze_long_lived():
+    """Freeze, before a module's tests, what earlier modules imported lazily (see above)."""
+    gc.collect()
+    gc.freeze()
 
 
 class _SourceDoctests(DoctestModule):
