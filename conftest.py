@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import gc
+import importlib
+import importlib.util
 import os
+from pathlib import Path
 
 import pytest
+from _pytest.doctest import DoctestModule
+
+ROOT = Path(__file__).resolve().parent
+# accel-compat ships `accelerate`, which never sits beside the dev group's real accelerate
+# (its examples run in .venv-compat); accel-xla's need torch-xla (they run in .venv-xla).
+_DOCTESTS_ELSEWHERE = {"accel-compat"}
+if importlib.util.find_spec("torch_xla") is None:
+    _DOCTESTS_ELSEWHERE.add("accel-xla")
 
 # Small torch ops run 10-70x slower on 2 cores with more than one thread; subprocesses
 # (torchrun workers, fresh venvs) inherit this too.
@@ -20,6 +32,66 @@ _LAUNCHER_PREFIXES = (
     "MPI_LOCAL",
 )
 _LAUNCHER_NAMES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "FORK_LAUNCHED")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Move what collection imported (torch, transformers, accelerate, ...) out of the
+    garbage collector's sight.
+
+    Code under test calls ``gc.collect()`` (``release_memory``, ``find_executable_batch_size``
+    on every retry, ``Accelerator.free_memory``); in the test process each call otherwise walks
+    about half a million objects that live for the whole session: seconds a call on this
+    machine, a 300 s timeout for a 60-retry search. Objects created later are collected as
+    usual; each test module freezes again what it imported (``_freeze_long_lived``).
+    """
+    gc.collect()
+    gc.freeze()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Hand the frozen objects back, so that interpreter exit frees them as usual."""
+    gc.unfreeze()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _freeze_long_lived():
+    """Freeze, before a module's tests, what earlier modules imported lazily (see above)."""
+    gc.collect()
+    gc.freeze()
+
+
+class _SourceDoctests(DoctestModule):
+    """The examples of one shipped module, imported under its real name (``accel.x.y``)."""
+
+    def _getobj(self):
+        parts = list(self.nameparts)
+        parts[-1] = parts[-1].removesuffix(".py")
+        if parts[-1] == "__init__":
+            parts.pop()
+        return importlib.import_module(".".join(parts))
+
+    @property
+    def nameparts(self) -> tuple[str, ...]:
+        """The path below ``packages/<dist>/src``."""
+        return self.path.relative_to(ROOT / "packages").parts[2:]
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    """Every docstring example of the shipped source runs, as if with ``--doctest-modules``.
+
+    Only ``packages/<dist>/src``: test helpers and worker scripts are not imported.
+    Example:
+        ``uv run pytest packages/accel-ops/src`` runs accel-ops' examples.
+    """
+    if file_path.suffix != ".py" or parent.config.getoption("doctestmodules"):
+        return None  # an explicit --doctest-modules collects them itself
+    try:
+        dist, src, *_ = file_path.relative_to(ROOT / "packages").parts
+    except ValueError:
+        return None
+    if src != "src" or dist in _DOCTESTS_ELSEWHERE:
+        return None
+    return _SourceDoctests.from_parent(parent, path=file_path)
 
 
 @pytest.fixture(autouse=True)

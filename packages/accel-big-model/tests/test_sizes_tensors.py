@@ -18,13 +18,17 @@ from accel.big_model.tensors import named_module_tensors, set_module_tensor_to_d
 from accel.big_model.tied import find_tied_parameters, retie_parameters
 from accel.state.enums import CustomDtype
 
-accelerate_modeling = pytest.importorskip("accelerate.utils.modeling")
+
+@pytest.fixture
+def accelerate_modeling():
+    """Accelerate's modeling helpers: only the side-by-side comparisons need the reference."""
+    return pytest.importorskip("accelerate.utils.modeling")
 
 
 @pytest.mark.parametrize(
     "text", ["10GB", "10GiB", "500MB", "1.5MiB", "3KB", "2kib", "8Mb", 1234, "0MB"]
 )
-def test_convert_file_size_to_int_matches_accelerate(text):
+def test_convert_file_size_to_int_matches_accelerate(text, accelerate_modeling):
     assert convert_file_size_to_int(text) == accelerate_modeling.convert_file_size_to_int(text)
 
 
@@ -34,7 +38,7 @@ def test_convert_file_size_to_int_errors_name_value(bad):
         convert_file_size_to_int(bad)
 
 
-def test_dtype_byte_size():
+def test_dtype_byte_size(accelerate_modeling):
     for dtype in (
         torch.float32,
         torch.float16,
@@ -61,7 +65,7 @@ def nested_model() -> nn.Module:
     return model
 
 
-def test_compute_module_sizes_and_layers_match_accelerate():
+def test_compute_module_sizes_and_layers_match_accelerate(accelerate_modeling):
     model = nested_model()
     ours = compute_module_sizes(model)
     assert dict(ours) == dict(accelerate_modeling.compute_module_sizes(model))
@@ -156,7 +160,7 @@ def test_named_module_tensors():
     ]
 
 
-def test_find_and_retie_parameters():
+def test_find_and_retie_parameters(accelerate_modeling):
     model = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 3), nn.Linear(3, 3))
     model[2].weight = model[0].weight
     assert find_tied_parameters(model) == [["0.weight", "2.weight"]]

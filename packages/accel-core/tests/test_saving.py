@@ -22,10 +22,14 @@ from accel.core import (
 )
 from accel.state import PartialState
 
-transformers = pytest.importorskip("transformers")
+
+@pytest.fixture
+def transformers():
+    """transformers: only the tests that build or load its models need it."""
+    return pytest.importorskip("transformers")
 
 
-def _tiny_llama(tie: bool = True):
+def _tiny_llama(transformers, tie: bool = True):
     config = transformers.LlamaConfig(
         vocab_size=128,
         hidden_size=32,
@@ -51,8 +55,8 @@ IDS = torch.arange(12).reshape(2, 6)
 
 @pytest.mark.parametrize("safe", [True, False])
 @pytest.mark.parametrize("tie", [True, False])
-def test_save_model_sharded_loads_in_transformers_and_big_model(tmp_path, safe, tie):
-    config, model = _tiny_llama(tie)
+def test_save_model_sharded_loads_in_transformers_and_big_model(tmp_path, safe, tie, transformers):
+    config, model = _tiny_llama(transformers, tie)
     accelerator = Accelerator(cpu=True)
     prepared = accelerator.prepare(model)
     out = tmp_path / "model"
@@ -77,7 +81,7 @@ def test_save_model_sharded_loads_in_transformers_and_big_model(tmp_path, safe, 
     loaded = transformers.LlamaForCausalLM.from_pretrained(out).eval()
     torch.testing.assert_close(_logits(loaded, IDS), expected, rtol=0, atol=0)
 
-    _, fresh = _tiny_llama(tie)
+    _, fresh = _tiny_llama(transformers, tie)
     torch.manual_seed(1)
     for p in fresh.parameters():
         nn.init.normal_(p)
@@ -85,8 +89,8 @@ def test_save_model_sharded_loads_in_transformers_and_big_model(tmp_path, safe, 
     torch.testing.assert_close(_logits(fresh, IDS), expected, rtol=0, atol=0)
 
 
-def test_save_model_single_file_and_stale_shards_removed(tmp_path):
-    _, model = _tiny_llama()
+def test_save_model_single_file_and_stale_shards_removed(tmp_path, transformers):
+    _, model = _tiny_llama(transformers)
     accelerator = Accelerator(cpu=True)
     out = tmp_path / "m"
     accelerator.save_model(model, out, max_shard_size="20KB")

@@ -64,10 +64,8 @@ def test_set_seed_deterministic(restore_determinism):
 
 
 def test_set_seed_device_specific_adds_process_index():
-    try:
-        from accel.state import PartialState
-    except ImportError:
-        pytest.skip("accel.state.PartialState is not importable yet")
+    from accel.state import PartialState
+
     process_index = PartialState().process_index
     set_seed(100, device_specific=True)
     first = draw()

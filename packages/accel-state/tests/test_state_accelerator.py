@@ -291,6 +291,10 @@ def test_no_leak_a_sets_state():
     os.environ["ACCEL_DEBUG_MODE"] = "1"
     AcceleratorState(mixed_precision="bf16", _from_accelerator=True)
     GradientState()._set_sync_gradients(False)
+    # what test_no_leak_b must not see
+    assert PartialState().debug is True
+    assert AcceleratorState().mixed_precision == "bf16"
+    assert GradientState().sync_gradients is False
 
 
 def test_no_leak_b_sees_fresh_state():

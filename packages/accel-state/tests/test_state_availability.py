@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import re
 import sys
 from datetime import timedelta
@@ -121,10 +122,18 @@ def test_is_package_available_finds_without_importing(tmp_path, monkeypatch):
         availability.is_package_available.cache_clear()
 
 
-def test_deepspeed_not_installed_here_is_false():
-    if availability.is_package_available("deepspeed"):
-        pytest.skip("deepspeed is installed")
-    assert availability.is_deepspeed_available() is False
+def test_deepspeed_availability_follows_the_installation(monkeypatch):
+    """True where DeepSpeed is installed (the dev group has it), False where it is not."""
+    availability.is_package_available.cache_clear()
+    try:
+        installed = importlib.util.find_spec("deepspeed") is not None
+        assert availability.is_deepspeed_available() is installed
+        # a name mapped to None in sys.modules is one Python cannot import: not available
+        monkeypatch.setitem(sys.modules, "deepspeed", None)
+        availability.is_package_available.cache_clear()
+        assert availability.is_deepspeed_available() is False
+    finally:
+        availability.is_package_available.cache_clear()
 
 
 def test_torch_xla_checks_read_pjrt_device_only_when_installed(monkeypatch):

@@ -335,7 +335,11 @@ def test_split_between_processes_uses_process_index():
 
 
 def test_destroy_process_group_without_group_is_noop():
-    PartialState().destroy_process_group()
+    state = PartialState()
+    assert not torch.distributed.is_initialized()
+    assert state.destroy_process_group() is None
+    assert not torch.distributed.is_initialized()
+    assert state.initialized and state.num_processes == 1
 
 
 # reset

@@ -29,9 +29,10 @@ def test_matching_release_passes_and_extras_are_not_checked(site: Path) -> None:
     _install_fake(site, "accel-fakea", "0.3.0", ["accel-fakeb==0.3.0", "torch>=2.4"])
     _install_fake(site, "accel-fakeb", "0.3.0", [])
     _install_fake(site, "accel-fakec", "0.3.0", ["accel-fakeb[x]==0.3.0; extra == 'x'"])
-    require_siblings("accel-fakea")
-    require_siblings("accel-fakec")
-    require_siblings("accel-not-installed-anywhere")  # source tree on sys.path: no check
+    assert require_siblings("accel-fakea") is None
+    assert require_siblings("accel-fakec") is None
+    # source tree on sys.path: no check
+    assert require_siblings("accel-not-installed-anywhere") is None
 
 
 def test_mixed_release_names_both_versions_and_the_fix(site: Path) -> None:

@@ -117,6 +117,7 @@ def check_model_partitioning(model: torch.nn.Module, plugin: DeepSpeedPlugin) ->
     whole once on every process), with a warning.
 
     Example:
+        >>> from accel.deepspeed import DeepSpeedPlugin
         >>> check_model_partitioning(torch.nn.Linear(2, 2), DeepSpeedPlugin(zero_stage=2))
     """
     names = [(name, is_partitioned(p)) for name, p in model.named_parameters()]
