@@ -15,9 +15,9 @@ import torch.distributed as dist
 from _harness import Checks
 from torch import nn
 
-import accel.core.checkpoint_files as checkpoint_files
+import accel.core.checkpoint.writer as checkpoint_files
 from accel.core import Accelerator, CheckpointWriteError, ProjectConfiguration, set_seed
-from accel.core.checkpointing import COMPLETE_MARKER
+from accel.core.checkpoint import COMPLETE_MARKER
 from accel.state import reset_state
 
 RANK = int(os.environ["RANK"])

@@ -15,8 +15,9 @@ from torch import nn
 
 import accel.state
 from accel.core import Accelerator, CheckpointWriteError, ProjectConfiguration, set_seed
-from accel.core.checkpoint_files import CheckpointFile, CpuStager
-from accel.core.checkpointing import COMPLETE_MARKER, checkpoint_writer, latest_checkpoint
+from accel.core.checkpoint import COMPLETE_MARKER, latest_checkpoint
+from accel.core.checkpoint.state import checkpoint_writer
+from accel.core.checkpoint.writer import CheckpointFile, CpuStager
 
 
 def _setup(**accelerator_kwargs):

@@ -22,7 +22,7 @@ from torch import nn
 
 import accel.state
 from accel.core import Accelerator, CorruptCheckpointError
-from accel.core.checkpointing import UnsafeCheckpointError
+from accel.core.checkpoint import UnsafeCheckpointError
 
 
 class Counter:

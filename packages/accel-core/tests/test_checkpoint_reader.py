@@ -1,4 +1,4 @@
-"""accel.core.checkpoint_reader: parallel reads of safetensors and torch.save files give the
+"""accel.core.checkpoint.reader: parallel reads of safetensors and torch.save files give the
 same tensors as safetensors / torch.load, straight into the model where they can."""
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from accel.core import Accelerator
-from accel.core.checkpoint_reader import (
+from accel.core.checkpoint import UnsafeCheckpointError, safe_load
+from accel.core.checkpoint.reader import (
     CorruptCheckpointError,
     read_into,
     read_safetensors,
     read_torch_file,
 )
-from accel.core.checkpointing import UnsafeCheckpointError, safe_load
 
 
 def _mixed() -> dict[str, torch.Tensor]:

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import accel.state
 from accel.core import Accelerator, ProjectConfiguration, set_seed
-from accel.core.checkpointing import COMPLETE_MARKER, UnsafeCheckpointError, latest_checkpoint
+from accel.core.checkpoint import COMPLETE_MARKER, UnsafeCheckpointError, latest_checkpoint
 
 
 class Counter:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import accel.core as core
-from accel.core import fsdp_checkpoint
+from accel.core.checkpoint import fsdp as fsdp_checkpoint
 from accel.core.model_unwrap import (
     extract_model_from_parallel,
     get_module_class_from_name,
@@ -23,7 +23,7 @@ from accel.core.parallelism_config import ParallelismConfig
 
 @pytest.mark.parametrize(
     "module",
-    ["model_unwrap", "process_logging", "progress", "parallelism_config", "fsdp_checkpoint"],
+    ["model_unwrap", "process_logging", "progress", "parallelism_config", "checkpoint.fsdp"],
 )
 def test_docstring_examples_run(module: str) -> None:
     mod = importlib.import_module(f"accel.core.{module}")

@@ -1,4 +1,4 @@
-"""accel.core.direct_io: safetensors and torch.save files written around the page cache."""
+"""accel.core.checkpoint.direct_io: safetensors and torch.save files written around the page cache."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from accel.core.direct_io import _CHUNK, DirectWriter, save_safetensors
+from accel.core.checkpoint.direct_io import _CHUNK, DirectWriter, save_safetensors
 
 
 def _tensors() -> dict[str, torch.Tensor]:
@@ -56,7 +56,7 @@ def test_torch_save_through_the_direct_writer_round_trips(tmp_path: Path) -> Non
 def test_writes_with_and_without_o_direct(
     tmp_path: Path, monkeypatch, platform_has_o_direct
 ) -> None:
-    import accel.core.direct_io as direct_io
+    import accel.core.checkpoint.direct_io as direct_io
 
     if not platform_has_o_direct:  # as on macOS, where os.O_DIRECT does not exist
         monkeypatch.setattr(direct_io, "_O_DIRECT", 0)
@@ -84,7 +84,7 @@ def test_unsupported_dtypes_fall_back_to_safetensors(tmp_path: Path) -> None:
 
 
 def test_checkpoint_files_above_the_threshold_take_the_direct_path(tmp_path: Path) -> None:
-    from accel.core.checkpoint_files import _DIRECT_BYTES, CheckpointFile, write_files
+    from accel.core.checkpoint.writer import _DIRECT_BYTES, CheckpointFile, write_files
 
     weights = {"w": torch.randn(_DIRECT_BYTES // 4 + 3), "tied": None}
     weights["tied"] = weights["w"]  # stored once, the alias recorded in the metadata

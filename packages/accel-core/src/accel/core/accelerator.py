@@ -11,6 +11,8 @@ from typing import Any, TypeVar
 
 import torch
 
+from accel.core.checkpoint import hooks as checkpoint_hooks
+from accel.core.checkpoint import state as checkpoint_state
 from accel.core.compiling import compile_model
 from accel.core.device_mesh import check_job, data_parallel_position, local_rank
 from accel.core.optimizer import AcceleratedOptimizer
@@ -1407,7 +1409,7 @@ class Accelerator:
             first = failures[0][1]
             raise RuntimeError(f"end_training: finishing trackers failed: {names}") from first
 
-    # -- checkpoints (logic in accel.core.checkpointing) ---------------------------------
+    # -- checkpoints (logic in accel.core.checkpoint) ------------------------------------
 
     def save_state(
         self,
@@ -1434,16 +1436,14 @@ class Accelerator:
             '/abs/path/ckpt'
             >>> accelerator.save_state("ckpt2", async_save=True)  # doctest: +SKIP
         """
-        from accel.core import checkpointing
-
-        return checkpointing.save_state(
+        return checkpoint_state.save_state(
             self, output_dir, safe_serialization, async_save=async_save, **save_model_func_kwargs
         )
 
     def wait_for_checkpoint(self) -> None:
         """Wait until the ``save_state(async_save=True)`` in flight is on disk and published.
 
-        Raises :class:`~accel.core.async_checkpoint.CheckpointWriteError` if writing it failed
+        Raises :class:`~accel.core.checkpoint.async_writer.CheckpointWriteError` if writing it failed
         (the previous complete checkpoint is left intact). Does nothing when no save is in
         flight.
 
@@ -1451,9 +1451,7 @@ class Accelerator:
             >>> accelerator.save_state(async_save=True)  # doctest: +SKIP
             >>> accelerator.wait_for_checkpoint()  # doctest: +SKIP
         """
-        from accel.core import checkpointing
-
-        checkpointing.wait_for_checkpoint(self)
+        checkpoint_state.wait_for_checkpoint(self)
 
     def load_state(
         self,
@@ -1471,9 +1469,7 @@ class Accelerator:
             >>> accelerator.load_state("ckpt")  # doctest: +SKIP
             '/abs/path/ckpt'
         """
-        from accel.core import checkpointing
-
-        return checkpointing.load_state(self, input_dir, load_kwargs, **load_model_func_kwargs)
+        return checkpoint_state.load_state(self, input_dir, load_kwargs, **load_model_func_kwargs)
 
     def register_for_checkpointing(self, *objects: Any) -> None:
         """Have :meth:`save_state`/:meth:`load_state` include objects with ``state_dict``.
@@ -1481,9 +1477,7 @@ class Accelerator:
         Example:
             >>> accelerator.register_for_checkpointing(ema)  # doctest: +SKIP
         """
-        from accel.core import checkpointing
-
-        checkpointing.register_for_checkpointing(self, *objects)
+        checkpoint_hooks.register_for_checkpointing(self, *objects)
 
     def register_save_state_pre_hook(self, hook: Callable[..., None]) -> Any:
         """Run ``hook(models, weights, output_dir)`` before :meth:`save_state` writes.
@@ -1494,9 +1488,7 @@ class Accelerator:
         Example:
             >>> handle = accelerator.register_save_state_pre_hook(my_hook)  # doctest: +SKIP
         """
-        from accel.core import checkpointing
-
-        return checkpointing.register_save_state_pre_hook(self, hook)
+        return checkpoint_hooks.register_save_state_pre_hook(self, hook)
 
     def register_load_state_pre_hook(self, hook: Callable[..., None]) -> Any:
         """Run ``hook(models, input_dir)`` before :meth:`load_state` loads.
@@ -1506,9 +1498,7 @@ class Accelerator:
         Example:
             >>> handle = accelerator.register_load_state_pre_hook(my_hook)  # doctest: +SKIP
         """
-        from accel.core import checkpointing
-
-        return checkpointing.register_load_state_pre_hook(self, hook)
+        return checkpoint_hooks.register_load_state_pre_hook(self, hook)
 
     def __repr__(self) -> str:
         return f"Accelerator(distributed_type={self.distributed_type.value}, num_processes={self.num_processes}, device={self.device}, mixed_precision={self.mixed_precision!r})"

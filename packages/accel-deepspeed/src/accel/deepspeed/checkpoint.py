@@ -16,13 +16,10 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from accel.core.checkpoint_files import write_files
-from accel.core.checkpoint_loading import read_checkpoint_files
-from accel.core.checkpointing import (
-    collect_checkpoint_files,
-    run_load_pre_hooks,
-    run_save_pre_hooks,
-)
+from accel.core.checkpoint.contents import collect_checkpoint_files
+from accel.core.checkpoint.hooks import run_load_pre_hooks, run_save_pre_hooks
+from accel.core.checkpoint.loading import read_checkpoint_files
+from accel.core.checkpoint.writer import write_files
 from accel.deepspeed.wrappers import DeepSpeedOptimizerWrapper, DeepSpeedSchedulerWrapper
 
 if TYPE_CHECKING:

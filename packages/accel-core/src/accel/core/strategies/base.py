@@ -10,7 +10,7 @@ import torch
 
 if TYPE_CHECKING:
     from accel.core.accelerator import Accelerator
-    from accel.core.checkpoint_files import CheckpointFile
+    from accel.core.checkpoint.writer import CheckpointFile
     from accel.core.optimizer import AcceleratedOptimizer
 
 
@@ -166,7 +166,8 @@ class TrainingStrategy:
             >>> [f.name for f in strategy.checkpoint_files("ckpt")]  # doctest: +SKIP
             ['model.safetensors', 'optimizer.bin', 'random_states_0.pkl']
         """
-        from accel.core.checkpointing import collect_checkpoint_files, run_save_pre_hooks
+        from accel.core.checkpoint.contents import collect_checkpoint_files
+        from accel.core.checkpoint.hooks import run_save_pre_hooks
 
         accelerator = self.accelerator
         weights = [self.checkpoint_state_dict(model) for model in accelerator._models]
@@ -192,7 +193,7 @@ class TrainingStrategy:
         Example:
             >>> strategy.save_checkpoint("ckpt/.checkpoint_0.partial")  # doctest: +SKIP
         """
-        from accel.core.checkpoint_files import write_files
+        from accel.core.checkpoint.writer import write_files
 
         write_files(folder, self.checkpoint_files(folder, safe_serialization))
 
@@ -220,8 +221,8 @@ class TrainingStrategy:
         Example:
             >>> strategy.load_checkpoint("ckpt")  # doctest: +SKIP
         """
-        from accel.core.checkpoint_loading import read_checkpoint_files
-        from accel.core.checkpointing import run_load_pre_hooks
+        from accel.core.checkpoint.hooks import run_load_pre_hooks
+        from accel.core.checkpoint.loading import read_checkpoint_files
 
         accelerator = self.accelerator
         models = run_load_pre_hooks(accelerator, folder)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from accel.core.checkpoint_files import CheckpointFile
+from accel.core.checkpoint.writer import CheckpointFile
 
 if TYPE_CHECKING:
     from accel.core.accelerator import Accelerator

@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import os
+import pickle
 import pickletools
 import zipfile
 from collections.abc import Iterable
@@ -26,7 +27,31 @@ from typing import Any
 
 import torch
 
-__all__ = ["asked_globals", "describe_damage", "unsafe_globals"]
+__all__ = [
+    "CorruptCheckpointError",
+    "UnsafeCheckpointError",
+    "asked_globals",
+    "describe_damage",
+    "unsafe_globals",
+]
+
+
+class CorruptCheckpointError(ValueError):
+    """A checkpoint file whose layout does not hold together (truncated, or offsets and sizes
+    that disagree); nothing was loaded from it into the model.
+
+    Example:
+        >>> raise CorruptCheckpointError("model.safetensors is truncated")  # doctest: +SKIP
+    """
+
+
+class UnsafeCheckpointError(pickle.UnpicklingError):
+    """A checkpoint file that ``torch.load(weights_only=True)`` refuses: it would run code.
+
+    Example:
+        >>> raise UnsafeCheckpointError("refusing random_states_0.pkl")  # doctest: +SKIP
+    """
+
 
 _STRING_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "STRING"}
 _STRING_OPS |= {"BINSTRING", "SHORT_BINSTRING"}

@@ -12,7 +12,7 @@ A checkpoint is loaded in two steps so that a bad file never leaves a half-resto
    scaler, RNGs, dataloaders and custom objects.
 
 A file that fails step 1 raises :class:`~accel.core.CorruptCheckpointError` (or
-:class:`~accel.core.checkpointing.UnsafeCheckpointError`, or ``FileNotFoundError``) naming it,
+:class:`~accel.core.checkpoint.UnsafeCheckpointError`, or ``FileNotFoundError``) naming it,
 and the job is exactly as it was before the call.
 
 Example:
@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import re
@@ -34,16 +35,11 @@ import numpy as np
 import torch
 
 from accel.big_model.checkpoint import ALIASES_KEY
-from accel.core.accumulated_grads import load_accumulated_gradients
-from accel.core.checkpoint_reader import (
-    CorruptCheckpointError,
-    read_safetensors,
-    read_torch_file,
-    safetensors_layout,
-)
-from accel.core.checkpointing import (
-    _DATALOADER_KEY,
+from accel.core.checkpoint.errors import CorruptCheckpointError
+from accel.core.checkpoint.gradients import load_accumulated_gradients
+from accel.core.checkpoint.layout import (
     CUSTOM_NAME,
+    DATALOADER_KEY,
     FSDP_MODEL_NAME,
     MODEL_NAME,
     OPTIMIZER_NAME,
@@ -51,12 +47,11 @@ from accel.core.checkpointing import (
     SAFE_MODEL_NAME,
     SCALER_NAME,
     SCHEDULER_NAME,
-    _numbered,
-    _restore_dataloader,
-    _set_rng_states,
-    safe_load,
+    numbered,
 )
-from accel.state.progress import progress_bar
+from accel.core.checkpoint.reader import read_safetensors, read_torch_file, safetensors_layout
+from accel.core.checkpoint.rng import restore_dataloader, set_rng_states
+from accel.core.checkpoint.safe_load import safe_load
 
 if TYPE_CHECKING:
     from accel.core.accelerator import Accelerator
@@ -67,9 +62,8 @@ __all__ = [
     "plan_checkpoint_load",
     "read_checkpoint_files",
 ]
-from accel.state.process_logging import library_logger
 
-logger = library_logger(__name__)
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -332,18 +326,18 @@ def plan_checkpoint_load(
     for i, model in enumerate(models):
         target = accelerator.unwrap_model(model)
         target = getattr(target, "_orig_mod", target)
-        safe_path = os.path.join(folder, _numbered(SAFE_MODEL_NAME, i, ".safetensors"))
+        safe_path = os.path.join(folder, numbered(SAFE_MODEL_NAME, i, ".safetensors"))
         # Accelerate names the full weights of an FSDP model pytorch_model_fsdp[_i].bin.
-        fsdp_path = os.path.join(folder, _numbered(FSDP_MODEL_NAME, i, ".bin"))
+        fsdp_path = os.path.join(folder, numbered(FSDP_MODEL_NAME, i, ".bin"))
         if os.path.isfile(safe_path):
             path, safe = safe_path, True
         elif os.path.isfile(fsdp_path):
             path, safe = fsdp_path, False
         else:
-            path, safe = need(_numbered(MODEL_NAME, i, ".bin")), False
+            path, safe = need(numbered(MODEL_NAME, i, ".bin")), False
         plan.models.append(_ModelLoad(target, path, safe, load, strict, model_kwargs))
-    optimizer_paths = [need(_numbered(OPTIMIZER_NAME, i, ".bin")) for i in range(len(optimizers))]
-    scheduler_paths = [need(_numbered(SCHEDULER_NAME, i, ".bin")) for i in range(len(schedulers))]
+    optimizer_paths = [need(numbered(OPTIMIZER_NAME, i, ".bin")) for i in range(len(optimizers))]
+    scheduler_paths = [need(numbered(SCHEDULER_NAME, i, ".bin")) for i in range(len(schedulers))]
     scaler_path = need(SCALER_NAME) if accelerator.scaler is not None else None
     found = [f for f in os.listdir(folder) if re.fullmatch(rf"{CUSTOM_NAME}_\d+\.pkl", f)]
     if len(found) != len(accelerator._custom_objects):
@@ -399,10 +393,10 @@ def apply_checkpoint_load(accelerator: Accelerator, plan: CheckpointLoadPlan) ->
         states = plan.rng
         if "step" in states:
             accelerator.step = int(states["step"])
-        _set_rng_states(states)
-        positions = states.get(_DATALOADER_KEY) or []
+        set_rng_states(states)
+        positions = states.get(DATALOADER_KEY) or []
         for loader, position in zip(accelerator._dataloaders, positions):
-            _restore_dataloader(loader, position, states)
+            restore_dataloader(loader, position, states)
     for obj, state in plan.custom:
         obj.load_state_dict(state)
 
@@ -427,23 +421,13 @@ def read_checkpoint_files(
     Example:
         >>> read_checkpoint_files(accelerator, "ckpt", accelerator._models)  # doctest: +SKIP
     """
-    folder = os.fspath(input_dir)
-    total = (
-        sum(e.stat().st_size for e in os.scandir(folder) if e.is_file())
-        if os.path.isdir(folder)
-        else 0
+    plan = plan_checkpoint_load(
+        accelerator,
+        input_dir,
+        models,
+        load_kwargs,
+        optimizers,
+        schedulers,
+        **load_model_func_kwargs,
     )
-    with progress_bar(desc="Loading state", total=total, nbytes=True) as bar:
-        plan = plan_checkpoint_load(
-            accelerator,
-            input_dir,
-            models,
-            load_kwargs,
-            optimizers,
-            schedulers,
-            **load_model_func_kwargs,
-        )
-        applied = sum(os.path.getsize(m.path) for m in plan.models if m.safe)  # read when applied
-        bar.update(total - applied)
-        apply_checkpoint_load(accelerator, plan)
-        bar.update(applied)
+    apply_checkpoint_load(accelerator, plan)

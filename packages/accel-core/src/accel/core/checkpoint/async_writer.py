@@ -1,7 +1,7 @@
 """Background checkpoint writing for ``save_state(async_save=True)``.
 
 The training thread only stages: it copies the checkpoint's tensors into CPU buffers
-(:class:`~accel.core.checkpoint_files.CpuStager`) and returns. A writer thread then writes
+(:class:`~accel.core.checkpoint.writer.CpuStager`) and returns. A writer thread then writes
 the files, flushes them, and the processes agree (over a dedicated gloo group, so the
 training's collectives are never interleaved with the writer's) that every rank succeeded
 before the main process publishes the folder. At most one save is in flight: the next
@@ -23,7 +23,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from accel.core.checkpoint_files import CheckpointFile, CpuStager
+from accel.core.checkpoint.writer import CheckpointFile, CpuStager
 from accel.state.teardown import register_process_group, register_shutdown
 
 

@@ -39,7 +39,8 @@ from typing import Any
 import torch
 
 from accel.big_model.offload import SAFETENSORS_DTYPES
-from accel.core.checkpoint_files import _tensors
+from accel.core.checkpoint.errors import CorruptCheckpointError
+from accel.core.checkpoint.writer import tensors_of
 
 __all__ = [
     "CorruptCheckpointError",
@@ -55,15 +56,6 @@ _MAX_HEADER = 100 << 20  # safetensors' own limit on the JSON header
 
 def _threads() -> int:
     return min(8, max(4, os.cpu_count() or 1))
-
-
-class CorruptCheckpointError(ValueError):
-    """A checkpoint file whose layout does not hold together (truncated, or offsets and sizes
-    that disagree); nothing was loaded from it into the model.
-
-    Example:
-        >>> raise CorruptCheckpointError("model.safetensors is truncated")  # doctest: +SKIP
-    """
 
 
 def _byte_view(tensor: torch.Tensor) -> memoryview:
@@ -362,7 +354,7 @@ def _rebuild(obj: Any, storages: dict[int, tuple[int, torch.Tensor]]) -> Any:
         return tensor.requires_grad_(obj.requires_grad)
     if isinstance(obj, (dict, list, tuple)):
         if type(obj) not in (dict, OrderedDict, list, tuple):
-            return _UNREADABLE if _tensors(obj) else obj
+            return _UNREADABLE if tensors_of(obj) else obj
         items = obj.items() if isinstance(obj, dict) else enumerate(obj)
         rebuilt = {key: _rebuild(value, storages) for key, value in items}
         if any(value is _UNREADABLE for value in rebuilt.values()):

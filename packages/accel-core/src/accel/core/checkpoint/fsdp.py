@@ -11,7 +11,7 @@ from the file (``weights_only``).
 Example:
     >>> import tempfile, torch
     >>> from accel.core import Accelerator, FullyShardedDataParallelPlugin
-    >>> from accel.core.fsdp_checkpoint import save_fsdp_model, load_fsdp_model
+    >>> from accel.core.checkpoint.fsdp import save_fsdp_model, load_fsdp_model
     >>> accelerator, model = Accelerator(), torch.nn.Linear(2, 2)
     >>> folder = tempfile.mkdtemp()
     >>> save_fsdp_model(FullyShardedDataParallelPlugin(), accelerator, model, folder)
@@ -29,7 +29,8 @@ from typing import Any
 
 import torch
 
-from accel.core.checkpointing import FSDP_MODEL_NAME, OPTIMIZER_NAME, safe_load
+from accel.core.checkpoint.layout import FSDP_MODEL_NAME, OPTIMIZER_NAME
+from accel.core.checkpoint.safe_load import safe_load
 
 #: Accelerate's FSDP1 option names, as its config questions list them (accel runs FSDP2 and
 #: maps FULL_SHARD/SHARD_GRAD_OP onto ``reshard_after_forward``, see the plugin's docs).

@@ -28,8 +28,7 @@ from typing import Any, Literal
 import torch
 
 from accel.big_model.checkpoint import ALIASES_KEY, _dedupe
-from accel.core.direct_io import DirectWriter, save_safetensors
-from accel.state.progress import SilentBar, progress_bar
+from accel.core.checkpoint.direct_io import DirectWriter, save_safetensors
 
 FileFormat = Literal["safetensors", "torch"]
 
@@ -65,16 +64,22 @@ class CheckpointFile:
             >>> CheckpointFile("a.bin", {"x": torch.zeros(4)}).size
             16
         """
-        return sum(t.numel() * t.element_size() for t in _tensors(self.payload))
+        return sum(t.numel() * t.element_size() for t in tensors_of(self.payload))
 
 
-def _tensors(obj: Any) -> list[torch.Tensor]:
+def tensors_of(obj: Any) -> list[torch.Tensor]:
+    """Every tensor inside a payload of nested dicts, lists and tuples.
+
+    Example:
+        >>> len(tensors_of({"a": [torch.zeros(1), 2], "b": torch.ones(2)}))
+        2
+    """
     if isinstance(obj, torch.Tensor):
         return [obj]
     if isinstance(obj, Mapping):
-        return [t for value in obj.values() for t in _tensors(value)]
+        return [t for value in obj.values() for t in tensors_of(value)]
     if isinstance(obj, (list, tuple)):
-        return [t for value in obj for t in _tensors(value)]
+        return [t for value in obj for t in tensors_of(value)]
     return []
 
 
@@ -94,7 +99,7 @@ def write_file(folder: str, file: CheckpointFile, durable: bool = True) -> str:
         '/tmp/ckpt/scaler.pt'
     """
     path = os.path.join(folder, file.name)
-    # Big files go around the page cache (see accel.core.direct_io); DirectWriter flushes.
+    # Big files go around the page cache (see accel.core.checkpoint.direct_io); DirectWriter flushes.
     direct = durable and file.size >= _DIRECT_BYTES
     if file.format == "safetensors":
         from safetensors.torch import save_file
@@ -123,14 +128,10 @@ def write_file(folder: str, file: CheckpointFile, durable: bool = True) -> str:
     return path
 
 
-def write_files(
-    folder: str, files: list[CheckpointFile], durable: bool = True, progress: bool = True
-) -> list[str]:
+def write_files(folder: str, files: list[CheckpointFile], durable: bool = True) -> list[str]:
     """Write ``files`` into the existing ``folder``, several at a time, biggest first.
 
     Returns the paths written. The first error is raised once every started write ended.
-    With ``progress``, a bar counts the bytes written (where bars are shown: see
-    :mod:`accel.state.progress`).
 
     Example:
         >>> write_files("/tmp/ckpt", [CheckpointFile("a.bin", {"x": 1})])  # doctest: +SKIP
@@ -138,24 +139,12 @@ def write_files(
     """
     ordered = sorted(files, key=lambda f: f.size, reverse=True)
     heavy = [f for f in ordered if f.size > (1 << 20)]
-    total = sum(f.size for f in ordered) if progress else 0
-    with (
-        progress_bar(desc="Saving state", total=total, nbytes=True) if progress else _NO_BAR as bar
-    ):
-        if len(heavy) < 2:
-            return [_counted(bar, f, write_file(folder, f, durable)) for f in ordered]
-        workers = min(_MAX_WRITERS, len(heavy), max(os.cpu_count() or 1, 2))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="accel-ckpt") as pool:
-            futures = [pool.submit(write_file, folder, f, durable) for f in ordered]
-            return [_counted(bar, f, future.result()) for f, future in zip(ordered, futures)]
-
-
-_NO_BAR = SilentBar()
-
-
-def _counted(bar: Any, file: CheckpointFile, path: str) -> str:
-    bar.update(file.size)
-    return path
+    if len(heavy) < 2:
+        return [write_file(folder, f, durable) for f in ordered]
+    workers = min(_MAX_WRITERS, len(heavy), max(os.cpu_count() or 1, 2))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="accel-ckpt") as pool:
+        futures = [pool.submit(write_file, folder, f, durable) for f in ordered]
+        return [future.result() for future in futures]
 
 
 class CpuStager:

@@ -1,0 +1,231 @@
+"""Training checkpoints: ``Accelerator.save_state`` / ``load_state`` and what they rely on.
+
+The folder layout is described in :mod:`accel.core.checkpoint.layout`.
+
+What accel adds:
+
+- *Crash safety.* Everything is written into a hidden sibling folder
+  (``.checkpoint_3.partial``), flushed to disk, then renamed into place by the main process after
+  every process has finished; the marker is written last. ``load_state()`` without a path picks
+  the newest folder that has the marker, and ``total_limit`` prunes only complete checkpoints,
+  after the new one is in place, never the newest.
+- *Safe loading.* Nothing in a checkpoint can run code: weights load through safetensors,
+  everything else through ``torch.load(weights_only=True)`` (numpy arrays allowed for the RNG
+  states); a file that needs anything else is refused with :class:`~accel.core.checkpoint.errors.UnsafeCheckpointError`.
+
+Example:
+    >>> accelerator.save_state("ckpt")  # doctest: +SKIP
+    >>> accelerator.load_state("ckpt")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import TYPE_CHECKING, Any
+
+from accel.core.checkpoint.async_writer import AsyncCheckpointWriter
+from accel.core.checkpoint.folders import (
+    checkpoints_root,
+    fsync_tree,
+    latest_checkpoint,
+    numbered_checkpoints,
+    publish,
+)
+from accel.core.checkpoint.layout import (
+    CHECKPOINT_RE,
+    COMPLETE_MARKER,
+    FORMAT_VERSION,
+    PARTIAL_SUFFIX,
+    PathLike,
+)
+from accel.core.checkpoint.writer import write_files
+
+if TYPE_CHECKING:
+    from accel.core.accelerator import Accelerator
+
+__all__ = ["checkpoint_writer", "load_state", "save_state", "wait_for_checkpoint"]
+
+
+_UNSUPPORTED = ("MEGATRON_LM",)
+
+
+def _check_supported(accelerator: Accelerator, what: str) -> None:
+    kind = getattr(accelerator.distributed_type, "value", str(accelerator.distributed_type))
+    if kind in _UNSUPPORTED:
+        raise ValueError(
+            f"{what} does not support distributed_type={kind} yet (sharded model and optimizer "
+            "states); save the weights with accelerator.save_model(model, folder) instead"
+        )
+
+
+def checkpoint_writer(accelerator: Accelerator) -> AsyncCheckpointWriter:
+    """The accelerator's background checkpoint writer (created on first use).
+
+    Example:
+        >>> checkpoint_writer(accelerator).in_flight  # doctest: +SKIP
+        False
+    """
+    writer = getattr(accelerator, "_checkpoint_writer", None)
+    if writer is None:
+        writer = accelerator._checkpoint_writer = AsyncCheckpointWriter()
+    return writer
+
+
+def wait_for_checkpoint(accelerator: Accelerator) -> None:
+    """See :meth:`Accelerator.wait_for_checkpoint`.
+
+    Example:
+        >>> wait_for_checkpoint(accelerator)  # doctest: +SKIP
+    """
+    writer = getattr(accelerator, "_checkpoint_writer", None)
+    if writer is not None:
+        writer.wait()
+
+
+def save_state(
+    accelerator: Accelerator,
+    output_dir: PathLike | None = None,
+    safe_serialization: bool = True,
+    async_save: bool = False,
+    **save_model_func_kwargs: Any,
+) -> str:
+    """See :meth:`Accelerator.save_state`.
+
+    Example:
+        >>> save_state(accelerator, "ckpt")  # doctest: +SKIP
+    """
+    wait_for_checkpoint(accelerator)  # one save in flight at most, in order
+    _check_supported(accelerator, "save_state")
+    strategy = accelerator.strategy
+    if async_save and not strategy.supports_async_save:
+        raise ValueError(
+            f"save_state(async_save=True) is not supported by the {strategy.name!r} strategy: "
+            "it writes its own checkpoint format; call save_state() without async_save"
+        )
+    config = accelerator.project_configuration
+    if config.automatic_checkpoint_naming:
+        root = checkpoints_root(accelerator.project_dir)
+        output_dir = os.path.join(root, f"checkpoint_{config.iteration}")
+        if os.path.exists(output_dir):
+            raise ValueError(
+                f"checkpoint folder {output_dir!r} (iteration {config.iteration}) already exists; "
+                "set accelerator.project_configuration.iteration to the next free number"
+            )
+    elif output_dir is None:
+        raise ValueError(
+            "save_state() needs output_dir, or ProjectConfiguration(automatic_checkpoint_naming=True)"
+        )
+    final = os.path.abspath(os.path.expanduser(os.fspath(output_dir)))
+    parent, name = os.path.split(final)
+    partial = os.path.join(parent, f".{name}{PARTIAL_SUFFIX}")
+    finalizer = (
+        accelerator.is_local_main_process
+        if config.save_on_each_node
+        else accelerator.is_main_process
+    )
+
+    if finalizer:
+        os.makedirs(parent, exist_ok=True)
+        if os.path.isfile(final):
+            raise NotADirectoryError(f"save_state: {final!r} is a file, not a folder")
+        shutil.rmtree(partial, ignore_errors=True)  # left over from a crashed save
+        os.makedirs(partial)
+    accelerator.wait_for_everyone()
+    marker = {
+        "format": "accel-checkpoint",
+        "version": FORMAT_VERSION,
+        "num_processes": accelerator.num_processes,
+        "step": accelerator.step,
+        "iteration": config.iteration,
+        "safe_serialization": bool(safe_serialization),
+    }
+
+    if async_save:
+        writer = checkpoint_writer(accelerator)
+        staged = writer.stage(strategy.checkpoint_files(partial, safe_serialization))
+        writer.process_group()  # created now, by every process together
+
+        def write_and_publish() -> None:
+            error: BaseException | None = None
+            try:
+                write_files(partial, staged)
+            except BaseException as caught:
+                error = caught
+            if not writer.all_succeeded(error is None):
+                if finalizer:
+                    shutil.rmtree(partial, ignore_errors=True)
+                if error is not None:
+                    raise error
+                raise RuntimeError(
+                    f"another process failed to write its part of {final!r}; not published"
+                )
+            published = True
+            if finalizer:
+                try:
+                    publish(partial, final, marker, config)
+                except BaseException as caught:
+                    error, published = caught, False
+            if not writer.all_succeeded(published):
+                if error is not None:
+                    raise error
+                raise RuntimeError(f"the main process failed to publish {final!r}")
+
+        writer.submit(write_and_publish, final)
+    else:
+        strategy.save_checkpoint(partial, safe_serialization=safe_serialization)
+        fsync_tree(partial)
+        accelerator.wait_for_everyone()  # every process has written and flushed its files
+        if finalizer:
+            publish(partial, final, marker, config)
+        accelerator.wait_for_everyone()
+    config.iteration += 1
+    return final
+
+
+def load_state(
+    accelerator: Accelerator,
+    input_dir: PathLike | None = None,
+    load_kwargs: dict[str, Any] | None = None,
+    **load_model_func_kwargs: Any,
+) -> str:
+    """See :meth:`Accelerator.load_state`.
+
+    Example:
+        >>> load_state(accelerator, "ckpt")  # doctest: +SKIP
+    """
+    wait_for_checkpoint(accelerator)  # the save in flight may be the one to load
+    _check_supported(accelerator, "load_state")
+    config = accelerator.project_configuration
+    if input_dir is not None:
+        input_dir = os.path.abspath(os.path.expanduser(os.fspath(input_dir)))
+        if os.path.isfile(input_dir):
+            raise ValueError(  # Accelerate raises ValueError for a path that is not a folder
+                f"load_state: {input_dir!r} is a file; load_state expects a checkpoint folder "
+                f"(the one save_state wrote, e.g. {os.path.dirname(input_dir)!r})"
+            )
+        if not os.path.isdir(input_dir):
+            raise ValueError(f"load_state: the folder {input_dir!r} does not exist")
+    elif config.automatic_checkpoint_naming:
+        root = checkpoints_root(accelerator.project_dir)
+        input_dir = latest_checkpoint(root)
+        if input_dir is None:
+            unmarked = [p for _, p in numbered_checkpoints(root)]
+            hint = (
+                f"; {len(unmarked)} folder(s) lack the completion marker {COMPLETE_MARKER} "
+                f"(crashed saves, or written by another tool): pass one as input_dir to load it"
+                if unmarked
+                else ""
+            )
+            raise FileNotFoundError(f"load_state: no complete checkpoint in {root!r}{hint}")
+    else:
+        raise ValueError(
+            "load_state() needs input_dir, or ProjectConfiguration(automatic_checkpoint_naming=True)"
+        )
+
+    accelerator.strategy.load_checkpoint(input_dir, load_kwargs, **load_model_func_kwargs)
+
+    match = CHECKPOINT_RE.match(os.path.basename(input_dir))
+    if config.automatic_checkpoint_naming and match:
+        config.iteration = max(config.iteration, int(match.group(1)) + 1)
+    return input_dir
