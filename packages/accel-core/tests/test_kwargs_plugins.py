@@ -21,11 +21,11 @@ from accel.core.kwargs import (
 )
 from accel.core.plugins import (
     DataLoaderConfiguration,
-    FullyShardedDataParallelPlugin,
     GradientAccumulationPlugin,
     ProjectConfiguration,
     TorchDynamoPlugin,
 )
+from accel.core.strategies.fsdp_plugin import FullyShardedDataParallelPlugin
 from accel.launch.spawn import free_port
 from accel.state.enums import DynamoBackend
 from accel.state.environment import clear_environment

@@ -27,7 +27,7 @@ _EXPORTS = {
     "GradScalerKwargs": ".kwargs",
     "InitProcessGroupKwargs": "accel.state",
     "DataLoaderConfiguration": ".plugins",
-    "FullyShardedDataParallelPlugin": ".plugins",
+    "FullyShardedDataParallelPlugin": ".strategies.fsdp_plugin",
     "GradientAccumulationPlugin": ".plugins",
     "ProjectConfiguration": ".plugins",
     "TorchDynamoPlugin": ".plugins",

@@ -19,7 +19,6 @@ from accel.core.optimizer import AcceleratedOptimizer
 from accel.core.parallelism_config import resolve_parallelism_options
 from accel.core.plugins import (
     DataLoaderConfiguration,
-    FullyShardedDataParallelPlugin,
     GradientAccumulationPlugin,
     ProjectConfiguration,
     TorchDynamoPlugin,
@@ -33,6 +32,7 @@ from accel.core.precision import (
 )
 from accel.core.scheduler import AcceleratedScheduler
 from accel.core.strategies import load_strategy, strategy_for
+from accel.core.strategies.fsdp_plugin import FullyShardedDataParallelPlugin
 from accel.ops import gather as _gather
 from accel.ops import gather_object, pad_across_processes, recursively_apply
 from accel.ops import reduce as _reduce

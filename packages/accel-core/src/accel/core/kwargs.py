@@ -20,6 +20,7 @@ from typing import Any, Literal
 import torch
 
 from accel.state.enums import BaseEnum
+from accel.state.env import str_to_bool
 from accel.state.kwargs import InitProcessGroupKwargs, KwargsHandler
 from accel.state.options import read_setting
 from accel.state.process_logging import warn_on_main_process
@@ -422,3 +423,36 @@ class FP8RecipeKwargs(KwargsHandler):
                 error=TypeError,
             )
         self.override_linear_precision = tuple(value)
+
+
+def check_int(
+    owner: str, name: str, value: Any, minimum: int, optional: bool = False, source: str = ARGUMENT
+) -> None:
+    """Refuse ``value`` unless it is an int >= ``minimum`` (or ``None`` when optional),
+    naming ``owner.name`` and where the value came from.
+
+    Example:
+        >>> check_int("Plugin", "steps", 2, 1)
+    """
+    if optional and value is None:
+        return
+    valid = f"an integer >= {minimum}" + (" or None" if optional else "")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _invalid(owner, name, value, valid, source, error=TypeError)
+    if value < minimum:
+        raise _invalid(owner, name, value, valid, source)
+
+
+def env_truth(owner: str, name: str, raw: str, source: str) -> bool:
+    """``raw`` (from ``source``) as a bool, or a ``ValueError`` naming ``owner.name``.
+
+    Example:
+        >>> env_truth("Plugin", "flag", "yes", "ACCEL_FLAG")
+        True
+    """
+    try:
+        return str_to_bool(raw, source)
+    except ValueError:
+        raise _invalid(
+            owner, name, raw, "a truth value (1/true/yes/on or 0/false/no/off)", source
+        ) from None
