@@ -16,7 +16,6 @@ from torch import nn
 import accel.state
 from accel.core import Accelerator, CheckpointWriteError, ProjectConfiguration, set_seed
 from accel.core.checkpoint import COMPLETE_MARKER, latest_checkpoint
-from accel.core.checkpoint.state import checkpoint_writer
 from accel.core.checkpoint.writer import CheckpointFile, CpuStager
 
 
@@ -106,7 +105,7 @@ def test_staging_buffers_are_reused_across_saves(tmp_path: Path) -> None:
         project_dir=str(tmp_path), automatic_checkpoint_naming=True, total_limit=2
     )
     accelerator, model, optimizer = _setup(project_config=config)
-    writer = checkpoint_writer(accelerator)
+    writer = accelerator._checkpoint_writer
     sizes = []
     for _ in range(4):
         _step(accelerator, model, optimizer)

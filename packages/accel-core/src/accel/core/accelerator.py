@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import gc
 import os
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
@@ -13,6 +14,8 @@ import torch
 
 from accel.core.checkpoint import hooks as checkpoint_hooks
 from accel.core.checkpoint import state as checkpoint_state
+from accel.core.checkpoint.async_writer import AsyncCheckpointWriter
+from accel.core.checkpoint.context import CheckpointContext
 from accel.core.compiling import compile_model
 from accel.core.device_mesh import check_job, data_parallel_position, local_rank
 from accel.core.optimizer import AcceleratedOptimizer
@@ -31,7 +34,7 @@ from accel.core.precision import (
     wrap_forward_in_autocast,
 )
 from accel.core.scheduler import AcceleratedScheduler
-from accel.core.strategies import load_strategy, strategy_for
+from accel.core.strategies import PreparedObjects, chosen_strategy, load_strategy
 from accel.core.strategies.fsdp_plugin import FullyShardedDataParallelPlugin
 from accel.ops import gather as _gather
 from accel.ops import gather_object, pad_across_processes, recursively_apply
@@ -206,10 +209,17 @@ class Accelerator:
             self.state.device_mesh = parallelism_config.get_device_mesh(self.device.type)
             if torch_tp_plugin is not None:
                 torch_tp_plugin.torch_device_mesh = self.state.device_mesh
-        strategy = strategy_for(self.distributed_type)
+        # Accelerate's attribute names for the registered state hooks.
+        self._save_model_state_pre_hook: OrderedDict[int, Callable[..., None]] = OrderedDict()
+        self._load_model_state_pre_hook: OrderedDict[int, Callable[..., None]] = OrderedDict()
+        self._checkpoint_writer = AsyncCheckpointWriter()
+        prepared = PreparedObjects(
+            self._models, self._optimizers, self._schedulers, self._dataloaders
+        )
+        strategy = chosen_strategy(self.distributed_type)
         if parallelism_config is not None and parallelism_config.tp_enabled:
             strategy = load_strategy("fsdp")  # applies the TP plan (and FSDP2 when sharding)
-        self.strategy = strategy(self)
+        self.strategy = strategy(self, prepared)
         if self.strategy.owns_mixed_precision:
             self.native_amp = False
             self.scaler = None
@@ -754,6 +764,7 @@ class Accelerator:
                     "the model on one device per process (device_map={'': accelerator.device})"
                 )
         result = self.strategy.prepare(list(args), placements)
+        self._record(result)
         try:
             self._check_optimizers_match_models(result)
         except ValueError:
@@ -768,6 +779,21 @@ class Accelerator:
     def _forget(self, objects: list[Any]) -> None:
         for registry in (self._models, self._optimizers, self._schedulers, self._dataloaders):
             registry[:] = [known for known in registry if not any(known is o for o in objects)]
+
+    def _record(self, result: list[Any]) -> None:
+        """Hold the models, optimizers and schedulers a strategy returned (built itself, e.g.
+        a DeepSpeed engine) that no ``prepare_*`` call recorded."""
+        for obj in result:
+            if isinstance(obj, torch.nn.Module):
+                registry: list[Any] = self._models
+            elif isinstance(obj, AcceleratedOptimizer):
+                registry = self._optimizers
+            elif isinstance(obj, AcceleratedScheduler):
+                registry = self._schedulers
+            else:
+                continue
+            if not any(obj is known for known in registry):
+                registry.append(obj)
 
     def _all_prepared(self) -> Iterator[Any]:
         yield from self._models
@@ -790,20 +816,6 @@ class Accelerator:
                     "from the parameters of the model you prepare (e.g. "
                     "torch.optim.AdamW(model.parameters())) and pass both to prepare()"
                 )
-
-    def _prepare_one(self, obj: Any, first_pass: bool, device_placement: bool | None) -> Any:
-        from torch.optim.lr_scheduler import LRScheduler
-
-        if first_pass:
-            if isinstance(obj, torch.utils.data.DataLoader):
-                return self.prepare_data_loader(obj, device_placement=device_placement)
-            if isinstance(obj, torch.nn.Module):
-                return self.prepare_model(obj, device_placement=device_placement)
-            if isinstance(obj, torch.optim.Optimizer):
-                return self.prepare_optimizer(obj, device_placement=device_placement)
-        elif isinstance(obj, LRScheduler):
-            return self.prepare_scheduler(obj)
-        return obj
 
     def prepare_model(
         self,
@@ -1411,6 +1423,29 @@ class Accelerator:
 
     # -- checkpoints (logic in accel.core.checkpoint) ------------------------------------
 
+    def _checkpoint_context(self) -> CheckpointContext:
+        """What the strategy's checkpoint hooks save or restore, passed to them explicitly."""
+        config = self.project_configuration
+        return CheckpointContext(
+            models=self._models,
+            optimizers=self._optimizers,
+            schedulers=self._schedulers,
+            dataloaders=self._dataloaders,
+            custom_objects=self._custom_objects,
+            scaler=self.scaler,
+            step=self.step,
+            process_index=self.process_index,
+            num_processes=self.num_processes,
+            writes_shared_files=(
+                self.is_local_main_process if config.save_on_each_node else self.is_main_process
+            ),
+            device=self.device,
+            unwrap_model=self.unwrap_model,
+            accumulation_steps=self.gradient_state.num_steps,
+            save_pre_hooks=list(self._save_model_state_pre_hook.values()),
+            load_pre_hooks=list(self._load_model_state_pre_hook.values()),
+        )
+
     def save_state(
         self,
         output_dir: str | os.PathLike[str] | None = None,
@@ -1436,8 +1471,16 @@ class Accelerator:
             '/abs/path/ckpt'
             >>> accelerator.save_state("ckpt2", async_save=True)  # doctest: +SKIP
         """
+        self.wait_for_checkpoint()  # one save in flight at most, in order
+        checkpoint_state.check_supported(self.distributed_type, "save_state")
         return checkpoint_state.save_state(
-            self, output_dir, safe_serialization, async_save=async_save, **save_model_func_kwargs
+            self.strategy,
+            self._checkpoint_context(),
+            self.project_configuration,
+            self._checkpoint_writer,
+            output_dir,
+            safe_serialization,
+            async_save=async_save,
         )
 
     def wait_for_checkpoint(self) -> None:
@@ -1451,7 +1494,7 @@ class Accelerator:
             >>> accelerator.save_state(async_save=True)  # doctest: +SKIP
             >>> accelerator.wait_for_checkpoint()  # doctest: +SKIP
         """
-        checkpoint_state.wait_for_checkpoint(self)
+        self._checkpoint_writer.wait()
 
     def load_state(
         self,
@@ -1469,7 +1512,19 @@ class Accelerator:
             >>> accelerator.load_state("ckpt")  # doctest: +SKIP
             '/abs/path/ckpt'
         """
-        return checkpoint_state.load_state(self, input_dir, load_kwargs, **load_model_func_kwargs)
+        self.wait_for_checkpoint()  # the save in flight may be the one to load
+        checkpoint_state.check_supported(self.distributed_type, "load_state")
+        context = self._checkpoint_context()
+        folder = checkpoint_state.load_state(
+            self.strategy,
+            context,
+            self.project_configuration,
+            input_dir,
+            load_kwargs,
+            **load_model_func_kwargs,
+        )
+        self.step = context.step
+        return folder
 
     def register_for_checkpointing(self, *objects: Any) -> None:
         """Have :meth:`save_state`/:meth:`load_state` include objects with ``state_dict``.
@@ -1477,7 +1532,8 @@ class Accelerator:
         Example:
             >>> accelerator.register_for_checkpointing(ema)  # doctest: +SKIP
         """
-        checkpoint_hooks.register_for_checkpointing(self, *objects)
+        checkpoint_hooks.check_checkpointable(objects)
+        self._custom_objects.extend(objects)
 
     def register_save_state_pre_hook(self, hook: Callable[..., None]) -> Any:
         """Run ``hook(models, weights, output_dir)`` before :meth:`save_state` writes.
@@ -1488,7 +1544,7 @@ class Accelerator:
         Example:
             >>> handle = accelerator.register_save_state_pre_hook(my_hook)  # doctest: +SKIP
         """
-        return checkpoint_hooks.register_save_state_pre_hook(self, hook)
+        return checkpoint_hooks.add_hook(self._save_model_state_pre_hook, hook)
 
     def register_load_state_pre_hook(self, hook: Callable[..., None]) -> Any:
         """Run ``hook(models, input_dir)`` before :meth:`load_state` loads.
@@ -1498,7 +1554,7 @@ class Accelerator:
         Example:
             >>> handle = accelerator.register_load_state_pre_hook(my_hook)  # doctest: +SKIP
         """
-        return checkpoint_hooks.register_load_state_pre_hook(self, hook)
+        return checkpoint_hooks.add_hook(self._load_model_state_pre_hook, hook)
 
     def __repr__(self) -> str:
         return f"Accelerator(distributed_type={self.distributed_type.value}, num_processes={self.num_processes}, device={self.device}, mixed_precision={self.mixed_precision!r})"

@@ -14,16 +14,18 @@ not restricted to plain tensors, so load DeepSpeed checkpoints only from sources
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from accel.core.checkpoint.contents import collect_checkpoint_files
+from accel.core.checkpoint.context import CheckpointContext, StateDictHooks
 from accel.core.checkpoint.hooks import run_load_pre_hooks, run_save_pre_hooks
 from accel.core.checkpoint.loading import read_checkpoint_files
 from accel.core.checkpoint.writer import write_files
-from accel.deepspeed.wrappers import DeepSpeedOptimizerWrapper, DeepSpeedSchedulerWrapper
-
-if TYPE_CHECKING:
-    from accel.deepspeed.strategy import DeepSpeedStrategy
+from accel.deepspeed.wrappers import (
+    DeepSpeedEngineWrapper,
+    DeepSpeedOptimizerWrapper,
+    DeepSpeedSchedulerWrapper,
+)
 
 MODEL_TAG = "pytorch_model"
 
@@ -38,39 +40,40 @@ def engine_tag(index: int) -> str:
     return MODEL_TAG if index == 0 else f"{MODEL_TAG}_{index}"
 
 
-def _others(accelerator: Any) -> tuple[list[Any], list[Any]]:
-    optimizers = [
-        o for o in accelerator._optimizers if not isinstance(o, DeepSpeedOptimizerWrapper)
-    ]
-    schedulers = [
-        s for s in accelerator._schedulers if not isinstance(s, DeepSpeedSchedulerWrapper)
-    ]
+def _others(context: CheckpointContext) -> tuple[list[Any], list[Any]]:
+    optimizers = [o for o in context.optimizers if not isinstance(o, DeepSpeedOptimizerWrapper)]
+    schedulers = [s for s in context.schedulers if not isinstance(s, DeepSpeedSchedulerWrapper)]
     return optimizers, schedulers
 
 
 def save_deepspeed_checkpoint(
-    strategy: DeepSpeedStrategy, folder: str, safe_serialization: bool = True
+    folder: str,
+    context: CheckpointContext,
+    hooks: StateDictHooks,
+    engines: list[DeepSpeedEngineWrapper],
+    safe_serialization: bool = True,
 ) -> None:
-    """Write every engine's DeepSpeed checkpoint and accel's own files into ``folder``
-    (every process calls this).
+    """Write every engine's DeepSpeed checkpoint and accel's own files of ``context`` into
+    ``folder`` (every process calls this).
 
     Example:
-        >>> save_deepspeed_checkpoint(accelerator.strategy, "ckpt/.tmp")  # doctest: +SKIP
+        >>> save_deepspeed_checkpoint("ckpt/.tmp", context, strategy, strategy.engines())  # doctest: +SKIP
     """
-    accelerator = strategy.accelerator
-    run_save_pre_hooks(accelerator, [], folder)
-    for index, wrapper in enumerate(strategy.engines()):
+    run_save_pre_hooks(context, [], folder)
+    for index, wrapper in enumerate(engines):
         wrapper.engine.save_checkpoint(folder, tag=engine_tag(index))
-    optimizers, schedulers = _others(accelerator)
+    optimizers, schedulers = _others(context)
     files = collect_checkpoint_files(
-        accelerator, [], safe_serialization, optimizers=optimizers, schedulers=schedulers
+        context, hooks, [], safe_serialization, optimizers=optimizers, schedulers=schedulers
     )
     write_files(os.fspath(folder), files)
 
 
 def load_deepspeed_checkpoint(
-    strategy: DeepSpeedStrategy,
     folder: str,
+    context: CheckpointContext,
+    hooks: StateDictHooks,
+    engines: list[DeepSpeedEngineWrapper],
     load_kwargs: dict[str, Any] | None = None,
     **model_kwargs: Any,
 ) -> None:
@@ -78,17 +81,16 @@ def load_deepspeed_checkpoint(
     DeepSpeed as ``load_module_strict``).
 
     Example:
-        >>> load_deepspeed_checkpoint(accelerator.strategy, "ckpt")  # doctest: +SKIP
+        >>> load_deepspeed_checkpoint("ckpt", context, strategy, strategy.engines())  # doctest: +SKIP
     """
-    accelerator = strategy.accelerator
     strict = bool(model_kwargs.pop("strict", True))
     if model_kwargs:
         raise TypeError(
             f"load_state under DeepSpeed accepts only strict=... for the models, got "
             f"{sorted(model_kwargs)}"
         )
-    to_load = run_load_pre_hooks(accelerator, folder)
-    for index, wrapper in enumerate(strategy.engines()):
+    to_load = run_load_pre_hooks(context, folder)
+    for index, wrapper in enumerate(engines):
         engine = wrapper.engine
         if not any(engine is model for model in to_load):
             continue
@@ -101,7 +103,7 @@ def load_deepspeed_checkpoint(
         loaded, _ = engine.load_checkpoint(folder, tag=tag, load_module_strict=strict)
         if loaded is None:
             raise FileNotFoundError(f"DeepSpeed could not load {os.path.join(folder, tag)!r}")
-    optimizers, schedulers = _others(accelerator)
+    optimizers, schedulers = _others(context)
     read_checkpoint_files(
-        accelerator, folder, [], load_kwargs, optimizers=optimizers, schedulers=schedulers
+        context, hooks, folder, [], load_kwargs, optimizers=optimizers, schedulers=schedulers
     )

@@ -5,7 +5,7 @@ Every field may come from three places: the constructor, the environment written
 DeepSpeed JSON config (``hf_ds_config``, or ``--deepspeed_config_file``). A field given in one
 place and left ``"auto"`` or absent in another is taken; the same field given two different
 concrete values is refused with both values and their sources named. This module does not
-import deepspeed.
+import deepspeed (``accel.deepspeed.zero3``, which it builds on, imports it on first use).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from accel.deepspeed.config import AUTO, DeepSpeedConfig
+from accel.deepspeed.zero3 import set_moe_leaf_modules, zero3_init_context
 from accel.state import env
 from accel.state.options import OFFLOAD_DEVICES, read_setting
 
@@ -407,8 +408,6 @@ class DeepSpeedPlugin:
             >>> with plugin.zero3_init_context_manager(enable=True):  # doctest: +SKIP
             ...     model = BigModel()
         """
-        from accel.deepspeed.zero3 import zero3_init_context
-
         with zero3_init_context(self, enabled=enable):
             yield
 
@@ -421,8 +420,6 @@ class DeepSpeedPlugin:
         """
         if not self.transformer_moe_cls_names:
             return
-        from accel.deepspeed.zero3 import set_moe_leaf_modules
-
         set_moe_leaf_modules(
             model, self.transformer_moe_cls_names, self.sources.get("transformer_moe_cls_names", "")
         )

@@ -12,11 +12,14 @@ from typing import Any
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
+from accel.core.checkpoint.context import CheckpointContext
 from accel.core.optimizer import AcceleratedOptimizer
 from accel.core.scheduler import AcceleratedScheduler
 from accel.core.strategies.base import TrainingStrategy
+from accel.core.strategies.prepared import PreparedObjects
 from accel.deepspeed.autofill import batch_size_of, fill_from_prepare
 from accel.deepspeed.availability import require_deepspeed
+from accel.deepspeed.checkpoint import load_deepspeed_checkpoint, save_deepspeed_checkpoint
 from accel.deepspeed.config import AUTO
 from accel.deepspeed.dummies import DummyOptim, DummyScheduler
 from accel.deepspeed.group import ensure_process_group
@@ -48,8 +51,8 @@ class DeepSpeedStrategy(TrainingStrategy):
     scales_loss_for_accumulation = True
     gradients_on_parameters = False  # the engine accumulates in its own buffers
 
-    def __init__(self, accelerator: Any) -> None:
-        super().__init__(accelerator)
+    def __init__(self, accelerator: Any, prepared: PreparedObjects | None = None) -> None:
+        super().__init__(accelerator, prepared)
         require_deepspeed()
         state = accelerator.state
         if state.deepspeed_plugins is None:
@@ -108,7 +111,7 @@ class DeepSpeedStrategy(TrainingStrategy):
         Example:
             >>> [w.engine for w in accelerator.strategy.engines()]  # doctest: +SKIP
         """
-        live = self.accelerator._models
+        live = self.prepared.models
         self._wrappers = [(w, p) for w, p in self._wrappers if any(w.engine is m for m in live)]
         return [w for w, _ in self._wrappers]
 
@@ -145,7 +148,7 @@ class DeepSpeedStrategy(TrainingStrategy):
                 size = batch_size_of(obj, accelerator.split_batches, accelerator.num_processes)
                 if size is not None:
                     loaders.append((size, f"the dataloader's batch_size ({obj.batch_size})"))
-                result[index] = accelerator._prepare_one(obj, True, device_placement[index])
+                result[index] = self.prepare_object(obj, device_placement[index])
         if loaders:
             self._batch_sizes = loaders
         if not models:
@@ -250,16 +253,14 @@ class DeepSpeedStrategy(TrainingStrategy):
 
         wrapper = DeepSpeedEngineWrapper(engine)
         self._wrappers.append((wrapper, plugin))
-        accelerator._models.append(engine)
+        # Returned from prepare(): the Accelerator records the engine and the wrappers.
         prepared_optimizer = prepared_scheduler = None
         if optimizer is not None:
             prepared_optimizer = DeepSpeedOptimizerWrapper(ds_optimizer, wrapper)
-            accelerator._optimizers.append(prepared_optimizer)
         if scheduler is not None:
             prepared_scheduler = DeepSpeedSchedulerWrapper(
                 ds_scheduler, [prepared_optimizer], split_batches=accelerator.split_batches
             )
-            accelerator._schedulers.append(prepared_scheduler)
         return engine, prepared_optimizer, prepared_scheduler
 
     def wrap_model(self, model: torch.nn.Module) -> torch.nn.Module:
@@ -364,25 +365,29 @@ class DeepSpeedStrategy(TrainingStrategy):
             return gathered_state_dict(engine)
         return engine.module.state_dict()
 
-    def save_checkpoint(self, folder: str, safe_serialization: bool = True) -> None:
+    def save_checkpoint(
+        self, folder: str, context: CheckpointContext, safe_serialization: bool = True
+    ) -> None:
         """Write DeepSpeed's checkpoint of each engine plus accel's RNG, dataloader and
         custom-object files into ``folder`` (see ``accel.deepspeed.checkpoint``).
 
         Example:
             >>> accelerator.save_state("ckpt")  # doctest: +SKIP
         """
-        from accel.deepspeed.checkpoint import save_deepspeed_checkpoint
-
-        save_deepspeed_checkpoint(self, folder, safe_serialization)
+        save_deepspeed_checkpoint(folder, context, self, self.engines(), safe_serialization)
 
     def load_checkpoint(
-        self, folder: str, load_kwargs: dict[str, Any] | None = None, **model_kwargs: Any
+        self,
+        folder: str,
+        context: CheckpointContext,
+        load_kwargs: dict[str, Any] | None = None,
+        **model_kwargs: Any,
     ) -> None:
         """Load what :meth:`save_checkpoint` wrote.
 
         Example:
             >>> accelerator.load_state("ckpt")  # doctest: +SKIP
         """
-        from accel.deepspeed.checkpoint import load_deepspeed_checkpoint
-
-        load_deepspeed_checkpoint(self, folder, load_kwargs, **model_kwargs)
+        load_deepspeed_checkpoint(
+            folder, context, self, self.engines(), load_kwargs, **model_kwargs
+        )

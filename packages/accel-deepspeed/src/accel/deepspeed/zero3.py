@@ -7,24 +7,24 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from accel.deepspeed.availability import require_deepspeed
 from accel.deepspeed.config import AUTO
 from accel.deepspeed.group import ensure_process_group
-
-if TYPE_CHECKING:
-    from accel.deepspeed.plugin import DeepSpeedPlugin
+from accel.state import AcceleratorState
 from accel.state.process_logging import library_logger
+
+# ``plugin`` arguments are DeepSpeedPlugin objects; this module does not import plugin.py
+# (plugin.py builds on this one), so they are typed by what is read from them.
+PluginLike = Any
 
 logger = library_logger(__name__)
 
 
-def _active_plugin() -> DeepSpeedPlugin:
-    from accel.state import AcceleratorState
-
+def _active_plugin() -> PluginLike:
     state = AcceleratorState._shared_state
     plugin = state.get("deepspeed_plugins") and AcceleratorState().deepspeed_plugin
     if plugin is None:
@@ -35,7 +35,7 @@ def _active_plugin() -> DeepSpeedPlugin:
     return plugin
 
 
-def _init_config(plugin: DeepSpeedPlugin) -> dict[str, Any]:
+def _init_config(plugin: PluginLike) -> dict[str, Any]:
     """The part of the plugin's config ``zero.Init`` reads, without ``"auto"`` values."""
     zero = {
         key: value
@@ -64,9 +64,7 @@ def _transformers_zero3_disabled() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def zero3_init_context(
-    plugin: DeepSpeedPlugin | None = None, enabled: bool = True
-) -> Iterator[None]:
+def zero3_init_context(plugin: PluginLike | None = None, enabled: bool = True) -> Iterator[None]:
     """Build models inside so that their parameters are created already partitioned across
     the processes (``deepspeed.zero.Init``); each process holds only its share.
 
@@ -108,7 +106,7 @@ def is_partitioned(parameter: torch.nn.Parameter) -> bool:
     return hasattr(parameter, "ds_id")
 
 
-def check_model_partitioning(model: torch.nn.Module, plugin: DeepSpeedPlugin) -> None:
+def check_model_partitioning(model: torch.nn.Module, plugin: PluginLike) -> None:
     """Refuse models whose construction does not fit the plugin's ZeRO stage.
 
     A model built inside ``zero3_init_context`` only works with ZeRO stage 3; a model built

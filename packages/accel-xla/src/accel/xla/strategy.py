@@ -10,6 +10,7 @@ import torch
 
 from accel.core.optimizer import AcceleratedOptimizer
 from accel.core.strategies.base import TrainingStrategy
+from accel.core.strategies.prepared import PreparedObjects
 from accel.xla.loader import mark_steps_per_batch
 from accel.xla.optimizer import XLAOptimizer, reduce_gradients
 from accel.xla.runtime import mark_step
@@ -34,8 +35,8 @@ class XLAStrategy(TrainingStrategy):
 
     name = "xla"
 
-    def __init__(self, accelerator: Any) -> None:
-        super().__init__(accelerator)
+    def __init__(self, accelerator: Any, prepared: PreparedObjects | None = None) -> None:
+        super().__init__(accelerator, prepared)
         # id(host parameter) -> (a weak reference to it, the parameter that replaced it on the
         # XLA device). Keyed by id: tensors compare element-wise, so they make poor dict keys.
         self._moved: dict[int, tuple[weakref.ref[torch.Tensor], torch.nn.Parameter]] = {}
@@ -65,7 +66,7 @@ class XLAStrategy(TrainingStrategy):
                 replacement = moved.get(name)
                 if replacement is not None and replacement is not parameter:
                     self._moved[id(parameter)] = (weakref.ref(parameter), replacement)
-        for optimizer in self.accelerator._optimizers:
+        for optimizer in self.prepared.optimizers:
             self._switch(optimizer)
         return result
 
@@ -99,7 +100,7 @@ class XLAStrategy(TrainingStrategy):
         Example:
             >>> strategy.clip_grad_norm_(model.parameters(), 1.0)  # doctest: +SKIP
         """
-        for optimizer in self.accelerator._optimizers:
+        for optimizer in self.prepared.optimizers:
             if isinstance(optimizer, AcceleratedOptimizer):
                 reduce_gradients(optimizer)
         return torch.nn.utils.clip_grad_norm_(parameters, max_norm, norm_type=norm_type)

@@ -1,18 +1,24 @@
 """Which files one process contributes to a training checkpoint, in Accelerate's layout.
 
 Example:
-    >>> [f.name for f in collect_checkpoint_files(accelerator, [model.state_dict()])]  # doctest: +SKIP
-    ['model.safetensors', 'optimizer.bin', 'random_states_0.pkl']
+    >>> from accel.core.strategies import TrainingStrategy
+    >>> model = torch.nn.Linear(1, 1)
+    >>> files = collect_checkpoint_files(
+    ...     CheckpointContext(models=[model]), TrainingStrategy(None), [model.state_dict()]
+    ... )
+    >>> [f.name for f in files]
+    ['model.safetensors', 'random_states_0.pkl']
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
+from accel.core.checkpoint.context import CheckpointContext, StateDictHooks
 from accel.core.checkpoint.gradients import gradients_file
 from accel.core.checkpoint.layout import (
     CUSTOM_NAME,
@@ -28,14 +34,12 @@ from accel.core.checkpoint.layout import (
 from accel.core.checkpoint.rng import rng_states
 from accel.core.checkpoint.writer import CheckpointFile, write_files
 
-if TYPE_CHECKING:
-    from accel.core.accelerator import Accelerator
-
 __all__ = ["collect_checkpoint_files", "write_checkpoint_files"]
 
 
 def collect_checkpoint_files(
-    accelerator: Accelerator,
+    context: CheckpointContext,
+    hooks: StateDictHooks,
     weights: list[Mapping[str, torch.Tensor]],
     safe_serialization: bool = True,
     optimizers: list[Any] | None = None,
@@ -43,28 +47,23 @@ def collect_checkpoint_files(
 ) -> list[CheckpointFile]:
     """The files this process contributes to a checkpoint, not yet written.
 
-    The main process (each node's main process with ``save_on_each_node``) contributes
-    weights, optimizers, schedulers, scaler and custom objects; every process contributes its
-    own ``random_states_{rank}.pkl``. Payloads reference the live state (nothing is copied).
-    ``optimizers``/``schedulers`` default to the accelerator's; a strategy that saves some
-    itself (DeepSpeed) passes the others.
+    The process with ``context.writes_shared_files`` contributes weights, optimizers,
+    schedulers, scaler and custom objects; every process contributes its own
+    ``random_states_{rank}.pkl`` (and its accumulated gradients inside an accumulation
+    window, when ``hooks.gradients_on_parameters``). Payloads reference the live state
+    (nothing is copied). Optimizer states come from ``hooks.optimizer_state_dict`` (called on
+    every process: sharded strategies gather). ``optimizers``/``schedulers`` default to the
+    context's; a strategy that saves some itself (DeepSpeed) passes the others.
 
     Example:
-        >>> [f.name for f in collect_checkpoint_files(accelerator, [model.state_dict()])]  # doctest: +SKIP
-        ['model.safetensors', 'optimizer.bin', 'random_states_0.pkl']
+        >>> files = collect_checkpoint_files(context, strategy, [weights])  # doctest: +SKIP
     """
-    config = accelerator.project_configuration
-    writer = (
-        accelerator.is_local_main_process
-        if config.save_on_each_node
-        else accelerator.is_main_process
-    )
-    optimizers = accelerator._optimizers if optimizers is None else optimizers
-    schedulers = accelerator._schedulers if schedulers is None else schedulers
+    optimizers = context.optimizers if optimizers is None else optimizers
+    schedulers = context.schedulers if schedulers is None else schedulers
     # Every process asks: a sharded strategy gathers optimizer states collectively.
-    optimizer_states = [accelerator.strategy.optimizer_state_dict(opt) for opt in optimizers]
+    optimizer_states = [hooks.optimizer_state_dict(opt) for opt in optimizers]
     files: list[CheckpointFile] = []
-    if writer:
+    if context.writes_shared_files:
         for i, state in enumerate(weights):
             if safe_serialization:
                 name = numbered(SAFE_MODEL_NAME, i, ".safetensors")
@@ -75,24 +74,22 @@ def collect_checkpoint_files(
             files.append(CheckpointFile(numbered(OPTIMIZER_NAME, i, ".bin"), state))
         for i, sched in enumerate(schedulers):
             files.append(CheckpointFile(numbered(SCHEDULER_NAME, i, ".bin"), sched.state_dict()))
-        if accelerator.scaler is not None:
-            files.append(CheckpointFile(SCALER_NAME, accelerator.scaler.state_dict()))
-        for i, obj in enumerate(accelerator._custom_objects):
+        if context.scaler is not None:
+            files.append(CheckpointFile(SCALER_NAME, context.scaler.state_dict()))
+        for i, obj in enumerate(context.custom_objects):
             files.append(CheckpointFile(f"{CUSTOM_NAME}_{i}.pkl", obj.state_dict()))
-    rank = accelerator.process_index
-    files.append(
-        CheckpointFile(
-            f"{RNG_STATE_NAME}_{rank}.pkl", rng_states(accelerator.step, accelerator._dataloaders)
-        )
-    )
-    gradients = gradients_file(accelerator)  # only inside a gradient accumulation window
-    if gradients is not None:
-        files.append(gradients)
+    rng_name = f"{RNG_STATE_NAME}_{context.process_index}.pkl"
+    files.append(CheckpointFile(rng_name, rng_states(context.step, context.dataloaders)))
+    if hooks.gradients_on_parameters:
+        gradients = gradients_file(context)  # only inside a gradient accumulation window
+        if gradients is not None:
+            files.append(gradients)
     return files
 
 
 def write_checkpoint_files(
-    accelerator: Accelerator,
+    context: CheckpointContext,
+    hooks: StateDictHooks,
     output_dir: PathLike,
     weights: list[Mapping[str, torch.Tensor]],
     safe_serialization: bool = True,
@@ -101,11 +98,11 @@ def write_checkpoint_files(
     flushed to disk, several at a time.
 
     See :func:`collect_checkpoint_files` for which process writes what.
-    :meth:`Accelerator.save_state` calls this on a temporary folder and handles renaming and
+    :meth:`Accelerator.save_state` writes into a temporary folder and handles renaming and
     pruning.
 
     Example:
-        >>> write_checkpoint_files(accelerator, "tmp_dir", [model.state_dict()])  # doctest: +SKIP
+        >>> write_checkpoint_files(context, strategy, "tmp_dir", [weights])  # doctest: +SKIP
     """
-    files = collect_checkpoint_files(accelerator, weights, safe_serialization)
+    files = collect_checkpoint_files(context, hooks, weights, safe_serialization)
     write_files(os.fspath(output_dir), files)

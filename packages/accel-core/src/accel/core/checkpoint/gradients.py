@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
+from safetensors.torch import load_file
 
+from accel.core.checkpoint.context import CheckpointContext
 from accel.core.checkpoint.writer import CheckpointFile
-
-if TYPE_CHECKING:
-    from accel.core.accelerator import Accelerator
 
 __all__ = ["gradients_file", "gradients_file_name", "load_accumulated_gradients"]
 
@@ -41,18 +40,16 @@ def gradients_file_name(rank: int) -> str:
     return f"{_STEM}_{rank}.safetensors"
 
 
-def _named_parameters(accelerator: Accelerator) -> Iterator[tuple[str, torch.nn.Parameter]]:
-    for index, model in enumerate(accelerator._models):
-        target = accelerator.unwrap_model(model)
+def _named_parameters(context: CheckpointContext) -> Iterator[tuple[str, torch.nn.Parameter]]:
+    for index, model in enumerate(context.models):
+        target = context.unwrap_model(model)
         for name, parameter in target.named_parameters():
             yield f"{index}.{name}", parameter
 
 
-def _mid_window(accelerator: Accelerator) -> bool:
-    if not getattr(accelerator.strategy, "gradients_on_parameters", True):
-        return False
-    steps = accelerator.gradient_state.num_steps
-    return steps > 1 and accelerator.step % steps != 0
+def _mid_window(context: CheckpointContext) -> bool:
+    steps = context.accumulation_steps
+    return steps > 1 and context.step % steps != 0
 
 
 def _local(tensor: torch.Tensor) -> torch.Tensor:
@@ -60,24 +57,26 @@ def _local(tensor: torch.Tensor) -> torch.Tensor:
     return (to_local() if callable(to_local) else tensor).detach()
 
 
-def gradients_file(accelerator: Accelerator) -> CheckpointFile | None:
+def gradients_file(context: CheckpointContext) -> CheckpointFile | None:
     """This process's accumulated gradients as a checkpoint file, or ``None`` when the save
     is not inside an accumulation window (or no parameter holds a gradient).
 
     Example:
-        >>> gradients_file(accelerator)  # doctest: +SKIP
-        CheckpointFile(name='accel_gradients_0.safetensors', ...)
+        >>> model = torch.nn.Linear(1, 1)
+        >>> model(torch.ones(1, 1)).sum().backward()
+        >>> gradients_file(CheckpointContext(models=[model], step=1, accumulation_steps=2)).name
+        'accel_gradients_0.safetensors'
     """
-    if not _mid_window(accelerator):
+    if not _mid_window(context):
         return None
     grads = {
         name: _local(parameter.grad).contiguous()
-        for name, parameter in _named_parameters(accelerator)
+        for name, parameter in _named_parameters(context)
         if parameter.grad is not None
     }
     if not grads:
         return None
-    return CheckpointFile(gradients_file_name(accelerator.process_index), grads, "safetensors")
+    return CheckpointFile(gradients_file_name(context.process_index), grads, "safetensors")
 
 
 def _assign(parameter: torch.nn.Parameter, local: torch.Tensor) -> None:
@@ -98,23 +97,21 @@ def _assign(parameter: torch.nn.Parameter, local: torch.Tensor) -> None:
         parameter.grad.copy_(value)
 
 
-def load_accumulated_gradients(accelerator: Accelerator, folder: str) -> bool:
+def load_accumulated_gradients(context: CheckpointContext, folder: str) -> bool:
     """Put back the gradients of ``folder``'s ``accel_gradients_{rank}.safetensors``, if the
     checkpoint has one for this process; returns whether it had.
 
     Raises ``ValueError`` naming the file when its names or shapes do not match the models.
 
     Example:
-        >>> load_accumulated_gradients(accelerator, "ckpt")  # doctest: +SKIP
+        >>> load_accumulated_gradients(context, "ckpt")  # doctest: +SKIP
         True
     """
-    path = os.path.join(folder, gradients_file_name(accelerator.process_index))
+    path = os.path.join(folder, gradients_file_name(context.process_index))
     if not os.path.isfile(path):
         return False
-    from safetensors.torch import load_file
-
     saved = load_file(path)
-    parameters = dict(_named_parameters(accelerator))
+    parameters = dict(_named_parameters(context))
     unknown = sorted(set(saved) - set(parameters))
     wrong = [
         f"{name} {tuple(tensor.shape)} vs {tuple(_local(parameters[name]).shape)}"

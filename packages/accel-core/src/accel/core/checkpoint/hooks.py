@@ -1,96 +1,83 @@
 """The hooks ``save_state``/``load_state`` call, and the objects registered for checkpoints.
 
 Example:
-    >>> handle = register_save_state_pre_hook(accelerator, my_hook)  # doctest: +SKIP
-    >>> handle.remove()  # doctest: +SKIP
+    >>> from collections import OrderedDict
+    >>> registry = OrderedDict()
+    >>> handle = add_hook(registry, print)
+    >>> len(registry)
+    1
+    >>> handle.remove()
+    >>> len(registry)
+    0
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import torch
 from torch.utils import hooks
 
-if TYPE_CHECKING:
-    from accel.core.accelerator import Accelerator
+from accel.core.checkpoint.context import CheckpointContext
 
 __all__ = [
-    "register_for_checkpointing",
-    "register_load_state_pre_hook",
-    "register_save_state_pre_hook",
+    "add_hook",
+    "check_checkpointable",
     "run_load_pre_hooks",
     "run_save_pre_hooks",
 ]
 
 
-def _hook_dict(accelerator: Accelerator, name: str) -> OrderedDict[int, Callable[..., None]]:
-    hooks_by_id = accelerator.__dict__.get(name)
-    if hooks_by_id is None:
-        hooks_by_id = accelerator.__dict__[name] = OrderedDict()
-    return hooks_by_id
+def add_hook(
+    registry: OrderedDict[int, Callable[..., None]], hook: Callable[..., None]
+) -> hooks.RemovableHandle:
+    """Add ``hook`` to ``registry``; the returned handle's ``remove()`` takes it out again.
+
+    Example:
+        >>> handle = add_hook(OrderedDict(), print)
+    """
+    handle = hooks.RemovableHandle(registry)
+    registry[handle.id] = hook
+    return handle
 
 
 def run_save_pre_hooks(
-    accelerator: Accelerator, weights: list[Mapping[str, torch.Tensor]], folder: str
+    context: CheckpointContext, weights: list[Mapping[str, torch.Tensor]], folder: str
 ) -> None:
-    """Call the hooks of ``register_save_state_pre_hook`` as Accelerate does.
+    """Call the hooks of ``register_save_state_pre_hook`` as Accelerate does:
+    ``hook(models, weights, folder)``.
 
     Example:
-        >>> run_save_pre_hooks(accelerator, [model.state_dict()], "ckpt")  # doctest: +SKIP
+        >>> run_save_pre_hooks(CheckpointContext(save_pre_hooks=[print]), [], "ckpt")
+        [] [] ckpt
     """
-    for hook in list(_hook_dict(accelerator, "_save_model_state_pre_hook").values()):
-        hook(accelerator._models, weights, folder)
+    for hook in list(context.save_pre_hooks):
+        hook(context.models, weights, folder)
 
 
-def run_load_pre_hooks(accelerator: Accelerator, folder: str) -> list[torch.nn.Module]:
-    """Call the hooks of ``register_load_state_pre_hook`` as Accelerate does; returns the
-    models left to load (a hook may remove those it loaded itself from the list).
+def run_load_pre_hooks(context: CheckpointContext, folder: str) -> list[torch.nn.Module]:
+    """Call the hooks of ``register_load_state_pre_hook`` as Accelerate does:
+    ``hook(models, folder)``; returns the models left to load (a hook may remove those it
+    loaded itself from the list).
 
     Example:
-        >>> run_load_pre_hooks(accelerator, "ckpt")  # doctest: +SKIP
+        >>> run_load_pre_hooks(CheckpointContext(), "ckpt")
+        []
     """
-    models = list(accelerator._models)
-    for hook in list(_hook_dict(accelerator, "_load_model_state_pre_hook").values()):
+    models = list(context.models)
+    for hook in list(context.load_pre_hooks):
         hook(models, folder)
     return models
 
 
-def register_save_state_pre_hook(
-    accelerator: Accelerator, hook: Callable[..., None]
-) -> hooks.RemovableHandle:
-    """See :meth:`Accelerator.register_save_state_pre_hook`.
+def check_checkpointable(objects: Iterable[Any]) -> None:
+    """Refuse, naming them, objects without ``state_dict()`` and ``load_state_dict()``
+    (what ``register_for_checkpointing`` accepts).
 
     Example:
-        >>> handle = register_save_state_pre_hook(accelerator, my_hook)  # doctest: +SKIP
-    """
-    registry = _hook_dict(accelerator, "_save_model_state_pre_hook")
-    handle = hooks.RemovableHandle(registry)
-    registry[handle.id] = hook
-    return handle
-
-
-def register_load_state_pre_hook(
-    accelerator: Accelerator, hook: Callable[..., None]
-) -> hooks.RemovableHandle:
-    """See :meth:`Accelerator.register_load_state_pre_hook`.
-
-    Example:
-        >>> handle = register_load_state_pre_hook(accelerator, my_hook)  # doctest: +SKIP
-    """
-    registry = _hook_dict(accelerator, "_load_model_state_pre_hook")
-    handle = hooks.RemovableHandle(registry)
-    registry[handle.id] = hook
-    return handle
-
-
-def register_for_checkpointing(accelerator: Accelerator, *objects: Any) -> None:
-    """See :meth:`Accelerator.register_for_checkpointing`.
-
-    Example:
-        >>> register_for_checkpointing(accelerator, ema)  # doctest: +SKIP
+        >>> check_checkpointable([torch.nn.Linear(1, 1)])
     """
     invalid = [
         obj
@@ -106,4 +93,3 @@ def register_for_checkpointing(accelerator: Accelerator, *objects: Any) -> None:
             "register_for_checkpointing needs objects with state_dict() and load_state_dict() "
             f"methods; these have not: {names}"
         )
-    accelerator._custom_objects.extend(objects)

@@ -16,8 +16,8 @@ A file that fails step 1 raises :class:`~accel.core.CorruptCheckpointError` (or
 and the job is exactly as it was before the call.
 
 Example:
-    >>> plan = plan_checkpoint_load(accelerator, "ckpt", accelerator._models)  # doctest: +SKIP
-    >>> apply_checkpoint_load(accelerator, plan)  # doctest: +SKIP
+    >>> plan = plan_checkpoint_load(context, strategy, "ckpt", context.models)  # doctest: +SKIP
+    >>> apply_checkpoint_load(context, strategy, plan)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -29,12 +29,13 @@ import random
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from accel.big_model.checkpoint import ALIASES_KEY
+from accel.core.checkpoint.context import CheckpointContext, StateDictHooks
 from accel.core.checkpoint.errors import CorruptCheckpointError
 from accel.core.checkpoint.gradients import load_accumulated_gradients
 from accel.core.checkpoint.layout import (
@@ -53,9 +54,6 @@ from accel.core.checkpoint.reader import read_safetensors, read_torch_file, safe
 from accel.core.checkpoint.rng import restore_dataloader, set_rng_states
 from accel.core.checkpoint.safe_load import safe_load
 
-if TYPE_CHECKING:
-    from accel.core.accelerator import Accelerator
-
 __all__ = [
     "CheckpointLoadPlan",
     "apply_checkpoint_load",
@@ -72,6 +70,7 @@ class _ModelLoad:
     path: str
     safe: bool
     load: Callable[..., Any]
+    plain: bool  # loading is copying tensors: bytes may go straight into the parameters
     strict: bool
     kwargs: dict[str, Any]
     state_dict: dict[str, torch.Tensor] | None = None  # read already (.bin files)
@@ -109,14 +108,10 @@ def _strip_prefix(state_dict: dict[str, Any], own: Mapping[str, torch.Tensor]) -
     return state_dict
 
 
-def _plain_loading(model: torch.nn.Module, load: Callable[..., Any]) -> bool:
-    """Whether loading ``model`` is nothing but copying tensors into its state dict, so bytes
-    may be read straight into its parameters: the default strategy hook, and no module that
-    transforms what it loads (load hooks, its own ``_load_from_state_dict``)."""
-    from accel.core.strategies.base import TrainingStrategy
-
-    if getattr(load, "__func__", None) is not TrainingStrategy.load_model_state_dict:
-        return False
+def _plain_modules(model: torch.nn.Module) -> bool:
+    """Whether no module of ``model`` transforms what it loads (load hooks, its own
+    ``_load_from_state_dict``), so bytes may be read straight into its parameters when the
+    strategy loads plainly too."""
     default = torch.nn.Module._load_from_state_dict
     return not any(
         module._load_state_dict_pre_hooks
@@ -171,7 +166,7 @@ def _plan_model(item: _ModelLoad) -> None:
                 "tensors"
             )
         shapes = {k: list(getattr(v, "shape", [])) for k, v in item.state_dict.items()}
-    if _plain_loading(item.model, item.load):
+    if item.plain:
         _check_keys(item, shapes)
 
 
@@ -180,7 +175,7 @@ def _apply_model(item: _ModelLoad) -> None:
     own = model.state_dict(keep_vars=True)
     placed: set[str] = set()
     if item.state_dict is None:
-        into = own if _plain_loading(model, item.load) else None
+        into = own if item.plain else None
         state_dict, metadata, placed = read_safetensors(path, into=into)
         for alias, kept in json.loads(metadata.get(ALIASES_KEY, "{}")).items():
             if kept in state_dict:
@@ -275,7 +270,7 @@ def _check_mapping(path: str, state: Any, what: str) -> None:
 # -- the two steps ---------------------------------------------------------------------------
 
 
-def _load_kwargs(load_kwargs: dict[str, Any] | None, accelerator: Accelerator) -> Any:
+def _load_kwargs(load_kwargs: dict[str, Any] | None, device: torch.device) -> Any:
     load_kwargs = dict(load_kwargs or {})
     if load_kwargs.pop("weights_only", True) is False:
         raise ValueError(
@@ -286,11 +281,12 @@ def _load_kwargs(load_kwargs: dict[str, Any] | None, accelerator: Accelerator) -
     map_location = load_kwargs.pop("map_location", "cpu")
     if load_kwargs:
         raise TypeError(f"load_kwargs accepts only 'map_location', got {sorted(load_kwargs)}")
-    return accelerator.device if map_location == "on_device" else map_location
+    return device if map_location == "on_device" else map_location
 
 
 def plan_checkpoint_load(
-    accelerator: Accelerator,
+    context: CheckpointContext,
+    hooks: StateDictHooks,
     input_dir: str | os.PathLike[str],
     models: list[torch.nn.Module],
     load_kwargs: dict[str, Any] | None = None,
@@ -302,14 +298,14 @@ def plan_checkpoint_load(
     nothing into them (see the module docstring for what is checked).
 
     Example:
-        >>> plan = plan_checkpoint_load(accelerator, "ckpt", accelerator._models)  # doctest: +SKIP
+        >>> plan = plan_checkpoint_load(context, strategy, "ckpt", context.models)  # doctest: +SKIP
     """
     folder = os.fspath(input_dir)
-    map_location = _load_kwargs(load_kwargs, accelerator)
+    map_location = _load_kwargs(load_kwargs, context.device)
     model_kwargs = dict(load_model_func_kwargs)
     strict = bool(model_kwargs.pop("strict", True))
-    optimizers = accelerator._optimizers if optimizers is None else optimizers
-    schedulers = accelerator._schedulers if schedulers is None else schedulers
+    optimizers = context.optimizers if optimizers is None else optimizers
+    schedulers = context.schedulers if schedulers is None else schedulers
     plan = CheckpointLoadPlan(folder)
 
     def need(name: str) -> str:
@@ -322,9 +318,9 @@ def plan_checkpoint_load(
         return path
 
     # Which files: all of them must exist before any is read.
-    load = accelerator.strategy.load_model_state_dict
+    load = hooks.load_model_state_dict
     for i, model in enumerate(models):
-        target = accelerator.unwrap_model(model)
+        target = context.unwrap_model(model)
         target = getattr(target, "_orig_mod", target)
         safe_path = os.path.join(folder, numbered(SAFE_MODEL_NAME, i, ".safetensors"))
         # Accelerate names the full weights of an FSDP model pytorch_model_fsdp[_i].bin.
@@ -335,15 +331,16 @@ def plan_checkpoint_load(
             path, safe = fsdp_path, False
         else:
             path, safe = need(numbered(MODEL_NAME, i, ".bin")), False
-        plan.models.append(_ModelLoad(target, path, safe, load, strict, model_kwargs))
+        plain = hooks.plain_model_loading and _plain_modules(target)
+        plan.models.append(_ModelLoad(target, path, safe, load, plain, strict, model_kwargs))
     optimizer_paths = [need(numbered(OPTIMIZER_NAME, i, ".bin")) for i in range(len(optimizers))]
     scheduler_paths = [need(numbered(SCHEDULER_NAME, i, ".bin")) for i in range(len(schedulers))]
-    scaler_path = need(SCALER_NAME) if accelerator.scaler is not None else None
+    scaler_path = need(SCALER_NAME) if context.scaler is not None else None
     found = [f for f in os.listdir(folder) if re.fullmatch(rf"{CUSTOM_NAME}_\d+\.pkl", f)]
-    if len(found) != len(accelerator._custom_objects):
+    if len(found) != len(context.custom_objects):
         raise RuntimeError(
             f"checkpoint {folder!r} holds {len(found)} custom objects ({sorted(found)}) but "
-            f"{len(accelerator._custom_objects)} are registered with register_for_checkpointing; "
+            f"{len(context.custom_objects)} are registered with register_for_checkpointing; "
             "register the same objects, in the same order, as when it was saved"
         )
     custom_paths = [need(f"{CUSTOM_NAME}_{i}.pkl") for i in range(len(found))]
@@ -361,48 +358,52 @@ def plan_checkpoint_load(
     if scaler_path is not None:
         plan.scaler = safe_load(scaler_path)
         _check_mapping(scaler_path, plan.scaler, "gradient scaler")
-    rng_path = os.path.join(folder, f"{RNG_STATE_NAME}_{accelerator.process_index}.pkl")
+    rng_path = os.path.join(folder, f"{RNG_STATE_NAME}_{context.process_index}.pkl")
     if os.path.isfile(rng_path):
         plan.rng = safe_load(rng_path)
         _check_rng(rng_path, plan.rng)
     else:
         logger.warning("%s not found: random states will not be restored", rng_path)
-    for obj, path in zip(accelerator._custom_objects, custom_paths):
+    for obj, path in zip(context.custom_objects, custom_paths):
         plan.custom.append((obj, safe_load(path)))
     for item in plan.models:
         _plan_model(item)
     return plan
 
 
-def apply_checkpoint_load(accelerator: Accelerator, plan: CheckpointLoadPlan) -> None:
-    """Put what :func:`plan_checkpoint_load` read into the prepared objects.
+def apply_checkpoint_load(
+    context: CheckpointContext, hooks: StateDictHooks, plan: CheckpointLoadPlan
+) -> None:
+    """Put what :func:`plan_checkpoint_load` read into the prepared objects (and the saved
+    step into ``context.step``).
 
     Example:
-        >>> apply_checkpoint_load(accelerator, plan)  # doctest: +SKIP
+        >>> apply_checkpoint_load(context, strategy, plan)  # doctest: +SKIP
     """
     for item in plan.models:
         _apply_model(item)
     for opt, state in plan.optimizers:
-        accelerator.strategy.load_optimizer_state_dict(opt, state)
+        hooks.load_optimizer_state_dict(opt, state)
     for sched, state in plan.schedulers:
         sched.load_state_dict(state)
     if plan.scaler is not None:
-        accelerator.scaler.load_state_dict(plan.scaler)
-    load_accumulated_gradients(accelerator, plan.folder)
+        context.scaler.load_state_dict(plan.scaler)
+    load_accumulated_gradients(context, plan.folder)
     if plan.rng is not None:
         states = plan.rng
         if "step" in states:
-            accelerator.step = int(states["step"])
+            context.step = int(states["step"])
         set_rng_states(states)
         positions = states.get(DATALOADER_KEY) or []
-        for loader, position in zip(accelerator._dataloaders, positions):
+        for loader, position in zip(context.dataloaders, positions):
             restore_dataloader(loader, position, states)
     for obj, state in plan.custom:
         obj.load_state_dict(state)
 
 
 def read_checkpoint_files(
-    accelerator: Accelerator,
+    context: CheckpointContext,
+    hooks: StateDictHooks,
     input_dir: str | os.PathLike[str],
     models: list[torch.nn.Module],
     load_kwargs: dict[str, Any] | None = None,
@@ -410,8 +411,8 @@ def read_checkpoint_files(
     schedulers: list[Any] | None = None,
     **load_model_func_kwargs: Any,
 ) -> None:
-    """Load the files of one checkpoint folder into the accelerator's prepared objects
-    (``optimizers``/``schedulers``: the accelerator's unless given, as when saving): every
+    """Load the files of one checkpoint folder into the context's prepared objects
+    (``optimizers``/``schedulers``: the context's unless given, as when saving): every
     file is read and checked first, then applied, so a bad file changes nothing.
 
     ``load_kwargs`` go to ``torch.load`` for optimizer files (``map_location`` only:
@@ -419,10 +420,11 @@ def read_checkpoint_files(
     ``load_state_dict`` (e.g. ``strict=False``).
 
     Example:
-        >>> read_checkpoint_files(accelerator, "ckpt", accelerator._models)  # doctest: +SKIP
+        >>> read_checkpoint_files(context, strategy, "ckpt", context.models)  # doctest: +SKIP
     """
     plan = plan_checkpoint_load(
-        accelerator,
+        context,
+        hooks,
         input_dir,
         models,
         load_kwargs,
@@ -430,4 +432,4 @@ def read_checkpoint_files(
         schedulers,
         **load_model_func_kwargs,
     )
-    apply_checkpoint_load(accelerator, plan)
+    apply_checkpoint_load(context, hooks, plan)

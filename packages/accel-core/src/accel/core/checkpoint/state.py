@@ -25,6 +25,7 @@ import shutil
 from typing import TYPE_CHECKING, Any
 
 from accel.core.checkpoint.async_writer import AsyncCheckpointWriter
+from accel.core.checkpoint.context import CheckpointContext, CheckpointHooks
 from accel.core.checkpoint.folders import (
     checkpoints_root,
     fsync_tree,
@@ -40,18 +41,24 @@ from accel.core.checkpoint.layout import (
     PathLike,
 )
 from accel.core.checkpoint.writer import write_files
+from accel.state import PartialState
 
 if TYPE_CHECKING:
-    from accel.core.accelerator import Accelerator
+    from accel.core.plugins import ProjectConfiguration
 
-__all__ = ["checkpoint_writer", "load_state", "save_state", "wait_for_checkpoint"]
+__all__ = ["check_supported", "load_state", "save_state"]
 
 
 _UNSUPPORTED = ("MEGATRON_LM",)
 
 
-def _check_supported(accelerator: Accelerator, what: str) -> None:
-    kind = getattr(accelerator.distributed_type, "value", str(accelerator.distributed_type))
+def check_supported(distributed_type: Any, what: str) -> None:
+    """Refuse ``save_state``/``load_state`` for job kinds whose states accel cannot save yet.
+
+    Example:
+        >>> check_supported("MULTI_CPU", "save_state")
+    """
+    kind = getattr(distributed_type, "value", str(distributed_type))
     if kind in _UNSUPPORTED:
         raise ValueError(
             f"{what} does not support distributed_type={kind} yet (sharded model and optimizer "
@@ -59,53 +66,33 @@ def _check_supported(accelerator: Accelerator, what: str) -> None:
         )
 
 
-def checkpoint_writer(accelerator: Accelerator) -> AsyncCheckpointWriter:
-    """The accelerator's background checkpoint writer (created on first use).
-
-    Example:
-        >>> checkpoint_writer(accelerator).in_flight  # doctest: +SKIP
-        False
-    """
-    writer = getattr(accelerator, "_checkpoint_writer", None)
-    if writer is None:
-        writer = accelerator._checkpoint_writer = AsyncCheckpointWriter()
-    return writer
-
-
-def wait_for_checkpoint(accelerator: Accelerator) -> None:
-    """See :meth:`Accelerator.wait_for_checkpoint`.
-
-    Example:
-        >>> wait_for_checkpoint(accelerator)  # doctest: +SKIP
-    """
-    writer = getattr(accelerator, "_checkpoint_writer", None)
-    if writer is not None:
-        writer.wait()
+def _barrier() -> None:
+    PartialState().wait_for_everyone()
 
 
 def save_state(
-    accelerator: Accelerator,
+    strategy: CheckpointHooks,
+    context: CheckpointContext,
+    config: ProjectConfiguration,
+    writer: AsyncCheckpointWriter,
     output_dir: PathLike | None = None,
     safe_serialization: bool = True,
     async_save: bool = False,
-    **save_model_func_kwargs: Any,
 ) -> str:
-    """See :meth:`Accelerator.save_state`.
+    """Save ``context``'s objects through ``strategy`` into a crash-safe checkpoint folder; see
+    :meth:`Accelerator.save_state`. ``writer`` writes in the background with ``async_save``
+    (the caller waits for the previous save first).
 
     Example:
-        >>> save_state(accelerator, "ckpt")  # doctest: +SKIP
+        >>> save_state(strategy, context, config, writer, "ckpt")  # doctest: +SKIP
     """
-    wait_for_checkpoint(accelerator)  # one save in flight at most, in order
-    _check_supported(accelerator, "save_state")
-    strategy = accelerator.strategy
     if async_save and not strategy.supports_async_save:
         raise ValueError(
             f"save_state(async_save=True) is not supported by the {strategy.name!r} strategy: "
             "it writes its own checkpoint format; call save_state() without async_save"
         )
-    config = accelerator.project_configuration
     if config.automatic_checkpoint_naming:
-        root = checkpoints_root(accelerator.project_dir)
+        root = checkpoints_root(config.project_dir)
         output_dir = os.path.join(root, f"checkpoint_{config.iteration}")
         if os.path.exists(output_dir):
             raise ValueError(
@@ -119,11 +106,7 @@ def save_state(
     final = os.path.abspath(os.path.expanduser(os.fspath(output_dir)))
     parent, name = os.path.split(final)
     partial = os.path.join(parent, f".{name}{PARTIAL_SUFFIX}")
-    finalizer = (
-        accelerator.is_local_main_process
-        if config.save_on_each_node
-        else accelerator.is_main_process
-    )
+    finalizer = context.writes_shared_files
 
     if finalizer:
         os.makedirs(parent, exist_ok=True)
@@ -131,19 +114,18 @@ def save_state(
             raise NotADirectoryError(f"save_state: {final!r} is a file, not a folder")
         shutil.rmtree(partial, ignore_errors=True)  # left over from a crashed save
         os.makedirs(partial)
-    accelerator.wait_for_everyone()
+    _barrier()
     marker = {
         "format": "accel-checkpoint",
         "version": FORMAT_VERSION,
-        "num_processes": accelerator.num_processes,
-        "step": accelerator.step,
+        "num_processes": context.num_processes,
+        "step": context.step,
         "iteration": config.iteration,
         "safe_serialization": bool(safe_serialization),
     }
 
     if async_save:
-        writer = checkpoint_writer(accelerator)
-        staged = writer.stage(strategy.checkpoint_files(partial, safe_serialization))
+        staged = writer.stage(strategy.checkpoint_files(partial, context, safe_serialization))
         writer.process_group()  # created now, by every process together
 
         def write_and_publish() -> None:
@@ -173,30 +155,31 @@ def save_state(
 
         writer.submit(write_and_publish, final)
     else:
-        strategy.save_checkpoint(partial, safe_serialization=safe_serialization)
+        strategy.save_checkpoint(partial, context, safe_serialization=safe_serialization)
         fsync_tree(partial)
-        accelerator.wait_for_everyone()  # every process has written and flushed its files
+        _barrier()  # every process has written and flushed its files
         if finalizer:
             publish(partial, final, marker, config)
-        accelerator.wait_for_everyone()
+        _barrier()
     config.iteration += 1
     return final
 
 
 def load_state(
-    accelerator: Accelerator,
+    strategy: CheckpointHooks,
+    context: CheckpointContext,
+    config: ProjectConfiguration,
     input_dir: PathLike | None = None,
     load_kwargs: dict[str, Any] | None = None,
     **load_model_func_kwargs: Any,
 ) -> str:
-    """See :meth:`Accelerator.load_state`.
+    """Restore ``context``'s objects through ``strategy`` from a checkpoint folder (the
+    newest complete one without ``input_dir``); see :meth:`Accelerator.load_state`. The
+    saved step ends in ``context.step``.
 
     Example:
-        >>> load_state(accelerator, "ckpt")  # doctest: +SKIP
+        >>> load_state(strategy, context, config, "ckpt")  # doctest: +SKIP
     """
-    wait_for_checkpoint(accelerator)  # the save in flight may be the one to load
-    _check_supported(accelerator, "load_state")
-    config = accelerator.project_configuration
     if input_dir is not None:
         input_dir = os.path.abspath(os.path.expanduser(os.fspath(input_dir)))
         if os.path.isfile(input_dir):
@@ -207,7 +190,7 @@ def load_state(
         if not os.path.isdir(input_dir):
             raise ValueError(f"load_state: the folder {input_dir!r} does not exist")
     elif config.automatic_checkpoint_naming:
-        root = checkpoints_root(accelerator.project_dir)
+        root = checkpoints_root(config.project_dir)
         input_dir = latest_checkpoint(root)
         if input_dir is None:
             unmarked = [p for _, p in numbered_checkpoints(root)]
@@ -223,7 +206,7 @@ def load_state(
             "load_state() needs input_dir, or ProjectConfiguration(automatic_checkpoint_naming=True)"
         )
 
-    accelerator.strategy.load_checkpoint(input_dir, load_kwargs, **load_model_func_kwargs)
+    strategy.load_checkpoint(input_dir, context, load_kwargs, **load_model_func_kwargs)
 
     match = CHECKPOINT_RE.match(os.path.basename(input_dir))
     if config.automatic_checkpoint_naming and match:

@@ -2,7 +2,8 @@
 
 Built in: ``single`` (one process), ``ddp`` (DistributedDataParallel), ``fsdp`` (FSDP2
 ``fully_shard``). Adapter packages add theirs (``deepspeed``, ``xla``) through the entry-point
-group ``accel.strategies``.
+group ``accel.strategies``; ``ACCEL_STRATEGY=<name>`` picks one by name. How to write one:
+``docs/strategies.md``.
 
 Example:
     >>> from accel.core.strategies import strategy_for
@@ -10,7 +11,16 @@ Example:
     'SingleDeviceStrategy'
 """
 
+from accel.core.checkpoint.context import CheckpointContext
 from accel.core.strategies.base import TrainingStrategy
-from accel.core.strategies.registry import load_strategy, strategy_for
+from accel.core.strategies.prepared import PreparedObjects
+from accel.core.strategies.registry import chosen_strategy, load_strategy, strategy_for
 
-__all__ = ["TrainingStrategy", "load_strategy", "strategy_for"]
+__all__ = [
+    "CheckpointContext",
+    "PreparedObjects",
+    "TrainingStrategy",
+    "chosen_strategy",
+    "load_strategy",
+    "strategy_for",
+]

@@ -1,26 +1,41 @@
-"""The interface every training strategy implements, with the single-process defaults."""
+"""The interface every training strategy implements, with the single-process defaults.
+
+The contract (see ``docs/strategies.md``): a strategy is built with the ``Accelerator``
+(whose public API it may use) and a read-only :class:`PreparedObjects` view; ``prepare``
+receives the objects of one ``prepare`` call and returns them prepared, in the same order
+(the Accelerator records every new model, optimizer and scheduler returned); the checkpoint
+hooks receive a :class:`~accel.core.checkpoint.context.CheckpointContext` that holds
+everything they save or restore.
+"""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
+from torch.optim.lr_scheduler import LRScheduler
 
-if TYPE_CHECKING:
-    from accel.core.accelerator import Accelerator
-    from accel.core.checkpoint.writer import CheckpointFile
-    from accel.core.optimizer import AcceleratedOptimizer
+from accel.core.checkpoint.contents import collect_checkpoint_files
+from accel.core.checkpoint.context import CheckpointContext
+from accel.core.checkpoint.hooks import run_load_pre_hooks, run_save_pre_hooks
+from accel.core.checkpoint.loading import read_checkpoint_files
+from accel.core.checkpoint.writer import CheckpointFile, write_files
+from accel.core.optimizer import AcceleratedOptimizer
+from accel.core.strategies.prepared import PreparedObjects
 
 
 class TrainingStrategy:
     """How one kind of job prepares models and runs the backward pass.
 
-    An ``Accelerator`` creates exactly one strategy, chosen from its ``distributed_type``.
-    Subclasses override what differs; the defaults are right for a single process.
-    A third-party strategy is a subclass exposed under the entry-point group
-    ``accel.strategies`` with the name a ``DistributedType`` maps to.
+    An ``Accelerator`` creates exactly one strategy, chosen from its ``distributed_type``
+    (or named by ``ACCEL_STRATEGY``). Subclasses override what differs; the defaults are right
+    for a single process. A third-party strategy is a subclass exposed under the entry-point
+    group ``accel.strategies``.
+
+    ``accelerator`` is the Accelerator that owns this strategy (a strategy uses its public
+    API only); ``prepared`` is the read-only view of what it prepared so far.
 
     Example:
         >>> class MyStrategy(TrainingStrategy):
@@ -40,19 +55,45 @@ class TrainingStrategy:
     # itself (DeepSpeed's engines).
     gradients_on_parameters = True
 
-    def __init__(self, accelerator: Accelerator) -> None:
+    def __init__(self, accelerator: Any, prepared: PreparedObjects | None = None) -> None:
         self.accelerator = accelerator
+        self.prepared = prepared if prepared is not None else PreparedObjects()
 
     def prepare(self, objects: list[Any], device_placement: list[bool | None]) -> list[Any]:
-        """Prepare all objects of one ``prepare`` call (models and optimizers first pass,
-        then schedulers, so schedulers see the wrapped optimizers).
+        """Prepare all objects of one ``prepare`` call and return them in the same order
+        (models, optimizers and dataloaders first, then schedulers, so schedulers see the
+        wrapped optimizers). The Accelerator records every model, ``AcceleratedOptimizer`` and
+        ``AcceleratedScheduler`` returned that it does not hold yet.
 
         Example:
             >>> strategy.prepare([model, optimizer], [None, None])  # doctest: +SKIP
         """
-        prepare_one = self.accelerator._prepare_one
-        first = [prepare_one(o, True, d) for o, d in zip(objects, device_placement)]
-        return [prepare_one(o, False, d) for o, d in zip(first, device_placement)]
+        first = [self.prepare_object(o, d) for o, d in zip(objects, device_placement)]
+        return [
+            self.prepare_object(o, d, first_pass=False) for o, d in zip(first, device_placement)
+        ]
+
+    def prepare_object(
+        self, obj: Any, device_placement: bool | None = None, first_pass: bool = True
+    ) -> Any:
+        """The default preparation of one object, through the Accelerator's public
+        ``prepare_data_loader``/``prepare_model``/``prepare_optimizer`` (first pass) and
+        ``prepare_scheduler`` (second pass); anything else comes back unchanged.
+
+        Example:
+            >>> model = strategy.prepare_object(model)  # doctest: +SKIP
+        """
+        accelerator = self.accelerator
+        if first_pass:
+            if isinstance(obj, torch.utils.data.DataLoader):
+                return accelerator.prepare_data_loader(obj, device_placement=device_placement)
+            if isinstance(obj, torch.nn.Module):
+                return accelerator.prepare_model(obj, device_placement=device_placement)
+            if isinstance(obj, torch.optim.Optimizer):
+                return accelerator.prepare_optimizer(obj, device_placement=device_placement)
+        elif isinstance(obj, LRScheduler):
+            return accelerator.prepare_scheduler(obj)
+        return obj
 
     def wrap_model(self, model: torch.nn.Module) -> torch.nn.Module:
         """Wrap a model that is on its device (e.g. in DDP); the default returns it.
@@ -153,26 +194,35 @@ class TrainingStrategy:
         """
         return model.load_state_dict(state_dict, strict=False, **kwargs)
 
+    @property
+    def plain_model_loading(self) -> bool:
+        """Whether loading weights is plain tensor copying (this class keeps the default
+        :meth:`load_model_state_dict`): checkpoint loads may then read bytes straight into
+        the parameters.
+
+        Example:
+            >>> TrainingStrategy(None).plain_model_loading
+            True
+        """
+        return type(self).load_model_state_dict is TrainingStrategy.load_model_state_dict
+
     def checkpoint_files(
-        self, folder: str, safe_serialization: bool = True
+        self, folder: str, context: CheckpointContext, safe_serialization: bool = True
     ) -> list[CheckpointFile]:
         """The files this process contributes to a checkpoint in ``folder``, not yet written.
 
-        The default is Accelerate's layout (``model.safetensors``, ``optimizer.bin``, ...),
-        after the ``register_save_state_pre_hook`` hooks ran. ``save_state(async_save=True)``
-        stages these payloads to CPU and writes them in the background.
+        The default is Accelerate's layout (``model.safetensors``, ``optimizer.bin``, ...) of
+        ``context``'s objects, after the ``register_save_state_pre_hook`` hooks ran.
+        ``save_state(async_save=True)`` stages these payloads to CPU and writes them in the
+        background.
 
         Example:
-            >>> [f.name for f in strategy.checkpoint_files("ckpt")]  # doctest: +SKIP
+            >>> [f.name for f in strategy.checkpoint_files("ckpt", context)]  # doctest: +SKIP
             ['model.safetensors', 'optimizer.bin', 'random_states_0.pkl']
         """
-        from accel.core.checkpoint.contents import collect_checkpoint_files
-        from accel.core.checkpoint.hooks import run_save_pre_hooks
-
-        accelerator = self.accelerator
-        weights = [self.checkpoint_state_dict(model) for model in accelerator._models]
-        run_save_pre_hooks(accelerator, weights, folder)
-        return collect_checkpoint_files(accelerator, weights, safe_serialization)
+        weights = [self.checkpoint_state_dict(model) for model in context.models]
+        run_save_pre_hooks(context, weights, folder)
+        return collect_checkpoint_files(context, self, weights, safe_serialization)
 
     def checkpoint_state_dict(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
         """The weights ``save_state`` stores for ``model``: its full state dict (every process
@@ -183,19 +233,20 @@ class TrainingStrategy:
         """
         return self.accelerator.get_state_dict(model)
 
-    def save_checkpoint(self, folder: str, safe_serialization: bool = True) -> None:
-        """Write the training state into ``folder`` (it exists; every process calls this).
+    def save_checkpoint(
+        self, folder: str, context: CheckpointContext, safe_serialization: bool = True
+    ) -> None:
+        """Write ``context``'s training state into ``folder`` (it exists; every process calls
+        this).
 
         ``save_state`` owns the rest: the temporary folder, the completion marker, the rename
         and pruning. The default writes :meth:`checkpoint_files`; a strategy with its own
         format (DeepSpeed) overrides this and :meth:`load_checkpoint` together.
 
         Example:
-            >>> strategy.save_checkpoint("ckpt/.checkpoint_0.partial")  # doctest: +SKIP
+            >>> strategy.save_checkpoint("ckpt/.checkpoint_0.partial", context)  # doctest: +SKIP
         """
-        from accel.core.checkpoint.writer import write_files
-
-        write_files(folder, self.checkpoint_files(folder, safe_serialization))
+        write_files(folder, self.checkpoint_files(folder, context, safe_serialization))
 
     @property
     def supports_async_save(self) -> bool:
@@ -214,16 +265,17 @@ class TrainingStrategy:
         )
 
     def load_checkpoint(
-        self, folder: str, load_kwargs: dict[str, Any] | None = None, **model_kwargs: Any
+        self,
+        folder: str,
+        context: CheckpointContext,
+        load_kwargs: dict[str, Any] | None = None,
+        **model_kwargs: Any,
     ) -> None:
-        """Load what :meth:`save_checkpoint` wrote into the prepared objects.
+        """Load what :meth:`save_checkpoint` wrote into ``context``'s objects (and the saved
+        step into ``context.step``).
 
         Example:
-            >>> strategy.load_checkpoint("ckpt")  # doctest: +SKIP
+            >>> strategy.load_checkpoint("ckpt", context)  # doctest: +SKIP
         """
-        from accel.core.checkpoint.hooks import run_load_pre_hooks
-        from accel.core.checkpoint.loading import read_checkpoint_files
-
-        accelerator = self.accelerator
-        models = run_load_pre_hooks(accelerator, folder)
-        read_checkpoint_files(accelerator, folder, models, load_kwargs, **model_kwargs)
+        models = run_load_pre_hooks(context, folder)
+        read_checkpoint_files(context, self, folder, models, load_kwargs, **model_kwargs)

@@ -83,7 +83,7 @@ class FSDPStrategy(TrainingStrategy):
                 f"FSDP prepares one model per prepare() call, got {len(models)}; prepare each "
                 "model with its own optimizer in separate calls"
             )
-        if bool(models) != bool(optimizers) and not self.accelerator._models:
+        if bool(models) != bool(optimizers) and not self.prepared.models:
             raise ValueError(
                 "with FSDP, pass the model and its optimizer to the same prepare() call: the "
                 "optimizer's parameters are replaced by the sharded ones"
@@ -103,7 +103,6 @@ class FSDPStrategy(TrainingStrategy):
         for optimizer in optimizers:
             for group in optimizer.param_groups:
                 group["params"] = [mapping.get(p, p) for p in group["params"]]
-        self.accelerator._models.append(sharded)
         rest = [o for i, o in enumerate(objects) if i != index]
         rest_placement = [d for i, d in enumerate(device_placement) if i != index]
         prepared = super().prepare(rest, rest_placement)
@@ -239,7 +238,7 @@ class FSDPStrategy(TrainingStrategy):
         """The prepared model whose (sharded) parameters ``optimizer`` updates."""
         inner = getattr(optimizer, "optimizer", optimizer)
         mine = {id(p) for group in inner.param_groups for p in group["params"]}
-        for model in self.accelerator._models:
+        for model in self.prepared.models:
             if any(id(p) in mine for p in model.parameters()):
                 return model
         raise ValueError(

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import os
+from collections.abc import Mapping
 
 from accel.core.strategies.base import TrainingStrategy
 
 ENTRY_POINT_GROUP = "accel.strategies"
+#: Names a strategy to use instead of the one the distributed type maps to (accel only).
+STRATEGY_ENV = "ACCEL_STRATEGY"
 
 BUILTIN = {
     "single": "accel.core.strategies.single:SingleDeviceStrategy",
@@ -69,3 +73,23 @@ def strategy_for(distributed_type: str) -> type[TrainingStrategy]:
     if name is None:
         raise ValueError(f"no training strategy is known for distributed type {key!r}")
     return load_strategy(name)
+
+
+def chosen_strategy(
+    distributed_type: str, environ: Mapping[str, str] | None = None
+) -> type[TrainingStrategy]:
+    """The strategy class an ``Accelerator`` uses: the one named by ``ACCEL_STRATEGY`` (built
+    in or registered by an installed package), else the one of ``distributed_type``.
+
+    Example:
+        >>> chosen_strategy("NO", environ={"ACCEL_STRATEGY": "ddp"}).__name__
+        'DDPStrategy'
+    """
+    environ = os.environ if environ is None else environ
+    name = environ.get(STRATEGY_ENV, "").strip()
+    if not name:
+        return strategy_for(distributed_type)
+    try:
+        return load_strategy(name)
+    except ValueError as error:
+        raise ValueError(f"{STRATEGY_ENV}={name!r}: {error}") from None
