@@ -20,7 +20,7 @@ import json
 import os
 import tempfile
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 import torch
 
@@ -36,8 +36,22 @@ from accel.big_model.checkpoint import (
 )
 from accel.state import PartialState
 
-if TYPE_CHECKING:
-    from accel.core.accelerator import Accelerator
+
+class ModelSource(Protocol):
+    """What :func:`save_model` uses of an ``Accelerator`` (its public API).
+
+    Example:
+        >>> from accel.core import Accelerator
+        >>> all(hasattr(Accelerator, n) for n in ("unwrap_model", "get_state_dict"))
+        True
+    """
+
+    project_configuration: Any
+
+    def unwrap_model(self, model: torch.nn.Module) -> torch.nn.Module: ...
+
+    def get_state_dict(self, model: torch.nn.Module) -> dict[str, torch.Tensor]: ...
+
 
 __all__ = [
     "SAFE_WEIGHTS_INDEX_NAME",
@@ -136,7 +150,7 @@ def _save_sharded_bin(
 
 
 def save_model(
-    accelerator: Accelerator,
+    accelerator: ModelSource,
     model: torch.nn.Module,
     save_directory: PathLike,
     max_shard_size: int | str = "10GB",
