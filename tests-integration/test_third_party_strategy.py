@@ -16,6 +16,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 HERE = Path(__file__).parent
 
 DRIVER = textwrap.dedent(
@@ -92,6 +94,7 @@ def _install(site: Path) -> None:
     (info / "RECORD").write_text("")
 
 
+@pytest.mark.slow
 def test_third_party_strategy_through_entry_point(tmp_path: Path) -> None:
     site = tmp_path / "site"
     site.mkdir()
