@@ -13,7 +13,6 @@ Example:
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 from typing import Any
@@ -24,6 +23,7 @@ from accel.core.checkpoint.layout import (
     DELETING_SUFFIX,
     PathLike,
 )
+from accel.state.process_logging import library_logger
 
 __all__ = [
     "checkpoints_root",
@@ -34,7 +34,7 @@ __all__ = [
     "publish",
 ]
 
-logger = logging.getLogger(__name__)
+logger = library_logger(__name__)
 
 
 def is_complete_checkpoint(folder: PathLike) -> bool:

@@ -23,7 +23,6 @@ Example:
 from __future__ import annotations
 
 import json
-import logging
 import os
 import random
 import re
@@ -53,6 +52,8 @@ from accel.core.checkpoint.layout import (
 from accel.core.checkpoint.reader import read_safetensors, read_torch_file, safetensors_layout
 from accel.core.checkpoint.rng import restore_dataloader, set_rng_states
 from accel.core.checkpoint.safe_load import safe_load
+from accel.state.process_logging import library_logger
+from accel.state.progress import progress_bar
 
 __all__ = [
     "CheckpointLoadPlan",
@@ -61,7 +62,7 @@ __all__ = [
     "read_checkpoint_files",
 ]
 
-logger = logging.getLogger(__name__)
+logger = library_logger(__name__)
 
 
 @dataclass
@@ -422,14 +423,24 @@ def read_checkpoint_files(
     Example:
         >>> read_checkpoint_files(context, strategy, "ckpt", context.models)  # doctest: +SKIP
     """
-    plan = plan_checkpoint_load(
-        context,
-        hooks,
-        input_dir,
-        models,
-        load_kwargs,
-        optimizers,
-        schedulers,
-        **load_model_func_kwargs,
+    folder = os.fspath(input_dir)
+    total = (
+        sum(e.stat().st_size for e in os.scandir(folder) if e.is_file())
+        if os.path.isdir(folder)
+        else 0
     )
-    apply_checkpoint_load(context, hooks, plan)
+    with progress_bar(desc="Loading state", total=total, nbytes=True) as bar:
+        plan = plan_checkpoint_load(
+            context,
+            hooks,
+            input_dir,
+            models,
+            load_kwargs,
+            optimizers,
+            schedulers,
+            **load_model_func_kwargs,
+        )
+        applied = sum(os.path.getsize(m.path) for m in plan.models if m.safe)  # read when applied
+        bar.update(total - applied)
+        apply_checkpoint_load(context, hooks, plan)
+        bar.update(applied)

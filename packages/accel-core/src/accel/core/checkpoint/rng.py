@@ -11,7 +11,6 @@ Example:
 from __future__ import annotations
 
 import random
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -28,6 +27,7 @@ from accel.core.data.resume import (
     restore_pass_rng,
 )
 from accel.state import GradientState
+from accel.state.process_logging import warn_on_main_process
 
 __all__ = ["restore_dataloader", "rng_states", "set_rng_states"]
 
@@ -105,7 +105,7 @@ def _warn_if_replayed(loader: Any, seen: int) -> None:
         return
     if _stateful_dataset(loader) is not None or any(map(is_hf_dataset, _datasets(loader))):
         return
-    warnings.warn(
+    warn_on_main_process(
         f"resuming a dataloader over {type(loader.dataset).__qualname__}, an iterable dataset "
         f"without state_dict()/load_state_dict(): the resumed pass reads the stream again from "
         f"the start of the pass and drops the {seen} batch(es) already used. This is exact only "

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from typing import TYPE_CHECKING, Any
 
 from accel.core.checkpoint.async_writer import AsyncCheckpointWriter
@@ -42,6 +43,7 @@ from accel.core.checkpoint.layout import (
 )
 from accel.core.checkpoint.writer import write_files
 from accel.state import PartialState
+from accel.state.progress import report_done
 
 if TYPE_CHECKING:
     from accel.core.plugins import ProjectConfiguration
@@ -130,8 +132,11 @@ def save_state(
 
         def write_and_publish() -> None:
             error: BaseException | None = None
+            started = time.monotonic()
             try:
-                write_files(partial, staged)
+                write_files(
+                    partial, staged, progress=False
+                )  # a bar would cut into training's output
             except BaseException as caught:
                 error = caught
             if not writer.all_succeeded(error is None):
@@ -152,6 +157,7 @@ def save_state(
                 if error is not None:
                     raise error
                 raise RuntimeError(f"the main process failed to publish {final!r}")
+            report_done(f"checkpoint {final} written", sum(f.size for f in staged), started)
 
         writer.submit(write_and_publish, final)
     else:

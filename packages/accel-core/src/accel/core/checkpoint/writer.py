@@ -29,6 +29,7 @@ import torch
 
 from accel.big_model.checkpoint import ALIASES_KEY, _dedupe
 from accel.core.checkpoint.direct_io import DirectWriter, save_safetensors
+from accel.state.progress import SilentBar, progress_bar
 
 FileFormat = Literal["safetensors", "torch"]
 
@@ -128,10 +129,14 @@ def write_file(folder: str, file: CheckpointFile, durable: bool = True) -> str:
     return path
 
 
-def write_files(folder: str, files: list[CheckpointFile], durable: bool = True) -> list[str]:
+def write_files(
+    folder: str, files: list[CheckpointFile], durable: bool = True, progress: bool = True
+) -> list[str]:
     """Write ``files`` into the existing ``folder``, several at a time, biggest first.
 
     Returns the paths written. The first error is raised once every started write ended.
+    With ``progress``, a bar counts the bytes written (where bars are shown: see
+    :mod:`accel.state.progress`).
 
     Example:
         >>> write_files("/tmp/ckpt", [CheckpointFile("a.bin", {"x": 1})])  # doctest: +SKIP
@@ -139,12 +144,24 @@ def write_files(folder: str, files: list[CheckpointFile], durable: bool = True) 
     """
     ordered = sorted(files, key=lambda f: f.size, reverse=True)
     heavy = [f for f in ordered if f.size > (1 << 20)]
-    if len(heavy) < 2:
-        return [write_file(folder, f, durable) for f in ordered]
-    workers = min(_MAX_WRITERS, len(heavy), max(os.cpu_count() or 1, 2))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="accel-ckpt") as pool:
-        futures = [pool.submit(write_file, folder, f, durable) for f in ordered]
-        return [future.result() for future in futures]
+    total = sum(f.size for f in ordered) if progress else 0
+    with (
+        progress_bar(desc="Saving state", total=total, nbytes=True) if progress else _NO_BAR as bar
+    ):
+        if len(heavy) < 2:
+            return [_counted(bar, f, write_file(folder, f, durable)) for f in ordered]
+        workers = min(_MAX_WRITERS, len(heavy), max(os.cpu_count() or 1, 2))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="accel-ckpt") as pool:
+            futures = [pool.submit(write_file, folder, f, durable) for f in ordered]
+            return [_counted(bar, f, future.result()) for f, future in zip(ordered, futures)]
+
+
+_NO_BAR = SilentBar()
+
+
+def _counted(bar: Any, file: CheckpointFile, path: str) -> str:
+    bar.update(file.size)
+    return path
 
 
 class CpuStager:

@@ -14,7 +14,6 @@ import dataclasses
 import functools
 import inspect
 import re
-import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -30,6 +29,7 @@ from accel.core.kwargs import (
 from accel.state.env import str_to_bool
 from accel.state.options import AUTO_WRAP_POLICIES as _AUTO_WRAP_POLICIES
 from accel.state.options import STATE_DICT_TYPES, fsdp_env, lookup
+from accel.state.process_logging import warn_on_main_process
 
 __all__ = ["FullyShardedDataParallelPlugin"]
 
@@ -212,7 +212,7 @@ class FullyShardedDataParallelPlugin:
         else:
             value, source = self.transformer_cls_names_to_wrap, ARGUMENT
             if value is not None:
-                warnings.warn(
+                warn_on_main_process(
                     f"{owner}.transformer_cls_names_to_wrap is only used with "
                     f"auto_wrap_policy='transformer_based_wrap' (got {self.auto_wrap_policy!r}); "
                     "it is ignored",
@@ -489,7 +489,7 @@ class FullyShardedDataParallelPlugin:
                 f"{', '.join(sorted(present))}"
             )
         if not names:
-            warnings.warn(
+            warn_on_main_process(
                 f"{self._OWNER}: auto_wrap_policy='transformer_based_wrap' has no class names "
                 f"(no transformer_cls_names_to_wrap and {type(model).__name__} has no "
                 "_no_split_modules); only the root module will be sharded",
