@@ -17,12 +17,13 @@ from typing import Any
 
 import torch
 
+from accel.core.accelerator_parts import AcceleratorParts
 from accel.core.checkpoint import hooks as checkpoint_hooks
 from accel.core.checkpoint import state as checkpoint_state
 from accel.core.checkpoint.context import CheckpointContext
 
 
-class CheckpointingMixin:
+class CheckpointingMixin(AcceleratorParts):
     """Saving and checkpoints, mixed into :class:`~accel.core.Accelerator`.
 
     Example:

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from accel.core.accelerator_parts import AcceleratorParts
 from accel.core.device_mesh import data_parallel_position
 from accel.ops import gather as _gather
 from accel.ops import gather_object, pad_across_processes, recursively_apply
@@ -28,7 +29,7 @@ from accel.state import (
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class ProcessControlMixin:
+class ProcessControlMixin(AcceleratorParts):
     """Process control and communication, mixed into :class:`~accel.core.Accelerator`.
 
     Example:
@@ -236,7 +237,7 @@ class ProcessControlMixin:
         saved = []
         if even_batches is not None:
             for loader in self._dataloaders:
-                sampler = getattr(loader, "batch_sampler", None)
+                sampler: Any = getattr(loader, "batch_sampler", None)
                 if hasattr(sampler, "even_batches"):
                     saved.append((sampler, sampler.even_batches))
                     sampler.even_batches = even_batches

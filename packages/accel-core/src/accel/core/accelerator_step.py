@@ -15,13 +15,14 @@ from typing import Any
 
 import torch
 
+from accel.core.accelerator_parts import AcceleratorParts
 from accel.core.optimizer import AcceleratedOptimizer
 from accel.core.precision import (
     autocast_context,
 )
 
 
-class TrainingStepMixin:
+class TrainingStepMixin(AcceleratorParts):
     """The training step, mixed into :class:`~accel.core.Accelerator`.
 
     Example:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from accel.core.accelerator_parts import AcceleratorParts
 
-class TrackingMixin:
+
+class TrackingMixin(AcceleratorParts):
     """Experiment tracking, mixed into :class:`~accel.core.Accelerator`.
 
     Example:

@@ -30,7 +30,9 @@ _BACKENDS = {"cp_backend": ("torch",), "sp_backend": ("deepspeed",)}
 def _from_env(name: str, default: str) -> tuple[str, str]:
     """Value of ``name`` from ``ACCEL_PARALLELISM_CONFIG_*`` / ``PARALLELISM_CONFIG_*``."""
     value, key = lookup(parallelism_env(name.upper()))
-    return (value, f"environment variable {key}") if key is not None else (default, "default")
+    if key is None or value is None:
+        return default, "default"
+    return value, f"environment variable {key}"
 
 
 @dataclass
