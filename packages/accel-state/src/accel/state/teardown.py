@@ -9,7 +9,10 @@ and, at interpreter exit (``atexit``), whether or not the script called ``end_tr
    thread), newest first;
 2. destroys the process groups accel created with ``new_group``, newest first;
 3. destroys the default process group last, and only if accel created it and it is still the
-   default group (a group the user created, or one already destroyed, is left alone).
+   default group (a group the user created, or one already destroyed, is left alone). On gloo
+   the ranks first meet in a barrier bounded by :data:`EXIT_BARRIER_SECONDS`, so no rank
+   destroys its group (and exits) while a peer still uses it; a peer that never arrives
+   (crashed, or stuck) delays the exit by that bound, never forever.
 
 Groups already destroyed (by ``end_training``, ``reset_state(destroy_process_group=True)`` or
 the script itself) are skipped. :func:`run_teardown` does the same on demand; it is
@@ -42,6 +45,7 @@ _groups: list[Any] = []  # subgroups, oldest first
 _default: list[Any] = []  # at most one: the default group accel created
 _callbacks: list[tuple[str, Callable[[], None]]] = []
 _installed = False
+EXIT_BARRIER_SECONDS = 30.0
 
 
 def _install() -> None:
@@ -120,8 +124,26 @@ def run_teardown() -> None:
             print(
                 f"accel: at exit, {name} failed: {type(error).__name__}: {error}", file=sys.stderr
             )
+    dist = torch.distributed
+    owns_default = (
+        bool(default)
+        and dist.is_available()
+        and dist.is_initialized()
+        and dist.group.WORLD is default[0]
+    )
+    if owns_default:
+        _meet_peers(dist)
     for group in groups:
         _destroy(group)
-    dist = torch.distributed
-    if default and dist.is_available() and dist.is_initialized() and dist.group.WORLD is default[0]:
+    if owns_default:
         _destroy(None)
+
+
+def _meet_peers(dist: Any) -> None:
+    """Wait (bounded) until every rank reached its teardown; gloo only (NCCL cannot bound it)."""
+    if dist.get_world_size() < 2 or "gloo" not in str(dist.get_backend()):
+        return
+    from datetime import timedelta
+
+    with contextlib.suppress(Exception):  # a missing peer: exit anyway, after the bound
+        dist.monitored_barrier(timeout=timedelta(seconds=EXIT_BARRIER_SECONDS))
