@@ -3,7 +3,7 @@
 One module per concern, each importing only those above it:
 
 - :mod:`~accel.core.checkpoint.layout`: file names, numbering, the completion marker;
-- :mod:`~accel.core.checkpoint.errors` and :mod:`~accel.core.checkpoint.safe_load`: refusing
+- :mod:`~accel.core.checkpoint.errors` and :mod:`~accel.core.checkpoint.unpickling`: refusing
   corrupt files and files that would run code;
 - :mod:`~accel.core.checkpoint.writer` (with :mod:`~accel.core.checkpoint.direct_io` and
   :mod:`~accel.core.checkpoint.async_writer`): writing files, now or in the background;
@@ -46,7 +46,7 @@ _EXPORTS = {
     "UnsafeCheckpointError": ".errors",
     "is_complete_checkpoint": ".folders",
     "latest_checkpoint": ".folders",
-    "safe_load": ".safe_load",
+    "safe_load": ".unpickling",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from accel.core.checkpoint.layout import FSDP_MODEL_NAME, OPTIMIZER_NAME
-from accel.core.checkpoint.safe_load import safe_load
+from accel.core.checkpoint.unpickling import safe_load
 
 #: Accelerate's FSDP1 option names, as its config questions list them (accel runs FSDP2 and
 #: maps FULL_SHARD/SHARD_GRAD_OP onto ``reshard_after_forward``, see the plugin's docs).

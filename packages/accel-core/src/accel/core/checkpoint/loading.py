@@ -51,7 +51,7 @@ from accel.core.checkpoint.layout import (
 )
 from accel.core.checkpoint.reader import read_safetensors, read_torch_file, safetensors_layout
 from accel.core.checkpoint.rng import restore_dataloader, set_rng_states
-from accel.core.checkpoint.safe_load import safe_load
+from accel.core.checkpoint.unpickling import safe_load
 from accel.state.process_logging import library_logger
 from accel.state.progress import progress_bar
 
