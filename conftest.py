@@ -76,6 +76,23 @@ class _SourceDoctests(DoctestModule):
         return self.path.relative_to(ROOT / "packages").parts[2:]
 
 
+def pytest_collect_directory(path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    """Source folders are plain directories to pytest, never packages.
+
+    A pytest ``Package`` imports its ``__init__.py`` in "prepend" mode: for
+    ``packages/accel-deepspeed/src/accel/deepspeed`` (``accel`` is a namespace package) that put
+    ``src/accel`` on ``sys.path`` and registered accel.deepspeed as the top-level ``deepspeed``,
+    so later ``from deepspeed import DeepSpeedEngine`` (transformers) failed.
+    """
+    try:
+        _, src, *_ = path.relative_to(ROOT / "packages").parts
+    except ValueError:
+        return None
+    if src != "src":
+        return None
+    return pytest.Dir.from_parent(parent, path=path)
+
+
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     """Every docstring example of the shipped source runs, as if with ``--doctest-modules``.
 

@@ -20,7 +20,13 @@ from accel.state.options import OPTIONS, exported, option
 
 def _flag_actions() -> dict[str, object]:
     parser = launch_command_parser()
-    return {a.dest: a for a in parser._actions if a.option_strings}
+    # keyed by the long flag (--use_cpu shares --cpu's dest, so dest would not be unique)
+    return {
+        flag[2:]: action
+        for action in parser._actions
+        for flag in action.option_strings
+        if flag.startswith("--")
+    }
 
 
 def test_every_flag_of_the_table_is_in_the_parser_with_its_choices_and_help() -> None:

@@ -31,7 +31,8 @@ class CheckpointWriteError(RuntimeError):
     """An asynchronous ``save_state`` failed; raised by the next call that waits for it.
 
     Example:
-        >>> raise CheckpointWriteError("the save to 'ckpt' failed")  # doctest: +SKIP
+        >>> str(CheckpointWriteError("the save to 'ckpt' failed"))
+        "the save to 'ckpt' failed"
     """
 
 
