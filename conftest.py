@@ -76,6 +76,14 @@ class _SourceDoctests(DoctestModule):
         return self.path.relative_to(ROOT / "packages").parts[2:]
 
 
+def _source_dist(path: Path) -> str | None:
+    """The distribution folder (``accel-ops``) when ``path`` lies in ``packages/<dist>/src``."""
+    parts = (
+        path.relative_to(ROOT / "packages").parts if path.is_relative_to(ROOT / "packages") else ()
+    )
+    return parts[0] if len(parts) >= 2 and parts[1] == "src" else None
+
+
 def pytest_collect_directory(path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     """Source folders are plain directories to pytest, never packages.
 
@@ -84,11 +92,7 @@ def pytest_collect_directory(path: Path, parent: pytest.Collector) -> pytest.Col
     ``src/accel`` on ``sys.path`` and registered accel.deepspeed as the top-level ``deepspeed``,
     so later ``from deepspeed import DeepSpeedEngine`` (transformers) failed.
     """
-    try:
-        _, src, *_ = path.relative_to(ROOT / "packages").parts
-    except ValueError:
-        return None
-    if src != "src":
+    if _source_dist(path) is None:
         return None
     return pytest.Dir.from_parent(parent, path=path)
 
@@ -102,11 +106,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     """
     if file_path.suffix != ".py" or parent.config.getoption("doctestmodules"):
         return None  # an explicit --doctest-modules collects them itself
-    try:
-        dist, src, *_ = file_path.relative_to(ROOT / "packages").parts
-    except ValueError:
-        return None
-    if src != "src" or dist in _DOCTESTS_ELSEWHERE:
+    if _source_dist(file_path) in (None, *_DOCTESTS_ELSEWHERE):
         return None
     return _SourceDoctests.from_parent(parent, path=file_path)
 

@@ -9,11 +9,10 @@ Example:
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
-from accel.state.options import CP_COMM_STRATEGIES
+from accel.state.options import CP_COMM_STRATEGIES, read_setting
 
 
 @dataclass
@@ -63,15 +62,11 @@ class TorchContextParallelConfig:
     def __post_init__(self) -> None:
         source = "argument"
         if self.cp_comm_strategy is None:
-            for key in (
-                "ACCEL_PARALLELISM_CONFIG_CP_COMM_STRATEGY",
-                "PARALLELISM_CONFIG_CP_COMM_STRATEGY",
-            ):
-                if key in os.environ:
-                    self.cp_comm_strategy, source = os.environ[key], f"environment variable {key}"
-                    break
-            else:
+            value, key = read_setting("parallelism_config_cp_comm_strategy")
+            if key is None:
                 self.cp_comm_strategy = "allgather"
+            else:
+                self.cp_comm_strategy, source = value, f"environment variable {key}"
         if self.cp_comm_strategy not in CP_COMM_STRATEGIES:
             raise ValueError(
                 f"TorchContextParallelConfig.cp_comm_strategy={self.cp_comm_strategy!r} (from "
