@@ -199,7 +199,13 @@ if not OFFLOAD_ONLY:
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.5)
         model, optimizer, scheduler, _ = accelerator.prepare(model, optimizer, scheduler, loader())
         run(model, optimizer, accelerator, 0, 3)
-        saved = accelerator.save_state(str(folder))
+        saved = accelerator.save_state(str(folder), client_state={"epoch": 7})
+        engine_dir = os.path.join(saved, "pytorch_model")
+        engine_states = [n for n in os.listdir(engine_dir) if n.endswith("model_states.pt")]
+        assert engine_states, os.listdir(engine_dir)
+        # DeepSpeed's own file (client_state lands in it), so weights_only cannot apply.
+        states = torch.load(os.path.join(engine_dir, engine_states[0]), weights_only=False)
+        assert states["epoch"] == 7, sorted(states)
         run(model, optimizer, accelerator, 3, 3)
         straight = full_weights(accelerator, model)
         straight_lr = scheduler.get_last_lr()

@@ -449,3 +449,10 @@ def test_accelerate_fsdp_model_file_name_is_read(tmp_path) -> None:
     accelerator.load_state(folder)
     for key, value in model.state_dict().items():
         assert torch.equal(value, expected[key]), key
+
+
+def test_save_model_keywords_the_strategy_would_ignore_are_refused(tmp_path) -> None:
+    accelerator, *_ = _setup()
+    with pytest.raises(TypeError, match=r"\['client_state'\].*'single' strategy.*DeepSpeed"):
+        accelerator.save_state(tmp_path / "ckpt", client_state={"epoch": 3})
+    assert not os.listdir(tmp_path), "nothing is written before the keywords are checked"

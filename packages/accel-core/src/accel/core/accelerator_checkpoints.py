@@ -112,6 +112,11 @@ class CheckpointingMixin(AcceleratorParts):
         folder appears when they are on disk. :meth:`wait_for_checkpoint` waits for that (so
         do the next ``save_state``, ``load_state``, ``end_training`` and interpreter exit).
 
+        Extra keywords go to the strategy's own model save function: under DeepSpeed,
+        ``engine.save_checkpoint`` (``client_state``, ``save_latest``,
+        ``exclude_frozen_parameters``). Other strategies take none and refuse them with a
+        ``TypeError`` before writing anything (Accelerate ignores them silently).
+
         Example:
             >>> accelerator.save_state("ckpt")  # doctest: +SKIP
             '/abs/path/ckpt'
@@ -127,6 +132,7 @@ class CheckpointingMixin(AcceleratorParts):
             output_dir,
             safe_serialization,
             async_save=async_save,
+            **save_model_func_kwargs,
         )
 
     def wait_for_checkpoint(self) -> None:

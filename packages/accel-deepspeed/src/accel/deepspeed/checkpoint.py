@@ -52,16 +52,18 @@ def save_deepspeed_checkpoint(
     hooks: StateDictHooks,
     engines: list[DeepSpeedEngineWrapper],
     safe_serialization: bool = True,
+    **engine_kwargs: Any,
 ) -> None:
     """Write every engine's DeepSpeed checkpoint and accel's own files of ``context`` into
-    ``folder`` (every process calls this).
+    ``folder`` (every process calls this); ``engine_kwargs`` (``client_state``,
+    ``exclude_frozen_parameters``, ...) go to each ``engine.save_checkpoint``.
 
     Example:
         >>> save_deepspeed_checkpoint("ckpt/.tmp", context, strategy, strategy.engines())  # doctest: +SKIP
     """
     run_save_pre_hooks(context, [], folder)
     for index, wrapper in enumerate(engines):
-        wrapper.engine.save_checkpoint(folder, tag=engine_tag(index))
+        wrapper.engine.save_checkpoint(folder, tag=engine_tag(index), **engine_kwargs)
     optimizers, schedulers = _others(context)
     files = collect_checkpoint_files(
         context, hooks, [], safe_serialization, optimizers=optimizers, schedulers=schedulers

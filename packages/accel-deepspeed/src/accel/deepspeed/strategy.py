@@ -47,6 +47,7 @@ class DeepSpeedStrategy(TrainingStrategy):
     """
 
     name = "deepspeed"
+    save_model_kwargs = ("client_state", "save_latest", "exclude_frozen_parameters")
     owns_mixed_precision = True
     scales_loss_for_accumulation = True
     gradients_on_parameters = False  # the engine accumulates in its own buffers
@@ -366,15 +367,22 @@ class DeepSpeedStrategy(TrainingStrategy):
         return engine.module.state_dict()
 
     def save_checkpoint(
-        self, folder: str, context: CheckpointContext, safe_serialization: bool = True
+        self,
+        folder: str,
+        context: CheckpointContext,
+        safe_serialization: bool = True,
+        **model_kwargs: Any,
     ) -> None:
         """Write DeepSpeed's checkpoint of each engine plus accel's RNG, dataloader and
-        custom-object files into ``folder`` (see ``accel.deepspeed.checkpoint``).
+        custom-object files into ``folder`` (see ``accel.deepspeed.checkpoint``);
+        ``model_kwargs`` go to every ``engine.save_checkpoint``.
 
         Example:
             >>> accelerator.save_state("ckpt")  # doctest: +SKIP
         """
-        save_deepspeed_checkpoint(folder, context, self, self.engines(), safe_serialization)
+        save_deepspeed_checkpoint(
+            folder, context, self, self.engines(), safe_serialization, **model_kwargs
+        )
 
     def load_checkpoint(
         self,

@@ -110,6 +110,7 @@ class CheckpointHooks(Protocol):
     """
 
     name: str
+    save_model_kwargs: tuple[str, ...]
 
     @property
     def supports_async_save(self) -> bool: ...
@@ -119,7 +120,11 @@ class CheckpointHooks(Protocol):
     ) -> list[Any]: ...
 
     def save_checkpoint(
-        self, folder: str, context: CheckpointContext, safe_serialization: bool = True
+        self,
+        folder: str,
+        context: CheckpointContext,
+        safe_serialization: bool = True,
+        **model_kwargs: Any,
     ) -> None: ...
 
     def load_checkpoint(

@@ -72,6 +72,31 @@ def _barrier() -> None:
     PartialState().wait_for_everyone()
 
 
+def _check_model_kwargs(
+    strategy: CheckpointHooks, model_kwargs: dict[str, Any], async_save: bool
+) -> None:
+    if not model_kwargs:
+        return
+    accepted = tuple(getattr(strategy, "save_model_kwargs", ()))
+    unknown = sorted(set(model_kwargs) - set(accepted))
+    if unknown:
+        valid = (
+            f"it accepts {', '.join(accepted)}"
+            if accepted
+            else "it writes its files itself and takes no extra keywords (only DeepSpeed's "
+            "engine.save_checkpoint does)"
+        )
+        raise TypeError(
+            f"save_state() got keyword arguments {unknown} that the {strategy.name!r} strategy "
+            f"would ignore: {valid}"
+        )
+    if async_save:
+        raise ValueError(
+            f"save_state(async_save=True) cannot pass {sorted(model_kwargs)} to the model save "
+            "function; drop async_save or the keywords"
+        )
+
+
 def save_state(
     strategy: CheckpointHooks,
     context: CheckpointContext,
@@ -80,14 +105,17 @@ def save_state(
     output_dir: PathLike | None = None,
     safe_serialization: bool = True,
     async_save: bool = False,
+    **model_kwargs: Any,
 ) -> str:
     """Save ``context``'s objects through ``strategy`` into a crash-safe checkpoint folder; see
     :meth:`Accelerator.save_state`. ``writer`` writes in the background with ``async_save``
-    (the caller waits for the previous save first).
+    (the caller waits for the previous save first); ``model_kwargs`` go to the strategy's
+    save function and must be among its ``save_model_kwargs``.
 
     Example:
         >>> save_state(strategy, context, config, writer, "ckpt")  # doctest: +SKIP
     """
+    _check_model_kwargs(strategy, model_kwargs, async_save)
     if async_save and not strategy.supports_async_save:
         raise ValueError(
             f"save_state(async_save=True) is not supported by the {strategy.name!r} strategy: "
@@ -161,7 +189,9 @@ def save_state(
 
         writer.submit(write_and_publish, final)
     else:
-        strategy.save_checkpoint(partial, context, safe_serialization=safe_serialization)
+        strategy.save_checkpoint(
+            partial, context, safe_serialization=safe_serialization, **model_kwargs
+        )
         fsync_tree(partial)
         _barrier()  # every process has written and flushed its files
         if finalizer:

@@ -54,6 +54,10 @@ class TrainingStrategy:
     # checkpoint taken inside an accumulation window); False when the strategy keeps them
     # itself (DeepSpeed's engines).
     gradients_on_parameters = True
+    # The extra keywords ``save_state(**kwargs)`` may pass to :meth:`save_checkpoint` (the
+    # options of the strategy's own save function); others are refused before anything is
+    # written.
+    save_model_kwargs: tuple[str, ...] = ()
 
     def __init__(self, accelerator: Any, prepared: PreparedObjects | None = None) -> None:
         self.accelerator = accelerator
@@ -234,7 +238,11 @@ class TrainingStrategy:
         return self.accelerator.get_state_dict(model)
 
     def save_checkpoint(
-        self, folder: str, context: CheckpointContext, safe_serialization: bool = True
+        self,
+        folder: str,
+        context: CheckpointContext,
+        safe_serialization: bool = True,
+        **model_kwargs: Any,
     ) -> None:
         """Write ``context``'s training state into ``folder`` (it exists; every process calls
         this).
@@ -242,6 +250,9 @@ class TrainingStrategy:
         ``save_state`` owns the rest: the temporary folder, the completion marker, the rename
         and pruning. The default writes :meth:`checkpoint_files`; a strategy with its own
         format (DeepSpeed) overrides this and :meth:`load_checkpoint` together.
+        ``model_kwargs`` are ``save_state``'s extra keywords, already checked against
+        :attr:`save_model_kwargs` (empty here: the default format has no save function
+        taking options).
 
         Example:
             >>> strategy.save_checkpoint("ckpt/.checkpoint_0.partial", context)  # doctest: +SKIP
