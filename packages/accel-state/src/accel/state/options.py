@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from accel.state.enums import DynamoBackend
 from accel.state.env import ALIAS_PREFIX, PREFIX
 from accel.state.option_parsers import (
     BOOLEAN,
@@ -67,11 +68,9 @@ AUTO_WRAP_POLICIES = ("TRANSFORMER_BASED_WRAP", "SIZE_BASED_WRAP", "NO_WRAP")
 STATE_DICT_TYPES = ("FULL_STATE_DICT", "SHARDED_STATE_DICT")
 CP_COMM_STRATEGIES = ("allgather", "alltoall")
 PARALLELISM_SIZES = ("dp_replicate_size", "dp_shard_size", "tp_size", "cp_size", "sp_size")
-DYNAMO_BACKENDS = (
-    "no", "eager", "aot_eager", "inductor", "aot_ts_nvfuser", "nvprims_nvfuser", "cudagraphs",
-    "ofi", "fx2trt", "onnxrt", "tensorrt", "aot_torchxla_trace_once", "torchxla_trace_once",
-    "ipex", "tvm", "hpu_backend", "neuron",
-)  # fmt: skip
+# Exactly the backends TorchDynamoPlugin accepts (launch used to allow "ipex", which the plugin
+# then refused in the training script).
+DYNAMO_BACKENDS = tuple(backend.value.lower() for backend in DynamoBackend)
 
 Flag = Literal["switch", "value", "int", "float", "choice", "choice_lower"]
 Export = Literal["always", "set", "on"]
