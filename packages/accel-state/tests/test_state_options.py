@@ -87,5 +87,5 @@ def test_value_lists_agree_with_the_enums_the_script_checks() -> None:
     assert set(MIXED_PRECISIONS) == set(PrecisionType.list())
     # The launcher accepts exactly what the script's TorchDynamoPlugin accepts ("ipex" used to
     # pass the launcher and fail in the script; Accelerate's launcher refuses it too).
-    assert DYNAMO_BACKENDS == tuple(b.lower() for b in DynamoBackend.list())
+    assert tuple(b.lower() for b in DynamoBackend.list()) == DYNAMO_BACKENDS
     assert "ipex" not in DYNAMO_BACKENDS
