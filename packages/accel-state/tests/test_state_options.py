@@ -49,6 +49,20 @@ def test_parsers_name_the_source_and_what_is_valid() -> None:
     assert option("fsdp_state_dict_type").parse("sharded_state_dict", "x") == "SHARDED_STATE_DICT"
 
 
+def test_reshard_after_forward_is_checked_where_it_is_given() -> None:
+    reshard = option("fsdp_reshard_after_forward")
+    assert [reshard.parse(v, "x") for v in ("FULL_SHARD", "shard_grad_op", "4", "no", 2)] == [
+        True,
+        False,
+        4,
+        False,
+        2,
+    ]
+    for bad in ("sometimes", 1, "1.5", 2.0):
+        with pytest.raises(SettingError, match="fsdp_reshard_after_forward.*expected true, false"):
+            reshard.parse(bad, "--fsdp_reshard_after_forward")
+
+
 def test_read_setting_prefers_ours_then_the_alias() -> None:
     both = {"ACCEL_DYNAMO_MODE": "max-autotune", "ACCELERATE_DYNAMO_MODE": "default"}
     assert read_setting("dynamo_mode", both) == ("max-autotune", "ACCEL_DYNAMO_MODE")

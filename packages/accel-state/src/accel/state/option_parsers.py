@@ -143,9 +143,49 @@ def _tee(value: Any, where: str) -> int:
     return int(text)
 
 
+def parse_reshard_after_forward(value: Any, where: str) -> bool | int:
+    """FSDP's ``reshard_after_forward``: a boolean, a world size >= 2, or an FSDP1 strategy name.
+
+    ``FULL_SHARD`` means ``True`` and ``SHARD_GRAD_OP`` means ``False`` (how Accelerate's FSDP1
+    configs spell it); an integer reshards to that many ranks after forward.
+
+    Example:
+        >>> parse_reshard_after_forward("SHARD_GRAD_OP", "--fsdp_reshard_after_forward")
+        False
+        >>> try:
+        ...     parse_reshard_after_forward("sometimes", "--fsdp_reshard_after_forward")
+        ... except SettingError as error:
+        ...     print(error)  # doctest: +ELLIPSIS
+        --fsdp_reshard_after_forward='sometimes' is not valid; expected true, false, ...
+    """
+    valid = (
+        "true, false, an integer >= 2 (the world size to reshard to), FULL_SHARD or SHARD_GRAD_OP"
+    )
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if value < 2:
+            raise SettingError(f"{where}={value!r} is not valid; expected {valid}")
+        return value
+    if not isinstance(value, str):
+        raise SettingError(f"{where}={value!r} has type {type(value).__name__}; expected {valid}")
+    text = value.strip()
+    if text.upper() == "FULL_SHARD":
+        return True
+    if text.upper() == "SHARD_GRAD_OP":
+        return False
+    if text.isdigit() and int(text) >= 2:
+        return int(text)
+    try:
+        return str_to_bool(text, source=where)
+    except ValueError:
+        raise SettingError(f"{where}={value!r} is not valid; expected {valid}") from None
+
+
 BOOLEAN = Parser("bool", _to_bool, (bool,))
 NUMBER = Parser("float", _float, (float,))
 TEXT = Parser("text", _text, (str,))
+RESHARD_AFTER_FORWARD = Parser("reshard", parse_reshard_after_forward, (bool, str, int))
 GPU_IDS = Parser("gpu_ids", _gpu_ids, (str,))
 # torchrun's --tee: 0 none, 1 stdout, 2 stderr, 3 both (``true`` is 3 in a config file).
 TEE = Parser("tee", _tee, (int, bool, str))
