@@ -1,24 +1,32 @@
-"""``Accelerator``: one object that adapts a PyTorch training loop to the job it runs in."""
+"""``Accelerator``: one object that adapts a PyTorch training loop to the job it runs in.
+
+This module builds it (reads the arguments, the launcher's environment and the kwargs
+handlers into the shared state and a training strategy); what it does is mixed in by concern:
+:mod:`~accel.core.accelerator_view` (what the job looks like),
+:mod:`~accel.core.accelerator_prepare` (``prepare`` and the prepared objects),
+:mod:`~accel.core.accelerator_step` (the training step),
+:mod:`~accel.core.accelerator_processes` (process control and collectives),
+:mod:`~accel.core.accelerator_tracking` and :mod:`~accel.core.accelerator_checkpoints`.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import gc
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from accel.core.accelerator_checkpoints import CheckpointingMixin
+from accel.core.accelerator_prepare import PreparingMixin
 from accel.core.accelerator_processes import ProcessControlMixin
 from accel.core.accelerator_step import TrainingStepMixin
 from accel.core.accelerator_tracking import TrackingMixin
+from accel.core.accelerator_view import AcceleratorView
 from accel.core.checkpoint.async_writer import AsyncCheckpointWriter
-from accel.core.compiling import compile_model
-from accel.core.device_mesh import check_job, data_parallel_position, local_rank
+from accel.core.device_mesh import check_job
 from accel.core.optimizer import AcceleratedOptimizer
 from accel.core.parallelism_config import resolve_parallelism_options
 from accel.core.plugins import (
@@ -27,18 +35,12 @@ from accel.core.plugins import (
     ProjectConfiguration,
     TorchDynamoPlugin,
 )
-from accel.core.precision import (
-    check_mixed_precision,
-    make_grad_scaler,
-    unwrap_forward,
-    wrap_forward_in_autocast,
-)
+from accel.core.precision import check_mixed_precision, make_grad_scaler
 from accel.core.scheduler import AcceleratedScheduler
 from accel.core.strategies import PreparedObjects, chosen_strategy, load_strategy
 from accel.core.strategies.fsdp_plugin import FullyShardedDataParallelPlugin
 from accel.state import (
     AcceleratorState,
-    DistributedType,
     DynamoBackend,
     GradientState,
     PartialState,
@@ -56,12 +58,14 @@ _HANDLER_SLOTS = {
 }
 
 
-def _has_multi_device_map(model: torch.nn.Module) -> bool:
-    device_map = getattr(model, "hf_device_map", None)
-    return isinstance(device_map, dict) and len(set(map(str, device_map.values()))) > 1
-
-
-class Accelerator(ProcessControlMixin, TrainingStepMixin, TrackingMixin, CheckpointingMixin):
+class Accelerator(
+    ProcessControlMixin,
+    TrainingStepMixin,
+    TrackingMixin,
+    CheckpointingMixin,
+    PreparingMixin,
+    AcceleratorView,
+):
     """Adapts models, optimizers, schedulers and dataloaders to the job, and runs the loop.
 
     The same script runs on one CPU, several processes, GPUs or machines: pass your objects
@@ -140,15 +144,18 @@ class Accelerator(ProcessControlMixin, TrainingStepMixin, TrackingMixin, Checkpo
         init_kwargs = self.init_handler.to_kwargs() if self.init_handler is not None else {}
         cpu = cpu or env.read_flag(env.USE_CPU)
         partial = PartialState(cpu, **init_kwargs)
+        device = partial.device
+        if device is None:  # PartialState picks it on its first initialization
+            raise RuntimeError("PartialState was initialized without picking a device")
         if mixed_precision is not None:
-            mixed_precision = check_mixed_precision(mixed_precision, partial.device)
+            mixed_precision = check_mixed_precision(mixed_precision, device)
         elif not AcceleratorState._shared_state:
             # not given: the first Accelerator takes the launcher's choice (or "no"); a later
             # one shares whatever the first decided, as in Accelerate (spec 004)
             raw, source = read_setting("mixed_precision")
             mixed_precision = check_mixed_precision(
                 "no" if raw is None else raw,
-                partial.device,
+                device,
                 source or option("mixed_precision").env[0],
             )
         self.state = AcceleratorState(
@@ -267,664 +274,12 @@ class Accelerator(ProcessControlMixin, TrainingStepMixin, TrackingMixin, Checkpo
             raise ValueError(f"gradient_accumulation_steps={steps!r} must be an int >= 1")
         if steps == 1:
             keys = list(option("gradient_accumulation_steps").env)
-            steps = env.read_int(keys, 1)
+            read = env.read_int(keys, 1)
+            steps = 1 if read is None else read
             if steps < 1:
                 source = next(k for k in keys if os.environ.get(k, "").strip())
                 raise ValueError(f"{source}={os.environ[source]!r} must be an integer >= 1")
         return GradientAccumulationPlugin(num_steps=steps)
-
-    # -- what the job looks like ---------------------------------------------------------
-
-    @property
-    def distributed_type(self) -> DistributedType:
-        """The kind of job: ``NO``, ``MULTI_CPU``, ``MULTI_GPU``, ``FSDP``, ...
-
-        Example:
-            >>> Accelerator().distributed_type  # doctest: +SKIP
-            <DistributedType.NO: 'NO'>
-        """
-        return self.state.distributed_type
-
-    @property
-    def num_processes(self) -> int:
-        """How many processes run this script.
-
-        Example:
-            >>> Accelerator().num_processes  # doctest: +SKIP
-            1
-        """
-        return self.state.num_processes
-
-    @property
-    def process_index(self) -> int:
-        """This process's index, 0 to ``num_processes - 1``.
-
-        Example:
-            >>> Accelerator().process_index  # doctest: +SKIP
-            0
-        """
-        return self.state.process_index
-
-    @property
-    def local_process_index(self) -> int:
-        """This process's index on its machine.
-
-        Example:
-            >>> Accelerator().local_process_index  # doctest: +SKIP
-            0
-        """
-        return self.state.local_process_index
-
-    @property
-    def device(self) -> torch.device:
-        """The device this process computes on.
-
-        Example:
-            >>> Accelerator(cpu=True).device  # doctest: +SKIP
-            device(type='cpu')
-        """
-        return self.state.device
-
-    @property
-    def is_main_process(self) -> bool:
-        """Whether this is the main process.
-
-        Example:
-            >>> Accelerator().is_main_process  # doctest: +SKIP
-            True
-        """
-        return self.state.is_main_process
-
-    @property
-    def is_local_main_process(self) -> bool:
-        """Whether this is the first process on its machine.
-
-        Example:
-            >>> Accelerator().is_local_main_process  # doctest: +SKIP
-            True
-        """
-        return self.state.is_local_main_process
-
-    @property
-    def is_last_process(self) -> bool:
-        """Whether this is the last process.
-
-        Example:
-            >>> Accelerator().is_last_process  # doctest: +SKIP
-            True
-        """
-        return self.state.is_last_process
-
-    @property
-    def use_distributed(self) -> bool:
-        """Whether more than one process takes part.
-
-        Example:
-            >>> Accelerator().use_distributed  # doctest: +SKIP
-            False
-        """
-        return self.state.use_distributed
-
-    @property
-    def multi_device(self) -> bool:
-        """Whether several processes each drive a device (DDP-style data parallelism).
-
-        Example:
-            >>> Accelerator().multi_device  # doctest: +SKIP
-            False
-        """
-        return self.distributed_type.value.startswith("MULTI_") and self.num_processes > 1
-
-    @property
-    def mixed_precision(self) -> str:
-        """The mixed-precision mode: ``"no"``, ``"fp16"``, ``"bf16"`` or ``"fp8"``.
-
-        Example:
-            >>> Accelerator(mixed_precision="bf16").mixed_precision  # doctest: +SKIP
-            'bf16'
-        """
-        return self.state.mixed_precision
-
-    @property
-    def is_fsdp2(self) -> bool:
-        """Whether models are sharded with FSDP2.
-
-        Example:
-            >>> Accelerator().is_fsdp2  # doctest: +SKIP
-            False
-        """
-        return self.state.is_fsdp2
-
-    @property
-    def parallelism_config(self) -> Any:
-        """The ``parallelism_config`` given to the state (``None`` unless one was passed);
-        TRL's ``SFTTrainer`` reads it to decide on context parallelism.
-
-        Example:
-            >>> Accelerator().parallelism_config is None  # doctest: +SKIP
-            True
-        """
-        return self.state.parallelism_config
-
-    @property
-    def torch_device_mesh(self) -> Any:
-        """The DeviceMesh built from ``parallelism_config`` (``None`` without one): named dims
-        ``dp_replicate``, ``dp_shard``, ``cp``, ``tp`` (the enabled ones) and the flattened
-        ``dp``, ``dp_shard_cp``, ``dp_cp``.
-
-        Example:
-            >>> accelerator.torch_device_mesh["tp"].size()  # doctest: +SKIP
-            2
-        """
-        return getattr(self.state, "device_mesh", None)
-
-    @property
-    def is_composable_parallelism_enabled(self) -> bool:
-        """Whether models are prepared on the device mesh (FSDP2 and/or tensor parallelism).
-
-        Example:
-            >>> Accelerator().is_composable_parallelism_enabled  # doctest: +SKIP
-            False
-        """
-        config = self.parallelism_config
-        return self.is_fsdp2 or bool(config is not None and config.tp_enabled)
-
-    def _mesh_rank(self, dim: str, what: str) -> int:
-        config = self.parallelism_config
-        if config is None:
-            raise RuntimeError(
-                f"{what} is only defined with a parallelism_config: pass "
-                "Accelerator(parallelism_config=ParallelismConfig(...)) first"
-            )
-        return local_rank(self.torch_device_mesh, dim, config._sizes[dim] > 1)
-
-    @property
-    def data_parallel_rank(self) -> int:
-        """This process's index along ``dp_replicate`` (0 when that dimension is off).
-
-        Example:
-            >>> accelerator.data_parallel_rank  # doctest: +SKIP
-            0
-        """
-        return self._mesh_rank("dp_replicate", "data_parallel_rank")
-
-    @property
-    def data_parallel_shard_rank(self) -> int:
-        """This process's index along ``dp_shard`` (0 when that dimension is off).
-
-        Example:
-            >>> accelerator.data_parallel_shard_rank  # doctest: +SKIP
-            1
-        """
-        return self._mesh_rank("dp_shard", "data_parallel_shard_rank")
-
-    @property
-    def tensor_parallel_rank(self) -> int:
-        """This process's index along ``tp`` (0 when tensor parallelism is off).
-
-        Example:
-            >>> accelerator.tensor_parallel_rank  # doctest: +SKIP
-            1
-        """
-        return self._mesh_rank("tp", "tensor_parallel_rank")
-
-    @property
-    def context_parallel_rank(self) -> int:
-        """This process's index along ``cp`` (0 when context parallelism is off).
-
-        Example:
-            >>> accelerator.context_parallel_rank  # doctest: +SKIP
-            0
-        """
-        return self._mesh_rank("cp", "context_parallel_rank")
-
-    def maybe_context_parallel(
-        self,
-        buffers: list[torch.Tensor] | None = None,
-        buffer_seq_dims: list[int] | None = None,
-        no_restore_buffers: set[torch.Tensor] | None = None,
-    ) -> contextlib.AbstractContextManager[Any]:
-        """Inside, ``buffers`` are split along ``buffer_seq_dims`` over the ``cp`` mesh
-        dimension and attention runs as ring attention; a no-op without context parallelism.
-
-        Example:
-            >>> with accelerator.maybe_context_parallel([ids, labels], [1, 1], {ids, labels}):  # doctest: +SKIP
-            ...     loss = model(ids, labels=labels).loss
-        """
-        from accel.core.context_parallel import context_parallel_region
-
-        return context_parallel_region(
-            self.parallelism_config, self.torch_device_mesh, buffers, buffer_seq_dims,
-            no_restore_buffers,
-        )  # fmt: skip
-
-    @property
-    def split_batches(self) -> bool:
-        """Whether each batch of a prepared dataloader is split across processes.
-
-        Example:
-            >>> Accelerator().split_batches  # doctest: +SKIP
-            False
-        """
-        return self.dataloader_config.split_batches
-
-    @property
-    def dispatch_batches(self) -> bool | None:
-        """Whether process 0 reads batches and sends each process its part.
-
-        Example:
-            >>> Accelerator().dispatch_batches is None  # doctest: +SKIP
-            True
-        """
-        return self.dataloader_config.dispatch_batches
-
-    @property
-    def even_batches(self) -> bool:
-        """Whether every process gets the same number of batches (wrapping around).
-
-        Example:
-            >>> Accelerator().even_batches  # doctest: +SKIP
-            True
-        """
-        return self.dataloader_config.even_batches
-
-    @even_batches.setter
-    def even_batches(self, value: bool) -> None:
-        self.dataloader_config.even_batches = value
-
-    @property
-    def use_seedable_sampler(self) -> bool:
-        """Whether shuffling samplers are replaced by a seedable one.
-
-        Example:
-            >>> Accelerator().use_seedable_sampler  # doctest: +SKIP
-            False
-        """
-        return self.dataloader_config.use_seedable_sampler
-
-    @property
-    def non_blocking(self) -> bool:
-        """Whether batches move to the device with ``non_blocking=True``.
-
-        Example:
-            >>> Accelerator().non_blocking  # doctest: +SKIP
-            False
-        """
-        return self.dataloader_config.non_blocking
-
-    @property
-    def use_stateful_dataloader(self) -> bool:
-        """Whether dataloaders are made stateful (torchdata).
-
-        Example:
-            >>> Accelerator().use_stateful_dataloader  # doctest: +SKIP
-            False
-        """
-        return self.dataloader_config.use_stateful_dataloader
-
-    @property
-    def project_dir(self) -> str | None:
-        """The project folder (checkpoints, logs).
-
-        Example:
-            >>> Accelerator(project_dir="runs").project_dir  # doctest: +SKIP
-            'runs'
-        """
-        return self.project_configuration.project_dir
-
-    @property
-    def logging_dir(self) -> str | None:
-        """Where trackers write logs.
-
-        Example:
-            >>> Accelerator(project_dir="runs").logging_dir  # doctest: +SKIP
-            'runs'
-        """
-        return self.project_configuration.logging_dir
-
-    @property
-    def save_iteration(self) -> int:
-        """The number of the next automatically named checkpoint.
-
-        Example:
-            >>> Accelerator().save_iteration  # doctest: +SKIP
-            0
-        """
-        return self.project_configuration.iteration
-
-    @property
-    def sync_gradients(self) -> bool:
-        """Whether gradients are synchronized (and optimizers step) on this step.
-
-        Example:
-            >>> Accelerator().sync_gradients  # doctest: +SKIP
-            True
-        """
-        return self.gradient_state.sync_gradients
-
-    @sync_gradients.setter
-    def sync_gradients(self, value: bool) -> None:
-        self.gradient_state.sync_gradients = value
-
-    @property
-    def gradient_accumulation_steps(self) -> int:
-        """How many steps gradients accumulate over.
-
-        Example:
-            >>> Accelerator(gradient_accumulation_steps=4).gradient_accumulation_steps  # doctest: +SKIP
-            4
-        """
-        return self.gradient_state.num_steps
-
-    @gradient_accumulation_steps.setter
-    def gradient_accumulation_steps(self, steps: int) -> None:
-        self.gradient_state.plugin_kwargs.update({"num_steps": steps})
-
-    @property
-    def optimizer_step_was_skipped(self) -> bool:
-        """Whether any optimizer skipped its last step (fp16 overflow).
-
-        Example:
-            >>> Accelerator().optimizer_step_was_skipped  # doctest: +SKIP
-            False
-        """
-        return any(opt.step_was_skipped for opt in self._optimizers)
-
-    # -- prepare -------------------------------------------------------------------------
-
-    def prepare(self, *args: Any, device_placement: list[bool] | None = None) -> Any:
-        """Adapt models, optimizers, dataloaders and schedulers to this job; same order back.
-
-        Models go to the device (and into DDP or FSDP2 when several processes run, with an
-        autocast forward under mixed precision); optimizers and schedulers are wrapped so they
-        follow gradient accumulation; dataloaders are sharded across processes and put
-        batches on the device. Other objects come back unchanged.
-
-        Example:
-            >>> model, optimizer, loader = accelerator.prepare(model, optimizer, loader)  # doctest: +SKIP
-        """
-        if device_placement is None:
-            placements: list[bool | None] = [None] * len(args)
-        elif len(device_placement) != len(args):
-            raise ValueError(
-                f"device_placement has {len(device_placement)} entries but prepare() got "
-                f"{len(args)} objects; give one bool per object"
-            )
-        else:
-            placements = list(device_placement)
-        for obj in args:
-            if (
-                isinstance(obj, torch.nn.Module)
-                and self.use_distributed
-                and _has_multi_device_map(obj)
-            ):
-                raise ValueError(
-                    f"{type(obj).__name__} was loaded with a device_map spanning several devices "
-                    f"({sorted(set(map(str, obj.hf_device_map.values())))}); such a model cannot be "
-                    "trained with several processes. Run one process (python script.py), or load "
-                    "the model on one device per process (device_map={'': accelerator.device})"
-                )
-        result = self.strategy.prepare(list(args), placements)
-        self._record(result)
-        try:
-            self._check_optimizers_match_models(result)
-        except ValueError:
-            self._forget(result)
-            raise
-        for item in result:
-            if any(item is known for known in self._all_prepared()):
-                with contextlib.suppress(AttributeError):
-                    item._is_accelerate_prepared = True
-        return tuple(result) if len(result) > 1 else result[0]
-
-    def _forget(self, objects: list[Any]) -> None:
-        for registry in (self._models, self._optimizers, self._schedulers, self._dataloaders):
-            registry[:] = [known for known in registry if not any(known is o for o in objects)]
-
-    def _record(self, result: list[Any]) -> None:
-        """Hold the models, optimizers and schedulers a strategy returned (built itself, e.g.
-        a DeepSpeed engine) that no ``prepare_*`` call recorded."""
-        for obj in result:
-            if isinstance(obj, torch.nn.Module):
-                registry: list[Any] = self._models
-            elif isinstance(obj, AcceleratedOptimizer):
-                registry = self._optimizers
-            elif isinstance(obj, AcceleratedScheduler):
-                registry = self._schedulers
-            else:
-                continue
-            if not any(obj is known for known in registry):
-                registry.append(obj)
-
-    def _all_prepared(self) -> Iterator[Any]:
-        yield from self._models
-        yield from self._optimizers
-        yield from self._schedulers
-        yield from self._dataloaders
-
-    def _check_optimizers_match_models(self, result: list[Any]) -> None:
-        if not self._models:
-            return
-        owned = {id(p) for model in self._models for p in model.parameters()}
-        for obj in result:
-            if not isinstance(obj, AcceleratedOptimizer) or not obj.holds_model_parameters:
-                continue
-            params = [p for group in obj.param_groups for p in group["params"]]
-            if params and not any(id(p) in owned for p in params):
-                raise ValueError(
-                    f"the optimizer {type(obj.optimizer).__name__} holds {len(params)} parameters, "
-                    "none of which belongs to a model passed to prepare(); create the optimizer "
-                    "from the parameters of the model you prepare (e.g. "
-                    "torch.optim.AdamW(model.parameters())) and pass both to prepare()"
-                )
-
-    def prepare_model(
-        self,
-        model: torch.nn.Module,
-        device_placement: bool | None = None,
-        evaluation_mode: bool = False,
-    ) -> torch.nn.Module:
-        """Prepare one model: device, mixed-precision forward, compile, DDP (unless evaluating).
-
-        Example:
-            >>> model = accelerator.prepare_model(model)  # doctest: +SKIP
-        """
-        if getattr(model, "_is_accelerate_prepared", False):
-            if model not in self._models:
-                self._models.append(model)
-            return model
-        if device_placement is None:
-            device_placement = self.device_placement
-        if self.mixed_precision == "fp8" and not self.strategy.owns_mixed_precision:
-            from accel.core.fp8 import convert_to_fp8
-
-            model = convert_to_fp8(model, self.fp8_recipe_handler)
-        if self.native_amp:
-            wrap_forward_in_autocast(
-                model, self.mixed_precision, self.device, self.autocast_handler
-            )
-        if device_placement and not _has_multi_device_map(model):
-            model = model.to(self.device)
-        if not evaluation_mode:
-            model = self.strategy.wrap_model(model)
-        dynamo = self.state.dynamo_plugin
-        if dynamo is not None and dynamo.backend != DynamoBackend.NO:
-            model = compile_model(model, dynamo)
-        self._models.append(model)
-        return model
-
-    def prepare_optimizer(
-        self, optimizer: torch.optim.Optimizer, device_placement: bool | None = None
-    ) -> AcceleratedOptimizer:
-        """Wrap an optimizer so it follows gradient accumulation and the fp16 scaler.
-
-        Example:
-            >>> optimizer = accelerator.prepare_optimizer(optimizer)  # doctest: +SKIP
-        """
-        if isinstance(optimizer, AcceleratedOptimizer):
-            if optimizer not in self._optimizers:
-                self._optimizers.append(optimizer)
-            return optimizer
-        if device_placement is None:
-            device_placement = self.device_placement
-        wrapped = AcceleratedOptimizer(
-            optimizer, device_placement=device_placement, scaler=self.scaler, device=self.device
-        )
-        wrapped = self.strategy.wrap_optimizer(wrapped)
-        self._optimizers.append(wrapped)
-        return wrapped
-
-    def prepare_scheduler(self, scheduler: Any) -> AcceleratedScheduler:
-        """Wrap a learning-rate scheduler so it steps with the optimizer's real steps.
-
-        Example:
-            >>> scheduler = accelerator.prepare_scheduler(scheduler)  # doctest: +SKIP
-        """
-        if isinstance(scheduler, AcceleratedScheduler):
-            return scheduler
-        inner = getattr(scheduler, "optimizer", None)
-        optimizers: list[Any] = [o for o in self._optimizers if o.optimizer is inner or o is inner]
-        wrapped = AcceleratedScheduler(
-            scheduler,
-            optimizers or self._optimizers,
-            step_with_optimizer=self.step_scheduler_with_optimizer,
-            split_batches=self.split_batches,
-        )
-        self._schedulers.append(wrapped)
-        return wrapped
-
-    def prepare_data_loader(
-        self,
-        data_loader: torch.utils.data.DataLoader,
-        device_placement: bool | None = None,
-        slice_fn_for_dispatch: Callable[..., Any] | None = None,
-    ) -> Any:
-        """Shard a dataloader across processes and have it put batches on the device.
-
-        Example:
-            >>> loader = accelerator.prepare_data_loader(loader)  # doctest: +SKIP
-        """
-        from accel.core.data import prepare_data_loader
-
-        if getattr(data_loader, "_is_accelerate_prepared", False):
-            if data_loader not in self._dataloaders:
-                self._dataloaders.append(data_loader)
-            return data_loader
-        if device_placement is None:
-            device_placement = self.device_placement
-        config = self.dataloader_config
-        # ranks of one tensor/context parallel group read the same batches
-        position = data_parallel_position(self.parallelism_config, self.torch_device_mesh)
-        num_shards, shard = position or (self.num_processes, self.process_index)
-        if position is not None and config.dispatch_batches:
-            raise ValueError(
-                "DataLoaderConfiguration(dispatch_batches=True) is not supported with tensor/"
-                "context parallelism (parallelism_config tp_size/cp_size > 1): the main process "
-                "would split each batch over every process instead of over the data-parallel "
-                "groups; leave dispatch_batches unset"
-            )
-        prepared = prepare_data_loader(
-            data_loader,
-            self.device,
-            num_processes=num_shards,
-            process_index=shard,
-            split_batches=config.split_batches,
-            put_on_device=device_placement,
-            rng_types=list(self.rng_types),
-            dispatch_batches=config.dispatch_batches,
-            even_batches=config.even_batches,
-            slice_fn_for_dispatch=slice_fn_for_dispatch,
-            use_seedable_sampler=config.use_seedable_sampler,
-            data_seed=config.data_seed,
-            non_blocking=config.non_blocking,
-            use_stateful_dataloader=config.use_stateful_dataloader,
-        )
-        prepared = self.strategy.wrap_dataloader(prepared)
-        self._dataloaders.append(prepared)
-        return prepared
-
-    # -- models --------------------------------------------------------------------------
-
-    def unwrap_model(
-        self,
-        model: torch.nn.Module,
-        keep_fp32_wrapper: bool = True,
-        keep_torch_compile: bool = True,
-    ) -> torch.nn.Module:
-        """The user's model without DDP/compile wrappers (optionally without the fp32 forward).
-
-        Example:
-            >>> plain = accelerator.unwrap_model(model)  # doctest: +SKIP
-        """
-        compiled = model if hasattr(model, "_orig_mod") else None
-        inner = model._orig_mod if compiled is not None else model
-        inner = self.strategy.unwrap_model(inner)
-        if not keep_fp32_wrapper:
-            unwrap_forward(inner)
-        if compiled is not None and keep_torch_compile:
-            return compiled
-        return inner
-
-    def get_state_dict(
-        self, model: torch.nn.Module, unwrap: bool = True
-    ) -> dict[str, torch.Tensor]:
-        """The model's full state dict (gathered from all shards under FSDP; call on every process).
-
-        Example:
-            >>> state = accelerator.get_state_dict(model)  # doctest: +SKIP
-        """
-        if hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        if not unwrap:
-            return model.state_dict()
-        return self.strategy.state_dict(model)
-
-    def skip_first_batches(self, dataloader: Any, num_batches: int = 0) -> Any:
-        """A dataloader that starts after ``num_batches`` batches (for resuming mid-epoch).
-
-        Example:
-            >>> loader = accelerator.skip_first_batches(loader, 100)  # doctest: +SKIP
-        """
-        from accel.core.data import skip_first_batches
-
-        return skip_first_batches(dataloader, num_batches=num_batches)
-
-    def free_memory(self, *objects: Any) -> list[None]:
-        """Drop the accelerator's references to prepared objects and free cached memory.
-
-        Returns ``None`` for each object passed, to reassign: ``a, b = free_memory(a, b)``.
-
-        Example:
-            >>> model, optimizer = accelerator.free_memory(model, optimizer)  # doctest: +SKIP
-        """
-        self._models.clear()
-        self._optimizers.clear()
-        self._schedulers.clear()
-        self._dataloaders.clear()
-        self.step = 0
-        gc.collect()
-        for name in ("cuda", "xpu", "npu", "mps"):
-            module = getattr(torch, name, None)
-            if module is not None and hasattr(module, "empty_cache") and module.is_available():
-                module.empty_cache()
-        return [None for _ in objects]
-
-    def clear(self, *objects: Any) -> list[None]:
-        """Alias of :meth:`free_memory`.
-
-        Example:
-            >>> model = accelerator.clear(model)  # doctest: +SKIP
-        """
-        return self.free_memory(*objects)
-
-    def verify_device_map(self, model: torch.nn.Module) -> bool:
-        """Whether ``model`` was loaded with a device map spanning several devices.
-
-        Example:
-            >>> accelerator.verify_device_map(torch.nn.Linear(1, 1))  # doctest: +SKIP
-            False
-        """
-        return _has_multi_device_map(model)
 
     def __repr__(self) -> str:
         return f"Accelerator(distributed_type={self.distributed_type.value}, num_processes={self.num_processes}, device={self.device}, mixed_precision={self.mixed_precision!r})"

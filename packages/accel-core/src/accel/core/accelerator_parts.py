@@ -1,7 +1,7 @@
 """What the ``Accelerator``'s mixins read from one another, declared once for type checkers.
 
-``Accelerator`` is assembled from mixins by concern (process control, the training step,
-tracking, checkpoints); each uses attributes and methods another part defines.
+``Accelerator`` is assembled from mixins by concern (the view of the job, preparation,
+process control, the training step, tracking, checkpoints); each uses attributes and methods another part defines.
 :class:`AcceleratorParts` declares them (annotations only: nothing is set here), so each
 mixin module type-checks on its own without importing ``accelerator.py``.
 
@@ -40,11 +40,24 @@ class AcceleratorParts:
     multi_device: bool
     parallelism_config: Any
     torch_device_mesh: Any
+    # configuration (set by Accelerator.__init__)
+    dataloader_config: Any
+    device_placement: bool
+    step_scheduler_with_optimizer: bool
+    rng_types: list[str]
+    native_amp: bool
+    split_batches: bool
+    # kwargs handlers (None when not given)
+    ddp_handler: Any
+    scaler_handler: Any
+    init_handler: Any
+    autocast_handler: Any
+    fp8_recipe_handler: Any
     # the training step
     strategy: Any
     scaler: Any
     mixed_precision: str
-    autocast_handler: Any
+    step: int
     gradient_accumulation_steps: int
     sync_gradients: bool
     # prepared objects and checkpoints

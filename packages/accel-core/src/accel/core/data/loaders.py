@@ -1,8 +1,10 @@
-"""The dataloaders ``prepare_data_loader`` returns: sharded, dispatched, and skipping."""
+"""The dataloaders ``prepare_data_loader`` returns: sharded, dispatched, and skipping.
+
+The bookkeeping of each pass (resume position, RNG records, epochs) is in
+:mod:`accel.core.data.passes`."""
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -10,16 +12,12 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from accel.core.data.resume import (
-    PendingResume,
-    capture_global_rng_states,
-    capture_pass_rng,
-    restore_pass_rng,
-    set_global_rng_states,
-)
+from accel.core.data.passes import ResumeIndexSkip, before_fetch, finish_pass, start_pass
 from accel.core.data.tracking import (
     DataLoaderStateMixin,
     _batch_sampler_chain,
+    batch_size_of,
+    dataset_length,
     get_sampler,
     replace_sampler,
     set_epoch_everywhere,
@@ -47,76 +45,6 @@ def _refuse_stateful(use_stateful_dataloader: bool, owner: str) -> None:
             "position of every prepared dataloader itself (epoch and batches yielded), so "
             "torchdata's StatefulDataLoader is not needed; pass use_stateful_dataloader=False."
         )
-
-
-def _batch_size_of(loader: DataLoader) -> int | None:
-    if loader.batch_size is not None:
-        return loader.batch_size
-    for level in (loader.sampler, loader.batch_sampler):
-        size = getattr(level, "batch_size", None)
-        if size is not None:
-            return size
-    return None
-
-
-def _start_pass(loader: Any) -> PendingResume:
-    """Begin a pass of ``loader`` before it draws its order: put back the order sources of a
-    pass being resumed, record them (a save in this pass stores them), set the position.
-    Returns the pending resume (an empty one when the pass starts from its first batch)."""
-    pending = loader._take_resume()
-    if pending is not None and pending.pass_rng is not None:
-        restore_pass_rng(loader, pending.pass_rng)
-    loader._pass_rng = capture_pass_rng(loader)
-    loader._fetch_rng = None
-    if pending is None:  # a skip_first_batches copy skips on every pass, as Accelerate's does
-        pending = PendingResume(seen=loader._skip_each_pass)
-    loader._batches_yielded = pending.seen
-    return pending
-
-
-def _before_fetch(loader: Any, pending: PendingResume, fetched: int, skip: int) -> None:
-    """Called right before the loader reads batch number ``fetched`` of the pass: record the
-    global RNG states (a save after the batch before stores them: what that read drew from),
-    and, when it is the first batch a resumed pass uses, put back the saved run's."""
-    if fetched == skip and pending.fetch_rng is not None:
-        set_global_rng_states(pending.fetch_rng)
-    loader._fetch_rng = capture_global_rng_states()
-
-
-def _finish_pass(loader: Any) -> None:
-    """A pass is complete: the next one is the following epoch (also for the loader a
-    ``skip_first_batches`` copy was made from)."""
-    loader._epoch += 1
-    origin = loader._origin() if loader._origin is not None else None
-    if origin is not None:
-        origin._epoch = max(origin._epoch, loader._epoch)
-
-
-class _ResumeIndexSkip:
-    """The index sampler of a resumed pass: leaves out the indices of the batches used before
-    the checkpoint, so those batches are never loaded.
-
-    How many to leave out is read from ``loader._skip_indices`` (then cleared) when iteration
-    actually starts: torch's multi-worker iterator calls ``iter`` on its sampler twice and
-    keeps it for the later passes of persistent workers, which must skip nothing.
-    """
-
-    def __init__(self, sampler: Any, loader: DataLoaderShard) -> None:
-        self.sampler = sampler
-        self.loader = loader
-
-    def __len__(self) -> int:
-        return len(self.sampler)
-
-    def __iter__(self) -> Iterator[Any]:
-        skip, self.loader._skip_indices = self.loader._skip_indices, 0
-        batches = iter(self.sampler)  # the order is drawn on the first step
-        for _ in itertools.islice(batches, skip):
-            pass
-        hook, self.loader._on_first_unused = self.loader._on_first_unused, None
-        if hook is not None:
-            hook()  # the first unused batch is read next
-        yield from batches
 
 
 class _PreparedDataLoader(DataLoaderStateMixin, DataLoader):
@@ -218,14 +146,14 @@ class DataLoaderShard(_PreparedDataLoader):
     @property
     def _index_sampler(self) -> Any:
         sampler = super()._index_sampler
-        return _ResumeIndexSkip(sampler, self) if self._skip_indices else sampler
+        return ResumeIndexSkip(sampler, self) if self._skip_indices else sampler
 
     def _place(self, batch: Any) -> Any:
         if self.device is None:
             return batch
         return send_to_device(batch, self.device, non_blocking=self._non_blocking)
 
-    _on_first_unused: Any = None  # called by _ResumeIndexSkip once the used batches are left out
+    _on_first_unused: Any = None  # called by ResumeIndexSkip once the used batches are left out
 
     def __iter__(self) -> Iterator[Any]:
         if self.rng_types is not None:
@@ -233,7 +161,7 @@ class DataLoaderShard(_PreparedDataLoader):
         self.begin()
         try:
             self.set_epoch(self._epoch)
-            pending = _start_pass(self)
+            pending = start_pass(self)
             restore_rng = pending.restore
             skip = self.skip_batches + pending.seen
             # A map-style pass resumes by skipping indices: the used batches are never loaded.
@@ -242,17 +170,17 @@ class DataLoaderShard(_PreparedDataLoader):
             position = pending.seen if by_index else 0
             self._skip_indices = position
             if position:
-                self._on_first_unused = lambda: _before_fetch(self, pending, position, skip)
+                self._on_first_unused = lambda: before_fetch(self, pending, position, skip)
             batches = super().__iter__()
             try:
                 if not position:
-                    _before_fetch(self, pending, 0, skip)
+                    before_fetch(self, pending, 0, skip)
                 current = next(batches)
             except StopIteration:
                 if position:  # saved after the last batch of this pass: the pass is over
                     if restore_rng is not None:
                         restore_rng()
-                    _finish_pass(self)
+                    finish_pass(self)
                 return
             finally:
                 self._skip_indices = 0
@@ -263,7 +191,7 @@ class DataLoaderShard(_PreparedDataLoader):
                 if position == skip and restore_rng is not None:
                     restore_rng()  # RNG as it was when this batch was next, at save time
                     restore_rng = None
-                _before_fetch(self, pending, position + 1, skip)
+                before_fetch(self, pending, position + 1, skip)
                 try:
                     following = next(batches)
                 except StopIteration:
@@ -278,19 +206,21 @@ class DataLoaderShard(_PreparedDataLoader):
                 current = following
             if restore_rng is not None:  # the pass ended among the skipped batches
                 restore_rng()
-            _finish_pass(self)
+            finish_pass(self)
         finally:
             self.end()
 
     @property
-    def total_batch_size(self) -> int:
-        """Samples consumed per step by all processes together.
+    def total_batch_size(self) -> int | None:
+        """Samples consumed per step by all processes together (``None`` without a batch size).
 
         Example:
             >>> DataLoaderShard(range(8), batch_size=4).total_batch_size
             4
         """
-        size = _batch_size_of(self)
+        size = batch_size_of(self)
+        if size is None:
+            return None
         for level in _batch_sampler_chain(self):
             if hasattr(level, "split_batches"):
                 return size if level.split_batches else size * level.num_processes
@@ -304,9 +234,8 @@ class DataLoaderShard(_PreparedDataLoader):
             >>> DataLoaderShard(range(8), batch_size=4).total_dataset_length
             8
         """
-        if hasattr(self.dataset, "total_length"):
-            return self.dataset.total_length
-        return len(self.dataset)
+        total = getattr(self.dataset, "total_length", None)
+        return dataset_length(self.dataset) if total is None else total
 
 
 class DataLoaderDispatcher(_PreparedDataLoader):
@@ -360,7 +289,7 @@ class DataLoaderDispatcher(_PreparedDataLoader):
     def _load_group(self, source: Iterator[Any] | None) -> tuple[Any, Any]:
         """On process 0, the next global batch; everywhere, its structure (``None``: done)."""
         batch, structure = None, None
-        if self.state.process_index == 0:
+        if source is not None:  # process 0 iterates the dataloader
             wanted = 1 if self.split_batches else self.state.num_processes
             parts = []
             for _ in range(wanted):
@@ -392,20 +321,23 @@ class DataLoaderDispatcher(_PreparedDataLoader):
         self.begin()
         try:
             self.set_epoch(self._epoch)
-            pending = _start_pass(self)
+            pending = start_pass(self)
             restore_rng = pending.restore
             skip = self.skip_batches + pending.seen
             state = self.state
             count, rank = state.num_processes, state.process_index
+            device = state.device
+            if device is None:  # PartialState picks it on its first initialization
+                raise RuntimeError("PartialState was initialized without picking a device")
             source = super().__iter__() if rank == 0 else None
             head = None  # first samples of the pass, to complete an uneven last batch
-            _before_fetch(self, pending, 0, skip)
+            before_fetch(self, pending, 0, skip)
             batch, structure = self._load_group(source)
             position = 0
             while structure is not None:
                 if rank != 0:
                     batch = initialize_tensors(structure)
-                batch = send_to_device(batch, state.device, non_blocking=self._non_blocking)
+                batch = send_to_device(batch, device, non_blocking=self._non_blocking)
                 batch = broadcast(batch, from_process=0)
                 if head is None and not self._drop_last:
                     head = self.slice_fn(
@@ -416,7 +348,7 @@ class DataLoaderDispatcher(_PreparedDataLoader):
                 if position == skip and restore_rng is not None:
                     restore_rng()  # RNG as it was when this batch was next, at save time
                     restore_rng = None
-                _before_fetch(self, pending, position + 1, skip)
+                before_fetch(self, pending, position + 1, skip)
                 upcoming, upcoming_structure = self._load_group(source)
                 last = upcoming_structure is None
                 if last and not self._drop_last and observed % count != 0:
@@ -434,7 +366,7 @@ class DataLoaderDispatcher(_PreparedDataLoader):
                 batch, structure = upcoming, upcoming_structure
             if restore_rng is not None:  # the pass ended among the skipped batches
                 restore_rng()
-            _finish_pass(self)
+            finish_pass(self)
         finally:
             self.end()
 
@@ -447,14 +379,16 @@ class DataLoaderDispatcher(_PreparedDataLoader):
         return math.ceil(whole / self.state.num_processes)
 
     @property
-    def total_batch_size(self) -> int:
-        """Samples consumed per step by all processes together.
+    def total_batch_size(self) -> int | None:
+        """Samples consumed per step by all processes together (``None`` without a batch size).
 
         Example:
             >>> DataLoaderDispatcher(range(8), batch_size=4).total_batch_size
             4
         """
-        size = _batch_size_of(self)
+        size = batch_size_of(self)
+        if size is None:
+            return None
         return size if self.split_batches else size * self.state.num_processes
 
     @property
@@ -465,7 +399,7 @@ class DataLoaderDispatcher(_PreparedDataLoader):
             >>> DataLoaderDispatcher(range(8), batch_size=4).total_dataset_length
             8
         """
-        return len(self.dataset)
+        return dataset_length(self.dataset)
 
 
 class SkipDataLoader(DataLoaderStateMixin, DataLoader):
@@ -505,7 +439,7 @@ class SkipDataLoader(DataLoaderStateMixin, DataLoader):
             >>> SkipDataLoader(range(4), batch_size=2).total_batch_size
             2
         """
-        return _batch_size_of(self)
+        return batch_size_of(self)
 
     def _initial_remainder(self) -> int:
         return -1
@@ -513,7 +447,7 @@ class SkipDataLoader(DataLoaderStateMixin, DataLoader):
     def __iter__(self) -> Iterator[Any]:
         self.begin()
         try:
-            pending = _start_pass(self)
+            pending = start_pass(self)
             restore_rng = pending.restore
             skip = self.skip_batches + pending.seen
             batches = super().__iter__()
@@ -532,7 +466,7 @@ class SkipDataLoader(DataLoaderStateMixin, DataLoader):
                 position += 1
             if restore_rng is not None:  # the pass ended among the skipped batches
                 restore_rng()
-            _finish_pass(self)
+            finish_pass(self)
         finally:
             self.end()
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sized
 from contextlib import suppress
 from typing import Any
 
 from torch.utils.data import BatchSampler
 
-__all__ = ["DataLoaderStateMixin", "get_sampler"]
+from accel.state import GradientState
+
+__all__ = ["DataLoaderStateMixin", "batch_size_of", "dataset_length", "get_sampler"]
 
 
 class DataLoaderStateMixin:
@@ -46,7 +48,7 @@ class DataLoaderStateMixin:
     _resume: Any = None
     # The order sources of the pass in progress as they were at its start (``capture_pass_rng``).
     _pass_rng: Any = None
-    # The global RNG states just before the loader read its latest batch (``_before_fetch``).
+    # The global RNG states just before the loader read its latest batch (``passes.before_fetch``).
     _fetch_rng: Any = None
     # A ``skip_first_batches`` copy points back to the loader it was made from (a weakref), and
     # the loader to its newest copy: saves see the copy's position, the copy's passes count as
@@ -54,6 +56,11 @@ class DataLoaderStateMixin:
     _origin: Any = None
     _active_copy: Any = None
     _skip_each_pass: int = 0  # batches a skip_first_batches copy leaves out of every pass
+    # What the loader using this mixin provides (a DataLoader subclass sets them).
+    dataset: Any
+    gradient_state: GradientState
+    total_batch_size: int | None
+    _drop_last: bool
 
     def _take_resume(self) -> Any:
         """The pending resume (consumed: only the next pass resumes), or ``None``."""
@@ -75,11 +82,14 @@ class DataLoaderStateMixin:
     def _initial_remainder(self) -> int:
         if self._drop_last:
             return -1
+        size = self.total_batch_size
+        if not size:
+            return -1
         with suppress(Exception):
             length = getattr(self.dataset, "total_dataset_length", None)
             if length is None:
-                length = len(self.dataset)
-            return length % self.total_batch_size
+                length = dataset_length(self.dataset)
+            return length % size
         return -1
 
     def begin(self) -> None:
@@ -115,6 +125,36 @@ class DataLoaderStateMixin:
         self._epoch = value
 
 
+def batch_size_of(loader: Any) -> int | None:
+    """The loader's batch size, else its sampler's or batch sampler's; ``None`` if none has one.
+
+    Example:
+        >>> from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
+        >>> batches = BatchSampler(SequentialSampler(range(6)), batch_size=3, drop_last=False)
+        >>> batch_size_of(DataLoader(range(6), batch_sampler=batches))
+        3
+    """
+    if loader.batch_size is not None:
+        return loader.batch_size
+    for level in (loader.sampler, loader.batch_sampler):
+        size = getattr(level, "batch_size", None)
+        if size is not None:
+            return size
+    return None
+
+
+def dataset_length(dataset: object) -> int:
+    """``len(dataset)``, or a ``TypeError`` naming the dataset's class when it has no length.
+
+    Example:
+        >>> dataset_length(range(5))
+        5
+    """
+    if not isinstance(dataset, Sized):
+        raise TypeError(f"the dataset ({type(dataset).__name__}) has no length (no __len__)")
+    return len(dataset)
+
+
 def _batch_sampler_chain(dataloader: Any) -> Iterator[Any]:
     """The loader's batch sampler, then what it wraps (``.batch_sampler``), outermost first."""
     sampler = getattr(dataloader, "sampler", None)
@@ -147,7 +187,11 @@ def set_epoch_everywhere(dataloader: Any, epoch: int) -> None:
     told: set[int] = set()
     for level in _batch_sampler_chain(dataloader):
         for candidate in (level, getattr(level, "sampler", None)):
-            if hasattr(candidate, "set_epoch") and id(candidate) not in told:
+            if (
+                candidate is not None
+                and hasattr(candidate, "set_epoch")
+                and id(candidate) not in told
+            ):
                 told.add(id(candidate))
                 candidate.set_epoch(epoch)
     if not told and hasattr(dataloader.dataset, "set_epoch"):

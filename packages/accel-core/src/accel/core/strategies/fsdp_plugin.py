@@ -1,5 +1,7 @@
-"""FSDP2's configuration, ``FullyShardedDataParallelPlugin``: its fields, the ``FSDP_*``
-(and ``ACCEL_FSDP_*``) environment variables the launcher writes, and their validation.
+"""FSDP2's configuration, ``FullyShardedDataParallelPlugin``: its fields, read from the
+arguments or else from the ``FSDP_*`` (and ``ACCEL_FSDP_*``) environment variables the
+launcher writes, and the wrap policy it implies. Each field is parsed and validated by
+:mod:`accel.core.strategies.fsdp_options`.
 
 The strategy that uses it is :mod:`accel.core.strategies.fsdp`.
 
@@ -13,79 +15,50 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-import re
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
-from accel.core.kwargs import (
-    ARGUMENT,
-    _describe,
-    _invalid,
-    check_int,
-    env_truth,
+from accel.core.kwargs import ARGUMENT, _invalid
+from accel.core.strategies.fsdp_options import (
+    AUTO_WRAP_POLICIES,
+    DEFAULT_MIN_NUM_PARAMS,
+    FSDP1_ONLY,
+    FSDP_MIXED_PRECISION,
+    OWNER,
+    parse_auto_wrap_policy,
+    parse_class_names,
+    parse_cpu_offload,
+    parse_flag,
+    parse_fsdp_version,
+    parse_ignored_modules,
+    parse_min_num_params,
+    parse_mixed_precision_policy,
+    parse_reshard_after_forward,
+    parse_state_dict_type,
 )
-from accel.state.env import str_to_bool
-from accel.state.options import AUTO_WRAP_POLICIES as _AUTO_WRAP_POLICIES
-from accel.state.options import STATE_DICT_TYPES, fsdp_env, lookup
+from accel.state.options import fsdp_env, lookup
 from accel.state.process_logging import warn_on_main_process
+
+if TYPE_CHECKING:
+    from torch.distributed.fsdp import OffloadPolicy
 
 __all__ = ["FullyShardedDataParallelPlugin"]
 
-
-# ---------------------------------------------------------------------------------------------
-# FSDP2
-
-AUTO_WRAP_POLICIES = tuple(policy.lower() for policy in _AUTO_WRAP_POLICIES)
-FSDP_MIXED_PRECISION = {
-    "fp8": torch.bfloat16,
-    "fp16": torch.float16,
-    "bf16": torch.bfloat16,
-    "fp32": torch.float32,
-}
-DEFAULT_MIN_NUM_PARAMS = 10**8
-_DTYPE_NAMES = {
-    "fp16": torch.float16,
-    "float16": torch.float16,
-    "half": torch.float16,
-    "bf16": torch.bfloat16,
-    "bfloat16": torch.bfloat16,
-    "fp32": torch.float32,
-    "float32": torch.float32,
-    "float": torch.float32,
-}
-# Accelerate's FSDP1-only arguments, and what to use instead with FSDP2.
-_FSDP1_ONLY = {
-    "sharding_strategy": "use reshard_after_forward (FULL_SHARD -> True, SHARD_GRAD_OP -> False)",
-    "backward_prefetch": "FSDP2 prefetches on its own; drop it",
-    "state_dict_config": "drop it; state_dict_type selects the layout",
-    "optim_state_dict_config": "drop it; state_dict_type selects the layout",
-    "limit_all_gathers": "FSDP2 does not need it; drop it",
-    "use_orig_params": "FSDP2 always uses the original parameters; drop it",
-    "param_init_fn": "FSDP2 does not use it; drop it",
-    "sync_module_states": "FSDP2 does not need it; use cpu_ram_efficient_loading",
-    "forward_prefetch": "FSDP2 does not implement it; drop it",
-}
-_FSDP1_MIGRATION = (
-    "accel implements FSDP2 only (torch.distributed.fsdp.fully_shard). To migrate: set "
-    "fsdp_version=2 (or fsdp_version: 2 in the config file / FSDP_VERSION=2), replace "
-    "sharding_strategy by reshard_after_forward (FULL_SHARD -> True, SHARD_GRAD_OP -> False), and "
-    "drop FSDP1-only options (backward_prefetch, forward_prefetch, use_orig_params, "
-    "sync_module_states, limit_all_gathers)"
-)
+_Class = TypeVar("_Class", bound=type)
 
 
-def _track_explicit(cls: type) -> type:
+def _track_explicit(cls: _Class) -> _Class:
     """Record which fields the caller passed, so that only the others are read from the env."""
     generated = cls.__init__
     names = [f.name for f in dataclasses.fields(cls) if f.init]
 
     @functools.wraps(generated)
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        legacy = sorted(set(kwargs) & set(_FSDP1_ONLY))
+        legacy = sorted(set(kwargs) & set(FSDP1_ONLY))
         if legacy:
-            hints = "; ".join(f"{k}: {_FSDP1_ONLY[k]}" for k in legacy)
+            hints = "; ".join(f"{k}: {FSDP1_ONLY[k]}" for k in legacy)
             raise TypeError(
                 f"{cls.__name__} got FSDP1-only argument(s) {', '.join(legacy)}; accel implements "
                 f"FSDP2 only. {hints}"
@@ -136,8 +109,8 @@ class FullyShardedDataParallelPlugin:
 
     fsdp_version: int = 2
     reshard_after_forward: bool | int = True
-    cpu_offload: bool = False
-    auto_wrap_policy: str | Callable[[torch.nn.Module], bool] | None = None
+    cpu_offload: bool | OffloadPolicy = False
+    auto_wrap_policy: str | Callable[..., Any] | None = None
     transformer_cls_names_to_wrap: list[str] | None = None
     min_num_params: int | None = None
     mixed_precision_policy: Any = None
@@ -145,8 +118,6 @@ class FullyShardedDataParallelPlugin:
     activation_checkpointing: bool = False
     cpu_ram_efficient_loading: bool = False
     ignored_modules: Iterable[torch.nn.Module] | str | None = None
-
-    _OWNER = "FullyShardedDataParallelPlugin"
 
     def _value(self, name: str, env: str) -> tuple[Any, str]:
         """Field value and its source: the argument if passed, else the env var if set."""
@@ -158,54 +129,14 @@ class FullyShardedDataParallelPlugin:
         return raw, source
 
     def __post_init__(self) -> None:
-        owner = self._OWNER
-
-        value, source = self._value("fsdp_version", "VERSION")
-        if isinstance(value, str) and value.strip().isdigit():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int) or value not in (1, 2):
-            raise _invalid(owner, "fsdp_version", value, "2 (accel implements FSDP2 only)", source)
-        if value == 1:
-            origin = "argument" if source == ARGUMENT else f"environment variable {source}"
-            raise ValueError(
-                f"{owner}.fsdp_version=1 (from {origin}) is not supported; {_FSDP1_MIGRATION}"
-            )
-        self.fsdp_version = 2
-
-        value, source = self._value("reshard_after_forward", "RESHARD_AFTER_FORWARD")
-        self.reshard_after_forward = self._parse_reshard(value, source)
-
-        value, source = self._value("cpu_offload", "OFFLOAD_PARAMS")
-        if isinstance(value, str) and source != ARGUMENT:
-            value = env_truth(owner, "cpu_offload", value, source)
-        from torch.distributed.fsdp import OffloadPolicy
-
-        if not isinstance(value, (bool, OffloadPolicy)):
-            raise _invalid(
-                owner,
-                "cpu_offload",
-                value,
-                "True, False or a torch OffloadPolicy",
-                source,
-                TypeError,
-            )
-        self.cpu_offload = value
-
-        value, source = self._value("auto_wrap_policy", "AUTO_WRAP_POLICY")
-        if isinstance(value, str):
-            if value.lower() not in AUTO_WRAP_POLICIES:
-                raise _invalid(owner, "auto_wrap_policy", value, AUTO_WRAP_POLICIES, source)
-            value = None if value.lower() == "no_wrap" else value.lower()
-        elif value is not None and not callable(value):
-            raise _invalid(
-                owner,
-                "auto_wrap_policy",
-                value,
-                f"{_describe(AUTO_WRAP_POLICIES)}, a callable or None",
-                source,
-                TypeError,
-            )
-        self.auto_wrap_policy = value
+        self.fsdp_version = parse_fsdp_version(*self._value("fsdp_version", "VERSION"))
+        self.reshard_after_forward = parse_reshard_after_forward(
+            *self._value("reshard_after_forward", "RESHARD_AFTER_FORWARD")
+        )
+        self.cpu_offload = parse_cpu_offload(*self._value("cpu_offload", "OFFLOAD_PARAMS"))
+        self.auto_wrap_policy = parse_auto_wrap_policy(
+            *self._value("auto_wrap_policy", "AUTO_WRAP_POLICY")
+        )
 
         if self.auto_wrap_policy == "transformer_based_wrap":
             value, source = self._value("transformer_cls_names_to_wrap", "TRANSFORMER_CLS_TO_WRAP")
@@ -213,192 +144,34 @@ class FullyShardedDataParallelPlugin:
             value, source = self.transformer_cls_names_to_wrap, ARGUMENT
             if value is not None:
                 warn_on_main_process(
-                    f"{owner}.transformer_cls_names_to_wrap is only used with "
+                    f"{OWNER}.transformer_cls_names_to_wrap is only used with "
                     f"auto_wrap_policy='transformer_based_wrap' (got {self.auto_wrap_policy!r}); "
                     "it is ignored",
                     stacklevel=3,
                 )
-        self.transformer_cls_names_to_wrap = self._parse_names(value, source)
+        self.transformer_cls_names_to_wrap = parse_class_names(value, source)
 
         if self.auto_wrap_policy == "size_based_wrap":
             value, source = self._value("min_num_params", "MIN_NUM_PARAMS")
         else:
             value, source = self.min_num_params, ARGUMENT
-        if isinstance(value, str) and source != ARGUMENT:
-            try:
-                value = int(value)
-            except ValueError:
-                raise _invalid(owner, "min_num_params", value, "an integer >= 0", source) from None
-        check_int(owner, "min_num_params", value, 0, optional=True, source=source)
-        self.min_num_params = value
+        self.min_num_params = parse_min_num_params(value, source)
 
-        self.mixed_precision_policy = self._parse_mixed_precision(self.mixed_precision_policy)
-
-        value, source = self._value("state_dict_type", "STATE_DICT_TYPE")
-        self.state_dict_type = self._parse_state_dict_type(value, source)
-
-        for name, env in (
-            ("activation_checkpointing", "ACTIVATION_CHECKPOINTING"),
-            ("cpu_ram_efficient_loading", "CPU_RAM_EFFICIENT_LOADING"),
-        ):
-            value, source = self._value(name, env)
-            if isinstance(value, str) and source != ARGUMENT:
-                value = env_truth(owner, name, value, source)
-            if not isinstance(value, bool):
-                raise _invalid(owner, name, value, "True or False", source, TypeError)
-            setattr(self, name, value)
-
-        value, source = self._value("ignored_modules", "IGNORED_MODULES")
-        self.ignored_modules = self._parse_ignored(value, source)
-
-    # -- parsing helpers ------------------------------------------------------------------
-
-    def _parse_reshard(self, value: Any, source: str) -> bool | int:
-        owner = self._OWNER
-        valid = "True, False, an integer >= 2 (world size to reshard to), 'FULL_SHARD' or 'SHARD_GRAD_OP'"
-        if isinstance(value, str):
-            text = value.strip()
-            if text.upper() == "FULL_SHARD":
-                return True
-            if text.upper() == "SHARD_GRAD_OP":
-                return False
-            if text.isdigit() and int(text) >= 2:
-                return int(text)
-            try:
-                return str_to_bool(text, source)
-            except ValueError:
-                raise _invalid(owner, "reshard_after_forward", value, valid, source) from None
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, int):
-            if value < 2:
-                raise _invalid(owner, "reshard_after_forward", value, valid, source)
-            return value
-        raise _invalid(owner, "reshard_after_forward", value, valid, source, TypeError)
-
-    def _parse_names(self, value: Any, source: str) -> list[str] | None:
-        if value is None:
-            return None
-        if isinstance(value, str):
-            value = value.split(",")
-        if not isinstance(value, (list, tuple, set)) or not all(isinstance(v, str) for v in value):
-            raise _invalid(
-                self._OWNER,
-                "transformer_cls_names_to_wrap",
-                value,
-                "a list of class names or a comma-separated string",
-                source,
-                TypeError,
-            )
-        return [v.strip() for v in value if v.strip()]
-
-    def _parse_mixed_precision(self, value: Any) -> Any:
-        from torch.distributed.fsdp import MixedPrecisionPolicy
-
-        owner = self._OWNER
-        if value is None or isinstance(value, MixedPrecisionPolicy):
-            return value
-        if isinstance(value, str):
-            key = value.lower()
-            if key not in ("fp16", "bf16", "fp32"):
-                raise _invalid(owner, "mixed_precision_policy", value, ["fp16", "bf16", "fp32"])
-            dtype = FSDP_MIXED_PRECISION[key]
-            return MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=dtype)
-        if isinstance(value, dict):
-            fields = [f.name for f in dataclasses.fields(MixedPrecisionPolicy)]
-            unknown = sorted(set(value) - set(fields))
-            if unknown:
-                raise _invalid(
-                    owner,
-                    "mixed_precision_policy",
-                    value,
-                    f"a dict with keys among {', '.join(fields)} (unknown: {', '.join(unknown)})",
-                )
-            converted = dict(value)
-            for key in ("param_dtype", "reduce_dtype", "output_dtype"):
-                dtype = converted.get(key)
-                if isinstance(dtype, str) and dtype.lower() in _DTYPE_NAMES:
-                    converted[key] = _DTYPE_NAMES[dtype.lower()]
-                elif dtype is not None and not isinstance(dtype, torch.dtype):
-                    raise _invalid(
-                        owner,
-                        f"mixed_precision_policy[{key!r}]",
-                        dtype,
-                        "a torch.dtype, one of " + ", ".join(sorted(_DTYPE_NAMES)) + ", or None",
-                    )
-            return MixedPrecisionPolicy(**converted)
-        raise _invalid(
-            owner,
-            "mixed_precision_policy",
-            value,
-            "None, a torch.distributed.fsdp.MixedPrecisionPolicy, a dict of its fields, "
-            "or one of 'fp16', 'bf16', 'fp32'",
-            error=TypeError,
+        self.mixed_precision_policy = parse_mixed_precision_policy(self.mixed_precision_policy)
+        self.state_dict_type = parse_state_dict_type(
+            *self._value("state_dict_type", "STATE_DICT_TYPE")
         )
-
-    def _parse_state_dict_type(self, value: Any, source: str) -> str:
-        from torch.distributed.fsdp import StateDictType
-
-        owner = self._OWNER
-        original = value
-        if isinstance(value, StateDictType):
-            value = value.name
-        elif isinstance(value, int) and not isinstance(value, bool):
-            value = StateDictType(value).name if value in (1, 2, 3) else value
-        elif isinstance(value, str) and value.strip().isdigit():
-            number = int(value)
-            value = StateDictType(number).name if number in (1, 2, 3) else value
-        if isinstance(value, str):
-            name = value.strip().upper()
-            if name.startswith("STATEDICTTYPE."):
-                name = name.split(".", 1)[1]
-            if name in STATE_DICT_TYPES:
-                return name
-            if name == "LOCAL_STATE_DICT":
-                raise _invalid(
-                    owner,
-                    "state_dict_type",
-                    original,
-                    f"{_describe(STATE_DICT_TYPES)} (FSDP2 has no LOCAL_STATE_DICT)",
-                    source,
-                )
-        raise _invalid(owner, "state_dict_type", original, STATE_DICT_TYPES, source)
-
-    def _parse_ignored(self, value: Any, source: str) -> Any:
-        owner = self._OWNER
-        if value is None:
-            return None
-        if isinstance(value, str):
-            try:
-                re.compile(value)
-            except re.error as err:
-                raise _invalid(
-                    owner, "ignored_modules", value, f"a valid regular expression ({err})", source
-                ) from None
-            return value
-        if isinstance(value, torch.nn.Module):
-            raise _invalid(
-                owner,
-                "ignored_modules",
-                value,
-                "an iterable of modules (wrap one module in a list), a regex string or None",
-                source,
-                TypeError,
-            )
-        try:
-            modules = list(value)
-        except TypeError:
-            modules = None
-        if modules is None or not all(isinstance(m, torch.nn.Module) for m in modules):
-            raise _invalid(
-                owner,
-                "ignored_modules",
-                value,
-                "an iterable of torch.nn.Module, a regex string matching module names, or None",
-                source,
-                TypeError,
-            )
-        return modules
+        self.activation_checkpointing = parse_flag(
+            "activation_checkpointing",
+            *self._value("activation_checkpointing", "ACTIVATION_CHECKPOINTING"),
+        )
+        self.cpu_ram_efficient_loading = parse_flag(
+            "cpu_ram_efficient_loading",
+            *self._value("cpu_ram_efficient_loading", "CPU_RAM_EFFICIENT_LOADING"),
+        )
+        self.ignored_modules = parse_ignored_modules(
+            *self._value("ignored_modules", "IGNORED_MODULES")
+        )
 
     # -- public helpers -------------------------------------------------------------------
 
@@ -423,9 +196,7 @@ class FullyShardedDataParallelPlugin:
         valid = ["no", *FSDP_MIXED_PRECISION]
         key = str(mixed_precision).lower() if isinstance(mixed_precision, str) else None
         if key not in valid:
-            raise _invalid(
-                self._OWNER, "set_mixed_precision(mixed_precision)", mixed_precision, valid
-            )
+            raise _invalid(OWNER, "set_mixed_precision(mixed_precision)", mixed_precision, valid)
         if key == "no" or not (override or self.mixed_precision_policy is None):
             return
         dtype = FSDP_MIXED_PRECISION[key]
@@ -452,7 +223,7 @@ class FullyShardedDataParallelPlugin:
             return list(self.transformer_cls_names_to_wrap)
         if model is None:
             raise ValueError(
-                f"{self._OWNER}.transformer_cls_names_to_wrap=None: pass model= so that the "
+                f"{OWNER}.transformer_cls_names_to_wrap=None: pass model= so that the "
                 "model's _no_split_modules can be used, or set transformer_cls_names_to_wrap"
             )
         return list(getattr(model, "_no_split_modules", None) or [])
@@ -484,13 +255,13 @@ class FullyShardedDataParallelPlugin:
                 else "the model's _no_split_modules"
             )
             raise ValueError(
-                f"{self._OWNER}: class name(s) {', '.join(map(repr, unknown))} from {origin} "
+                f"{OWNER}: class name(s) {', '.join(map(repr, unknown))} from {origin} "
                 f"are not in the model {type(model).__name__}; its module classes are "
                 f"{', '.join(sorted(present))}"
             )
         if not names:
             warn_on_main_process(
-                f"{self._OWNER}: auto_wrap_policy='transformer_based_wrap' has no class names "
+                f"{OWNER}: auto_wrap_policy='transformer_based_wrap' has no class names "
                 f"(no transformer_cls_names_to_wrap and {type(model).__name__} has no "
                 "_no_split_modules); only the root module will be sharded",
                 stacklevel=2,
@@ -522,15 +293,18 @@ class FullyShardedDataParallelPlugin:
         if policy is None:
             return False
         inner = getattr(module, "_checkpoint_wrapped_module", module)
-        if policy == "transformer_based_wrap":
-            names = set(self._names_to_wrap(model))
-            return any(cls.__name__ in names for cls in type(inner).__mro__)
-        if policy == "size_based_wrap":
-            threshold = (
-                DEFAULT_MIN_NUM_PARAMS if self.min_num_params is None else self.min_num_params
-            )
-            count = sum(p.numel() for p in inner.parameters())
-            return count > 0 and count >= threshold
+        if isinstance(policy, str):
+            if policy == "transformer_based_wrap":
+                names = set(self._names_to_wrap(model))
+                return any(cls.__name__ in names for cls in type(inner).__mro__)
+            if policy == "size_based_wrap":
+                threshold = (
+                    DEFAULT_MIN_NUM_PARAMS if self.min_num_params is None else self.min_num_params
+                )
+                count = sum(p.numel() for p in inner.parameters())
+                return count > 0 and count >= threshold
+            valid = [p for p in AUTO_WRAP_POLICIES if p != "no_wrap"]
+            raise _invalid(OWNER, "auto_wrap_policy", policy, f"{valid}, a callable or None")
         try:
             parameters = inspect.signature(policy).parameters
         except (TypeError, ValueError):
