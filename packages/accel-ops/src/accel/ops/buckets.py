@@ -8,7 +8,7 @@ one buffer per (dtype, device) pays it once.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -28,8 +28,8 @@ class Bucket:
 
     indices: list[int]
     tensors: list[torch.Tensor]
-    offsets: list[int] = field(default_factory=list)
-    flat: torch.Tensor | None = None
+    offsets: list[int]
+    flat: torch.Tensor
 
     @property
     def dtype(self) -> torch.dtype:
@@ -103,25 +103,23 @@ def make_buckets(tensors: list[torch.Tensor], pack: bool = True) -> Iterator[Buc
         >>> [b.indices for b in make_buckets([torch.ones(1), torch.ones(1, dtype=torch.int64)])]
         [[0], [1]]
     """
-    groups: dict[tuple[torch.dtype, torch.device], Bucket] = {}
+    groups: dict[tuple[torch.dtype, torch.device], tuple[list[int], list[torch.Tensor]]] = {}
     for index, tensor in enumerate(tensors):
         key = (tensor.dtype, tensor.device)
-        bucket = groups.get(key)
-        if bucket is None:
-            groups[key] = Bucket([index], [tensor])
+        group = groups.get(key)
+        if group is None:
+            groups[key] = ([index], [tensor])
         else:
-            bucket.indices.append(index)
-            bucket.tensors.append(tensor)
-    for bucket in groups.values():
+            group[0].append(index)
+            group[1].append(tensor)
+    for indices, members in groups.values():
         offsets = [0]
-        for tensor in bucket.tensors:
+        for tensor in members:
             offsets.append(offsets[-1] + tensor.numel())
-        bucket.offsets = offsets
-        if len(bucket.tensors) == 1:
-            bucket.flat = as_wire(bucket.tensors[0].contiguous().view(-1))
+        if len(members) == 1:
+            flat = as_wire(members[0].contiguous().view(-1))
         elif pack:
-            bucket.flat = as_wire(torch.cat([t.reshape(-1) for t in bucket.tensors]))
+            flat = as_wire(torch.cat([t.reshape(-1) for t in members]))
         else:
-            first = bucket.tensors[0]
-            bucket.flat = as_wire(first.new_empty(offsets[-1]))
-        yield bucket
+            flat = as_wire(members[0].new_empty(offsets[-1]))
+        yield Bucket(indices, members, offsets, flat)

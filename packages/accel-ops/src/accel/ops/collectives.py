@@ -157,7 +157,7 @@ def reduce(tensor: Any, reduction: str = "mean", scale: float = 1.0) -> Any:
         results = [leaf.clone() if scale == 1.0 else leaf * scale for leaf in leaves]
         return _rebuild(tensor, results)
     _verify(state, "reduce", tensor, leaves)
-    results = [None] * len(leaves)
+    reduced: list[Any] = [None] * len(leaves)
     for bucket in make_buckets(leaves):
         buffer = bucket.flat.clone() if len(bucket.tensors) == 1 else bucket.flat
         op = _REDUCE_OPS[reduction]
@@ -169,8 +169,8 @@ def reduce(tensor: Any, reduction: str = "mean", scale: float = 1.0) -> Any:
         if scale != 1.0:
             buffer.mul_(scale)
         for index, view in zip(bucket.indices, bucket.views(buffer)):
-            results[index] = view
-    return _rebuild(tensor, results)
+            reduced[index] = view
+    return _rebuild(tensor, reduced)
 
 
 def broadcast(tensor: Any, from_process: int = 0) -> Any:
@@ -203,7 +203,8 @@ def broadcast(tensor: Any, from_process: int = 0) -> Any:
             original = bucket.tensors[0]
             if bucket.flat.data_ptr() == original.data_ptr() and original.is_contiguous():
                 continue  # received straight into the tensor
-        torch._foreach_copy_(bucket.tensors, bucket.views(bucket.flat))
+        # torch's stubs do not list its _foreach ops as exported, though they are public ops
+        torch._foreach_copy_(bucket.tensors, bucket.views(bucket.flat))  # pyright: ignore[reportPrivateImportUsage]
     return tensor
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import operator
 import random
 import sys
+from typing import Protocol, SupportsIndex, cast
 
 import numpy as np
 import torch
@@ -21,7 +22,7 @@ _SEED_LIMIT = 2**32
 def _check_seed(seed: object) -> int:
     if isinstance(seed, bool) or not hasattr(type(seed), "__index__"):
         raise TypeError(f"set_seed expects an int seed, got {type(seed).__qualname__} ({seed!r}).")
-    value = operator.index(seed)
+    value = operator.index(cast(SupportsIndex, seed))
     if not 0 <= value < _SEED_LIMIT:
         raise ValueError(
             f"set_seed got seed={value}, outside [0, 2**32) = [0, {_SEED_LIMIT - 1}]: "
@@ -64,14 +65,22 @@ def set_seed(seed: int, device_specific: bool = False, deterministic: bool = Fal
     torch.manual_seed(seed)
     if "torch_xla" in sys.modules:
         # Only when the script already uses torch-xla: importing it has side effects.
-        import torch_xla.core.xla_model as xm
+        import torch_xla.core.xla_model as xm  # pyright: ignore[reportMissingImports]  # torch-xla: .venv-xla only
 
         xm.set_rng_state(seed)
     if deterministic:
         torch.use_deterministic_algorithms(True)
 
 
-def _device_module(rng_type: RNGType) -> object:
+class _DeviceRandom(Protocol):
+    """What ``torch.<device>`` modules (``torch.cuda``, ``torch.xpu``, ...) offer for RNG state."""
+
+    def is_available(self) -> bool: ...
+    def get_rng_state(self) -> torch.Tensor: ...
+    def set_rng_state(self, new_state: torch.Tensor) -> None: ...
+
+
+def _device_module(rng_type: RNGType) -> _DeviceRandom:
     module = getattr(torch, rng_type.value, None)
     if module is None or not hasattr(module, "get_rng_state") or not module.is_available():
         raise ValueError(
@@ -81,15 +90,19 @@ def _device_module(rng_type: RNGType) -> object:
     return module
 
 
+def _given(generator: torch.Generator | None) -> torch.Generator:
+    if generator is None:
+        raise ValueError("rng_type='generator' needs the generator passed as generator=")
+    return generator
+
+
 def _read_state(rng_type: RNGType, generator: torch.Generator | None) -> torch.Tensor:
     if rng_type is RNGType.TORCH:
         return torch.get_rng_state()
     if rng_type is RNGType.GENERATOR:
-        if generator is None:
-            raise ValueError("rng_type='generator' needs the generator passed as generator=")
-        return generator.get_state()
+        return _given(generator).get_state()
     if rng_type is RNGType.XLA:
-        import torch_xla.core.xla_model as xm
+        import torch_xla.core.xla_model as xm  # pyright: ignore[reportMissingImports]  # torch-xla: .venv-xla only
 
         return torch.tensor([xm.get_rng_state()], dtype=torch.int64)
     return _device_module(rng_type).get_rng_state()
@@ -99,9 +112,9 @@ def _write_state(rng_type: RNGType, state: torch.Tensor, generator: torch.Genera
     if rng_type is RNGType.TORCH:
         torch.set_rng_state(state)
     elif rng_type is RNGType.GENERATOR:
-        generator.set_state(state)
+        _given(generator).set_state(state)
     elif rng_type is RNGType.XLA:
-        import torch_xla.core.xla_model as xm
+        import torch_xla.core.xla_model as xm  # pyright: ignore[reportMissingImports]  # torch-xla: .venv-xla only
 
         xm.set_rng_state(int(state.item()))
     else:

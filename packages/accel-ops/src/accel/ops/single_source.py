@@ -62,7 +62,7 @@ def copy_tensor_to_devices(tensor: torch.Tensor | None = None) -> torch.Tensor:
             f"holders: {holders or 'none'}"
         )
     source = holders[0]
-    is_source = state.process_index == source
+    is_source = tensor is not None  # the one holder, checked above
     header = torch.zeros(2, dtype=torch.int64, device=state.device)
     if is_source:
         header[0], header[1] = tensor.dim(), _DTYPES.index(tensor.dtype)

@@ -113,7 +113,7 @@ def honor_type(obj: Any, generator: Iterable[Any]) -> Any:
 
 def _rebuild_mapping(template: Mapping, items: dict) -> Mapping:
     """Return ``items`` in a mapping of the same type as ``template``."""
-    cls = type(template)
+    cls: type[Any] = type(template)
     if cls is dict:
         return items
     if isinstance(template, defaultdict):

@@ -47,6 +47,8 @@ class AcceleratorState:
     """
 
     _shared_state: dict[str, Any] = {}
+    # one plugin, or a dict of named plugins (the active one has ``selected`` set), or None
+    deepspeed_plugins: Any
 
     def __init__(
         self,
@@ -99,7 +101,11 @@ class AcceleratorState:
             ):
                 distributed_type = DistributedType.FSDP
                 self.fsdp_plugin = fsdp_plugin
-                if precision != "no" and hasattr(fsdp_plugin, "set_mixed_precision"):
+                if (
+                    precision != "no"
+                    and fsdp_plugin is not None
+                    and hasattr(fsdp_plugin, "set_mixed_precision")
+                ):
                     fsdp_plugin.set_mixed_precision(precision)
             self._mixed_precision = precision
             self.distributed_type = distributed_type
@@ -251,6 +257,12 @@ class AcceleratorState:
         Example:
             >>> state.select_deepspeed_plugin("teacher")  # doctest: +SKIP
         """
+        if name is None:
+            known = self.deepspeed_plugins if isinstance(self.deepspeed_plugins, dict) else {}
+            raise ValueError(
+                "select_deepspeed_plugin needs the name of a DeepSpeed plugin; known: "
+                f"{', '.join(map(repr, known)) or 'none'}"
+            )
         chosen = self.get_deepspeed_plugin(name)
         for plugin in self.deepspeed_plugins.values():
             plugin.selected = plugin is chosen

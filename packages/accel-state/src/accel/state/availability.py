@@ -117,7 +117,7 @@ def is_npu_available(check_device: bool = False) -> bool:
     if not is_package_available("torch_npu"):
         return False
     import torch
-    import torch_npu  # noqa: F401
+    import torch_npu  # noqa: F401  # pyright: ignore[reportMissingImports]  # optional, not in the dev env
 
     npu = getattr(torch, "npu", None)
     if npu is None or not npu.is_available():

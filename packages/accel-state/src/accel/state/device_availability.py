@@ -56,7 +56,7 @@ def is_hpu_available(init_hccl: bool = False) -> bool:
     if not _plugin_device("habana_frameworks.torch", "hpu", False):
         return False
     if init_hccl:
-        import habana_frameworks.torch.distributed.hccl  # noqa: F401
+        import habana_frameworks.torch.distributed.hccl  # noqa: F401  # pyright: ignore[reportMissingImports]  # optional, not in the dev env
     return True
 
 
@@ -69,7 +69,7 @@ def is_habana_gaudi1() -> bool:
     """
     if not is_hpu_available():
         return False
-    import habana_frameworks.torch.utils.experimental as htexp
+    import habana_frameworks.torch.utils.experimental as htexp  # pyright: ignore[reportMissingImports]  # optional, not in the dev env
 
     return htexp._get_device_type() == htexp.synDeviceType.synDeviceGaudi
 

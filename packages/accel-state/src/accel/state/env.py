@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
+from typing import overload
 
 PREFIX = "ACCEL_"
 ALIAS_PREFIX = "ACCELERATE_"
@@ -128,6 +129,14 @@ def read_choice(
     return value.lower()
 
 
+@overload
+def read_int(
+    keys: Iterable[str], default: int, environ: Mapping[str, str] | None = None
+) -> int: ...
+@overload
+def read_int(
+    keys: Iterable[str], default: None = None, environ: Mapping[str, str] | None = None
+) -> int | None: ...
 def read_int(
     keys: Iterable[str], default: int | None = None, environ: Mapping[str, str] | None = None
 ) -> int | None:

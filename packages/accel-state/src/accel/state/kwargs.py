@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 
 class KwargsHandler:
@@ -15,6 +15,9 @@ class KwargsHandler:
         >>> InitProcessGroupKwargs(timeout=timedelta(seconds=60)).to_kwargs()
         {'timeout': datetime.timedelta(seconds=60)}
     """
+
+    # set by @dataclass on every subclass; declared so that dataclasses.fields(self) type-checks
+    __dataclass_fields__: ClassVar[dict[str, Any]]
 
     def to_dict(self) -> dict[str, Any]:
         """All fields, deep-copied.

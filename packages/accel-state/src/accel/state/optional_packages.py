@@ -191,7 +191,7 @@ def is_transformer_engine_mxfp8_available() -> bool:
     """
     if not is_transformer_engine_available():
         return False
-    from transformer_engine.pytorch.fp8 import check_mxfp8_support
+    from transformer_engine.pytorch.fp8 import check_mxfp8_support  # pyright: ignore[reportMissingImports]  # optional, not in the dev env
 
     return bool(check_mxfp8_support()[0])
 

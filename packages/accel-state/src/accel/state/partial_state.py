@@ -55,6 +55,8 @@ class PartialState:
     """
 
     _shared_state: dict[str, Any] = {}
+    device: torch.device
+    _backend: CollectiveBackend | None
 
     def __init__(self, cpu: bool = False, **kwargs: Any) -> None:
         self.__dict__ = self._shared_state
@@ -81,15 +83,19 @@ class PartialState:
             world, backend = self._adopt_existing_group()
         else:
             backend = self._runtime_backend(cpu)
-            world = backend.runtime_world() if backend is not None else None
+            world = None
+            if backend is not None:
+                world = backend.runtime_world()
+                if world is not None and world.world_size > 1:
+                    kwargs.pop("backend", None)
+                    backend.init_process_group(
+                        rank=world.rank, world_size=world.world_size, **kwargs
+                    )
             if world is None:
                 world = discover_world()
                 if world.world_size > 1:
                     backend = self._choose_backend(cpu, kwargs.pop("backend", None))
                     self._start_process_group(world, backend, kwargs)
-            elif world.world_size > 1:
-                kwargs.pop("backend", None)
-                backend.init_process_group(rank=world.rank, world_size=world.world_size, **kwargs)
         self._backend = backend
         self.backend = backend.name if backend is not None else None
         if backend is None:
@@ -99,7 +105,6 @@ class PartialState:
         self.num_processes = world.world_size
         self.process_index = world.rank
         self.local_process_index = world.local_rank
-        self.device = None
         self.set_device()
 
     def _adopt_existing_group(self) -> tuple[WorldInfo, CollectiveBackend]:
@@ -298,7 +303,7 @@ class PartialState:
         Example:
             >>> PartialState().set_device()
         """
-        if self.device is not None:
+        if getattr(self, "device", None) is not None:
             return
         forced = env.read_env(env.TORCH_DEVICE)
         if forced:
@@ -325,10 +330,11 @@ class PartialState:
         Example:
             >>> PartialState().wait_for_everyone()
         """
-        if self.use_distributed:
-            if self.debug and self._backend.supports_object_collectives:
+        backend = self._backend
+        if self.use_distributed and backend is not None:
+            if self.debug and backend.supports_object_collectives:
                 check_operation("wait_for_everyone", "barrier", self.num_processes)
-            self._backend.barrier(self.device)
+            backend.barrier(self.device)
 
     @contextlib.contextmanager
     def _goes_first(self, is_first: bool) -> Iterator[None]:

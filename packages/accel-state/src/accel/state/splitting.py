@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -54,18 +54,18 @@ def _take(inputs: Any, start: int, end: int, padded_length: int | None) -> Any:
     if isinstance(inputs, Mapping):
         shares = {key: _take(value, start, end, padded_length) for key, value in inputs.items()}
         try:
-            return type(inputs)(shares)
+            return cast(Any, type(inputs))(shares)
         except TypeError:
             return shares
-    if isinstance(inputs, (list, tuple, torch.Tensor)):
+    missing = 0 if padded_length is None else padded_length - (end - start)
+    if isinstance(inputs, torch.Tensor):
         part = inputs[start:end]
-        missing = 0 if padded_length is None else padded_length - (end - start)
         if missing <= 0:
             return part
-        if isinstance(inputs, torch.Tensor):
-            filler = inputs[-1:].expand(missing, *inputs.shape[1:])
-            return torch.cat([part, filler])
-        return part + type(part)([inputs[-1]] * missing)
+        return torch.cat([part, inputs[-1:].expand(missing, *inputs.shape[1:])])
+    if isinstance(inputs, (list, tuple)):
+        part = inputs[start:end]
+        return part if missing <= 0 else type(part)([*part, *[inputs[-1]] * missing])
     indices = list(range(start, end))
     if padded_length is not None:
         indices += [len(inputs) - 1] * (padded_length - len(indices))
