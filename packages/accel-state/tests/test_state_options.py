@@ -59,7 +59,7 @@ def test_reshard_after_forward_is_checked_where_it_is_given() -> None:
         2,
     ]
     for bad in ("sometimes", 1, "1.5", 2.0):
-        with pytest.raises(SettingError, match="fsdp_reshard_after_forward.*expected true, false"):
+        with pytest.raises(SettingError, match=r"fsdp_reshard_after_forward.*expected true, false"):
             reshard.parse(bad, "--fsdp_reshard_after_forward")
 
 

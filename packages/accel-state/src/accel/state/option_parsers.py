@@ -143,6 +143,11 @@ def _tee(value: Any, where: str) -> int:
     return int(text)
 
 
+RESHARD_AFTER_FORWARD_VALUES = (
+    "true, false, an integer >= 2 (the world size to reshard to), FULL_SHARD or SHARD_GRAD_OP"
+)
+
+
 def parse_reshard_after_forward(value: Any, where: str) -> bool | int:
     """FSDP's ``reshard_after_forward``: a boolean, a world size >= 2, or an FSDP1 strategy name.
 

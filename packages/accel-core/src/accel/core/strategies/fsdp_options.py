@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from accel.core.kwargs import ARGUMENT, _describe, _invalid, check_int, env_truth
-from accel.state.env import str_to_bool
+from accel.state import option_parsers
 from accel.state.options import AUTO_WRAP_POLICIES as _AUTO_WRAP_POLICIES
 from accel.state.options import STATE_DICT_TYPES
 
@@ -115,28 +115,12 @@ def parse_reshard_after_forward(value: Any, source: str) -> bool | int:
         >>> parse_reshard_after_forward("FULL_SHARD", "FSDP_RESHARD_AFTER_FORWARD")
         True
     """
-    valid = (
-        "True, False, an integer >= 2 (world size to reshard to), 'FULL_SHARD' or 'SHARD_GRAD_OP'"
-    )
-    if isinstance(value, str):
-        text = value.strip()
-        if text.upper() == "FULL_SHARD":
-            return True
-        if text.upper() == "SHARD_GRAD_OP":
-            return False
-        if text.isdigit() and int(text) >= 2:
-            return int(text)
-        try:
-            return str_to_bool(text, source)
-        except ValueError:
-            raise _invalid(OWNER, "reshard_after_forward", value, valid, source) from None
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        if value < 2:
-            raise _invalid(OWNER, "reshard_after_forward", value, valid, source)
-        return value
-    raise _invalid(OWNER, "reshard_after_forward", value, valid, source, TypeError)
+    try:
+        return option_parsers.parse_reshard_after_forward(value, source)
+    except option_parsers.SettingError:
+        error = ValueError if isinstance(value, (bool, int, str)) else TypeError
+        valid = option_parsers.RESHARD_AFTER_FORWARD_VALUES
+        raise _invalid(OWNER, "reshard_after_forward", value, valid, source, error) from None
 
 
 def parse_cpu_offload(value: Any, source: str) -> bool | OffloadPolicy:
