@@ -74,4 +74,5 @@ class AcceleratorParts:
     log_with: list[Any]
     logging_dir: Any
     unwrap_model: Callable[..., Any]
+    get_state_dict: Callable[..., Any]
     wait_for_checkpoint: Callable[..., Any]

@@ -21,10 +21,17 @@ import torch
 from accel.core.accelerator_parts import AcceleratorParts
 from accel.core.compiling import compile_model
 from accel.core.device_mesh import data_parallel_position
+from accel.core.model_unwrap import compiled_module
 from accel.core.optimizer import AcceleratedOptimizer
 from accel.core.precision import unwrap_forward, wrap_forward_in_autocast
 from accel.core.scheduler import AcceleratedScheduler
 from accel.state import DynamoBackend
+
+
+def _mapped_devices(model: torch.nn.Module) -> list[str]:
+    """The devices of the model's ``hf_device_map`` (transformers' ``device_map=``), sorted."""
+    device_map = getattr(model, "hf_device_map", None)
+    return sorted(set(map(str, device_map.values()))) if isinstance(device_map, dict) else []
 
 
 def has_multi_device_map(model: torch.nn.Module) -> bool:
@@ -34,8 +41,7 @@ def has_multi_device_map(model: torch.nn.Module) -> bool:
         >>> has_multi_device_map(torch.nn.Linear(1, 1))
         False
     """
-    device_map = getattr(model, "hf_device_map", None)
-    return isinstance(device_map, dict) and len(set(map(str, device_map.values()))) > 1
+    return len(_mapped_devices(model)) > 1
 
 
 class PreparingMixin(AcceleratorParts):
@@ -76,7 +82,7 @@ class PreparingMixin(AcceleratorParts):
             ):
                 raise ValueError(
                     f"{type(obj).__name__} was loaded with a device_map spanning several devices "
-                    f"({sorted(set(map(str, obj.hf_device_map.values())))}); such a model cannot be "
+                    f"({_mapped_devices(obj)}); such a model cannot be "
                     "trained with several processes. Run one process (python script.py), or load "
                     "the model on one device per process (device_map={'': accelerator.device})"
                 )
@@ -272,9 +278,9 @@ class PreparingMixin(AcceleratorParts):
         Example:
             >>> plain = accelerator.unwrap_model(model)  # doctest: +SKIP
         """
-        compiled = model if hasattr(model, "_orig_mod") else None
-        inner = model._orig_mod if compiled is not None else model
-        inner = self.strategy.unwrap_model(inner)
+        original = compiled_module(model)
+        compiled = model if original is not None else None
+        inner = self.strategy.unwrap_model(original if original is not None else model)
         if not keep_fp32_wrapper:
             unwrap_forward(inner)
         if compiled is not None and keep_torch_compile:
@@ -289,8 +295,9 @@ class PreparingMixin(AcceleratorParts):
         Example:
             >>> state = accelerator.get_state_dict(model)  # doctest: +SKIP
         """
-        if hasattr(model, "_orig_mod"):
-            model = model._orig_mod
+        original = compiled_module(model)
+        if original is not None:
+            model = original
         if not unwrap:
             return model.state_dict()
         return self.strategy.state_dict(model)

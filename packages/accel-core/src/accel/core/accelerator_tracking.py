@@ -9,7 +9,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 from accel.core.accelerator_parts import AcceleratorParts
 
@@ -49,7 +50,7 @@ class TrackingMixin(AcceleratorParts):
             >>> accelerator = Accelerator(log_with="jsonl", project_dir="runs")  # doctest: +SKIP
             >>> accelerator.init_trackers("exp1", config={"lr": 1e-3})  # doctest: +SKIP
         """
-        from accel.core.tracking import LOGGER_TYPE_TO_CLASS, filter_trackers
+        from accel.core.tracking import LOGGER_TYPE_TO_CLASS, GeneralTracker, filter_trackers
 
         if not self.is_main_process:
             return
@@ -60,12 +61,15 @@ class TrackingMixin(AcceleratorParts):
                 started.append(entry)
                 continue
             cls = LOGGER_TYPE_TO_CLASS[entry]
+            # a tracker class's constructor takes (run_name, [logging_dir], **kwargs), not
+            # GeneralTracker's own (_blank)
+            create = cast("Callable[..., GeneralTracker]", cls)
             options = dict(init_kwargs.get(entry, {}))
             if cls.requires_logging_directory:
                 directory = options.pop("logging_dir", self.logging_dir)  # init_kwargs may override
-                started.append(cls(project_name, directory, **options))
+                started.append(create(project_name, directory, **options))
             else:
-                started.append(cls(project_name, **options))
+                started.append(create(project_name, **options))
         for index, tracker in enumerate(started):
             try:
                 tracker.start()

@@ -107,7 +107,7 @@ def float8_config(handler: Any = None) -> Any:
         >>> float8_config(FP8RecipeKwargs(fp8_format="E4M3"))  # doctest: +SKIP
         Float8LinearConfig(...)
     """
-    from torchao.float8 import CastConfig, Float8LinearConfig, ScalingType
+    from torchao.float8 import CastConfig, Float8LinearConfig, ScalingType  # pyright: ignore[reportMissingImports]  # optional, not in the dev env
 
     fp8_format = getattr(handler, "fp8_format", None) or "HYBRID"
     fprop, dgrad, wgrad = getattr(handler, "override_linear_precision", None) or (False,) * 3
@@ -136,7 +136,7 @@ def convert_to_fp8(model: torch.nn.Module, handler: Any = None) -> torch.nn.Modu
     Example:
         >>> model = convert_to_fp8(model, FP8RecipeKwargs())  # doctest: +SKIP
     """
-    from torchao.float8 import convert_to_float8_training
+    from torchao.float8 import convert_to_float8_training  # pyright: ignore[reportMissingImports]  # optional, not in the dev env
 
     return convert_to_float8_training(
         model, module_filter_fn=default_filter(model), config=float8_config(handler)

@@ -422,7 +422,8 @@ class FP8RecipeKwargs(KwargsHandler):
                 "a tuple of three bools (fprop, dgrad, wgrad)",
                 error=TypeError,
             )
-        self.override_linear_precision = tuple(value)
+        fprop, dgrad, wgrad = value
+        self.override_linear_precision = (fprop, dgrad, wgrad)
 
 
 def check_int(

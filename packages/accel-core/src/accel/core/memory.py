@@ -142,12 +142,11 @@ def find_executable_batch_size(
         )
 
     batch_size = starting_batch_size
-    if reduce_batch_size_fn is None:
 
-        def reduce_batch_size_fn() -> int:
-            return int(batch_size * 0.9)
+    def ninety_percent() -> int:
+        return int(batch_size * 0.9)
 
-    reduce = reduce_batch_size_fn
+    reduce = ninety_percent if reduce_batch_size_fn is None else reduce_batch_size_fn
     try:
         params = list(inspect.signature(function).parameters.values())
     except (TypeError, ValueError):  # builtins without a signature

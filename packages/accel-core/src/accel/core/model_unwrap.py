@@ -19,13 +19,27 @@ from accel.state.optional_packages import is_peft_available
 _WRAPPERS = (DistributedDataParallel, DataParallel)
 
 
+def compiled_module(model: torch.nn.Module) -> torch.nn.Module | None:
+    """The module ``torch.compile`` wrapped when ``model`` is its ``OptimizedModule``, else
+    ``None``.
+
+    Example:
+        >>> import torch
+        >>> compiled_module(torch.nn.Linear(2, 2)) is None
+        True
+    """
+    inner = getattr(model, "_orig_mod", None)
+    return inner if isinstance(inner, torch.nn.Module) else None
+
+
 def _unwrap_once(model: torch.nn.Module) -> torch.nn.Module:
     if isinstance(model, _WRAPPERS):
         return model.module
     # DeepSpeed engines keep the user's module in .module; checked by name so that
     # accel-core does not import deepspeed.
-    if type(model).__name__ == "DeepSpeedEngine" and hasattr(model, "module"):
-        return model.module
+    inner = getattr(model, "module", None)
+    if type(model).__name__ == "DeepSpeedEngine" and isinstance(inner, torch.nn.Module):
+        return inner
     return model
 
 
@@ -48,13 +62,15 @@ def extract_model_from_parallel(
         >>> extract_model_from_parallel(torch.nn.DataParallel(inner)) is inner
         True
     """
-    compiled = model if hasattr(model, "_orig_mod") else None
-    inner = model._orig_mod if compiled is not None else model
+    original = compiled_module(model)
+    compiled = model if original is not None else None
+    inner = original if original is not None else model
     previous = None
     while inner is not previous:
         previous, inner = inner, _unwrap_once(inner)
-        if hasattr(inner, "_orig_mod"):
-            inner = inner._orig_mod
+        original = compiled_module(inner)
+        if original is not None:
+            inner = original
     if recursive:
         for name, child in list(inner.named_children()):
             unwrapped = extract_model_from_parallel(child, keep_fp32_wrapper, True, True)
@@ -77,7 +93,7 @@ def is_peft_model(model: torch.nn.Module) -> bool:
     """
     if not is_peft_available():
         return False
-    from peft import PeftModel
+    from peft import PeftModel  # pyright: ignore[reportMissingImports]  # optional, not in the dev env
 
     return isinstance(extract_model_from_parallel(model), PeftModel)
 

@@ -193,8 +193,9 @@ class AcceleratedOptimizer(torch.optim.Optimizer):
         Example:
             >>> AcceleratedOptimizer(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)).train()
         """
-        if callable(getattr(self.optimizer, "train", None)):
-            self.optimizer.train()
+        train = getattr(self.optimizer, "train", None)
+        if callable(train):
+            train()
 
     def eval(self) -> None:
         """Put optimizers with train/eval modes (e.g. schedule-free) in eval mode.
@@ -202,8 +203,9 @@ class AcceleratedOptimizer(torch.optim.Optimizer):
         Example:
             >>> AcceleratedOptimizer(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)).eval()
         """
-        if callable(getattr(self.optimizer, "eval", None)):
-            self.optimizer.eval()
+        evaluate = getattr(self.optimizer, "eval", None)
+        if callable(evaluate):
+            evaluate()
 
     @property
     def step_was_skipped(self) -> bool:

@@ -241,7 +241,9 @@ class TorchDynamoPlugin(KwargsHandler):
             'eager'
         """
         config = super().to_dict()
-        config["backend"] = self.backend.value.lower()
+        backend = self.backend  # a DynamoBackend once __post_init__ has run
+        name = backend.value if isinstance(backend, DynamoBackend) else str(backend)
+        config["backend"] = name.lower()
         return config
 
     def to_kwargs(self) -> dict[str, Any]:

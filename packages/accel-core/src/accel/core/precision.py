@@ -135,7 +135,8 @@ def wrap_forward_in_autocast(
     if mode not in _AUTOCAST_DTYPES or hasattr(model, "_original_forward"):
         return
     original = model.forward
-    model._original_forward = original
+    # torch types Module.__setattr__'s value as Tensor | Module; a plain attribute is fine
+    model._original_forward = original  # pyright: ignore[reportArgumentType]
 
     @functools.wraps(original)
     def forward(*args: Any, **kwargs: Any) -> Any:

@@ -84,7 +84,7 @@ def _model_state(model: torch.nn.Module, full: bool, adapter_only: bool) -> dict
     peft_model = _peft_required(model) if adapter_only else None
     state = get_model_state_dict(model, options=_options(full))
     if peft_model is not None:
-        from peft import get_peft_model_state_dict
+        from peft import get_peft_model_state_dict  # pyright: ignore[reportMissingImports]  # optional, not in the dev env
 
         state = get_peft_model_state_dict(peft_model, state_dict=state)
     return state
@@ -96,7 +96,7 @@ def _set_model_state(
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
     if adapter_only:
-        from peft import set_peft_model_state_dict
+        from peft import set_peft_model_state_dict  # pyright: ignore[reportMissingImports]  # optional, not in the dev env
 
         return set_peft_model_state_dict(_peft_required(model), state)
     return set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=full))
@@ -133,10 +133,12 @@ def save_fsdp_model(
         if accelerator.process_index == 0:
             torch.save(state, os.path.join(output_dir, _numbered_bin(FSDP_MODEL_NAME, model_index)))
     elif use_dcp:
-        import torch.distributed.checkpoint as dcp
+        # from the defining modules: torch.distributed.checkpoint re-exports them without __all__
+        from torch.distributed.checkpoint.filesystem import FileSystemWriter
+        from torch.distributed.checkpoint.state_dict_saver import save as dcp_save
 
         folder = _dcp_folder(output_dir, FSDP_MODEL_NAME, model_index)
-        dcp.save({"model": state}, storage_writer=dcp.FileSystemWriter(folder))
+        dcp_save({"model": state}, storage_writer=FileSystemWriter(folder))
     else:
         name = f"{FSDP_MODEL_NAME}_{model_index}_rank{accelerator.process_index}.bin"
         torch.save(state, os.path.join(output_dir, name))
@@ -167,11 +169,13 @@ def load_fsdp_model(
             raise FileNotFoundError(f"load_fsdp_model: no {path} (written by save_fsdp_model)")
         state = safe_load(path)
     elif use_dcp:
-        import torch.distributed.checkpoint as dcp
+        # from the defining modules: torch.distributed.checkpoint re-exports them without __all__
+        from torch.distributed.checkpoint.filesystem import FileSystemReader
+        from torch.distributed.checkpoint.state_dict_loader import load as dcp_load
 
         folder = _dcp_folder(input_dir, FSDP_MODEL_NAME, model_index)
         holder = {"model": _model_state(model, False, adapter_only)}
-        dcp.load(holder, storage_reader=dcp.FileSystemReader(folder))
+        dcp_load(holder, storage_reader=FileSystemReader(folder))
         state = holder["model"]
     else:
         name = f"{FSDP_MODEL_NAME}_{model_index}_rank{accelerator.process_index}.bin"
@@ -208,10 +212,12 @@ def save_fsdp_optimizer(
                 state, os.path.join(output_dir, _numbered_bin(OPTIMIZER_NAME, optimizer_index))
             )
     elif use_dcp:
-        import torch.distributed.checkpoint as dcp
+        # from the defining modules: torch.distributed.checkpoint re-exports them without __all__
+        from torch.distributed.checkpoint.filesystem import FileSystemWriter
+        from torch.distributed.checkpoint.state_dict_saver import save as dcp_save
 
         folder = _dcp_folder(output_dir, OPTIMIZER_NAME, optimizer_index)
-        dcp.save({"optimizer": state}, storage_writer=dcp.FileSystemWriter(folder))
+        dcp_save({"optimizer": state}, storage_writer=FileSystemWriter(folder))
     else:
         name = f"{OPTIMIZER_NAME}_{optimizer_index}_rank{accelerator.process_index}.bin"
         torch.save(state, os.path.join(output_dir, name))
@@ -256,11 +262,13 @@ def load_fsdp_optimizer(
             )
         state = safe_load(path)
     elif use_dcp:
-        import torch.distributed.checkpoint as dcp
+        # from the defining modules: torch.distributed.checkpoint re-exports them without __all__
+        from torch.distributed.checkpoint.filesystem import FileSystemReader
+        from torch.distributed.checkpoint.state_dict_loader import load as dcp_load
 
         folder = _dcp_folder(input_dir, OPTIMIZER_NAME, optimizer_index)
         holder = {"optimizer": get_optimizer_state_dict(model, inner, options=_options(False))}
-        dcp.load(holder, storage_reader=dcp.FileSystemReader(folder))
+        dcp_load(holder, storage_reader=FileSystemReader(folder))
         state = holder["optimizer"]
     else:
         name = f"{OPTIMIZER_NAME}_{optimizer_index}_rank{accelerator.process_index}.bin"

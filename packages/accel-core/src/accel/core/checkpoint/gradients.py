@@ -53,8 +53,12 @@ def _mid_window(context: CheckpointContext) -> bool:
 
 
 def _local(tensor: torch.Tensor) -> torch.Tensor:
-    to_local = getattr(tensor, "to_local", None)  # a DTensor (FSDP2): this process's shard
-    return (to_local() if callable(to_local) else tensor).detach()
+    if hasattr(tensor, "to_local"):  # a DTensor (FSDP2): this process's shard
+        from torch.distributed.tensor import DTensor
+
+        if isinstance(tensor, DTensor):
+            tensor = tensor.to_local()
+    return tensor.detach()
 
 
 def gradients_file(context: CheckpointContext) -> CheckpointFile | None:
@@ -83,6 +87,7 @@ def _assign(parameter: torch.nn.Parameter, local: torch.Tensor) -> None:
     if hasattr(parameter, "device_mesh") and hasattr(parameter, "placements"):
         from torch.distributed.tensor import DTensor
 
+        assert isinstance(parameter, DTensor)  # an FSDP2 parameter: a DTensor shard
         value: Any = DTensor.from_local(
             local.to(parameter.to_local().device, parameter.dtype),
             parameter.device_mesh,

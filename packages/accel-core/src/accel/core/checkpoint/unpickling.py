@@ -35,7 +35,7 @@ def numpy_safe_globals() -> list[Any]:
         >>> np.ndarray in numpy_safe_globals()
         True
     """
-    core = getattr(np, "_core", None) or np.core
+    core: Any = getattr(np, "_core", None) or np.core  # numpy 2 renamed numpy.core
     allowed: list[Any] = [core.multiarray._reconstruct, np.ndarray, np.dtype, codecs.encode]
     dtypes = getattr(np, "dtypes", None)
     if dtypes is not None and hasattr(dtypes, "UInt32DType"):

@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import IterableDataset
 
 from accel.core.data.samplers import _check_shard_position, _split_error
+from accel.core.data.tracking import length_of
 
 __all__ = ["IterableDatasetShard"]
 
@@ -71,12 +72,13 @@ class IterableDatasetShard(IterableDataset):
             3
         """
         self.epoch = epoch
-        if hasattr(self.dataset, "set_epoch"):
-            self.dataset.set_epoch(epoch)
+        set_epoch = getattr(self.dataset, "set_epoch", None)
+        if set_epoch is not None:
+            set_epoch(epoch)
 
     def __len__(self) -> int:
         global_batch = self.batch_size * self.num_processes
-        rounds = len(self.dataset) / global_batch  # TypeError for an unsized dataset
+        rounds = length_of(self.dataset) / global_batch  # TypeError for an unsized dataset
         rounds = math.floor(rounds) if self.drop_last else math.ceil(rounds)
         return rounds * self.batch_size
 

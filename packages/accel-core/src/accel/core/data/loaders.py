@@ -17,8 +17,8 @@ from accel.core.data.tracking import (
     DataLoaderStateMixin,
     _batch_sampler_chain,
     batch_size_of,
-    dataset_length,
     get_sampler,
+    length_of,
     replace_sampler,
     set_epoch_everywhere,
 )
@@ -235,7 +235,7 @@ class DataLoaderShard(_PreparedDataLoader):
             8
         """
         total = getattr(self.dataset, "total_length", None)
-        return dataset_length(self.dataset) if total is None else total
+        return length_of(self.dataset) if total is None else total
 
 
 class DataLoaderDispatcher(_PreparedDataLoader):
@@ -399,7 +399,7 @@ class DataLoaderDispatcher(_PreparedDataLoader):
             >>> DataLoaderDispatcher(range(8), batch_size=4).total_dataset_length
             8
         """
-        return dataset_length(self.dataset)
+        return length_of(self.dataset)
 
 
 class SkipDataLoader(DataLoaderStateMixin, DataLoader):

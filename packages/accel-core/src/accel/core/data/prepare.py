@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 from torch.utils.data import BatchSampler, DataLoader, IterableDataset, RandomSampler
@@ -83,9 +83,11 @@ def _split_batch_size(dataloader: DataLoader, num_processes: int) -> int:
     return size
 
 
-def _missing_batches_error(dataloader: DataLoader) -> ValueError:
+def _missing_batches_error(
+    dataloader: DataLoader, purpose: str = "prepare_data_loader shards batches across processes"
+) -> ValueError:
     return ValueError(
-        "prepare_data_loader shards batches across processes, but this DataLoader makes no "
+        f"{purpose}, but this DataLoader makes no "
         "batches: it has batch_size=None and no batch_sampler, so it yields single samples. "
         "Give it a batch_size (or a batch_sampler), or use it unprepared."
     )
@@ -98,10 +100,12 @@ def _seeded_generator_from_global_rng() -> torch.Generator:
     return generator
 
 
-def _is_hf_iterable_dataset(dataset: Any) -> bool:
+def _is_hf_iterable_dataset(dataset: Any) -> TypeGuard[Any]:
+    """Whether ``dataset`` is a Hugging Face ``datasets.IterableDataset`` (typed ``Any``: the
+    optional package is not a dependency)."""
     if not is_datasets_available():
         return False
-    from datasets import IterableDataset as HFIterableDataset
+    from datasets import IterableDataset as HFIterableDataset  # pyright: ignore[reportMissingImports]  # optional, not in the dev env
 
     return isinstance(dataset, HFIterableDataset)
 
@@ -192,8 +196,9 @@ def prepare_data_loader(
         elif is_iterable:
             if dataloader.batch_size is None:
                 raise _missing_batches_error(dataloader)
-            if getattr(dataset, "generator", None) is not None:
-                synchronized_generator = dataset.generator
+            generator = getattr(dataset, "generator", None)
+            if generator is not None:
+                synchronized_generator = generator
             dataset = IterableDatasetShard(
                 dataset,
                 batch_size=dataloader.batch_size,
@@ -224,9 +229,10 @@ def prepare_data_loader(
     kwargs = _loader_kwargs(dataloader)
     if is_iterable:
         kwargs["drop_last"] = dataloader.drop_last
-        per_process = split_batches and not dispatch_batches and dataloader.batch_size is not None
+        batch_size = dataloader.batch_size
+        per_process = split_batches and not dispatch_batches
         kwargs["batch_size"] = (
-            dataloader.batch_size // num_processes if per_process else dataloader.batch_size
+            batch_size // num_processes if per_process and batch_size is not None else batch_size
         )
     elif sampler_is_batch_sampler:
         kwargs["sampler"] = index_batches
@@ -290,7 +296,8 @@ def skip_first_batches(dataloader: DataLoader, num_batches: int = 0) -> DataLoad
     # The copy now positions the pass: the resume that load_state left pending on the
     # original moves to the copy (its order sources and RNG states), and must not skip a
     # second time when the original is iterated again.
-    pending = dataloader._take_resume() if hasattr(dataloader, "_take_resume") else None
+    take_resume = getattr(dataloader, "_take_resume", None)
+    pending = take_resume() if take_resume is not None else None
     dataset = dataloader.dataset
     is_iterable = isinstance(dataset, IterableDataset)
     sampler_is_batch_sampler = isinstance(dataloader.sampler, BatchSampler)
@@ -335,6 +342,8 @@ def skip_first_batches(dataloader: DataLoader, num_batches: int = 0) -> DataLoad
         dataloader._active_copy = weakref.ref(copy)
         return copy
     if not is_iterable:
+        if index_batches is None:
+            raise _missing_batches_error(dataloader, "skip_first_batches skips whole batches")
         skipping = SkipBatchSampler(index_batches, skip_batches=num_batches)
         kwargs["sampler" if sampler_is_batch_sampler else "batch_sampler"] = skipping
     if is_iterable:

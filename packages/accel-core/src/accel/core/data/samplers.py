@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torch.utils.data import BatchSampler, RandomSampler
 
+from accel.core.data.tracking import length_of
+
 __all__ = ["BatchSamplerShard", "SeedableRandomSampler", "SkipBatchSampler"]
 
 
@@ -130,10 +132,10 @@ class BatchSamplerShard(BatchSampler):
             >>> BatchSamplerShard(batches, 2, 0).total_length
             3
         """
-        return len(self.batch_sampler)
+        return length_of(self.batch_sampler, "batch sampler")
 
     def __len__(self) -> int:
-        total = len(self.batch_sampler)
+        total = length_of(self.batch_sampler, "batch sampler")
         if self.split_batches:
             return total
         full_rounds, leftover = divmod(total, self.num_processes)
@@ -149,7 +151,10 @@ class BatchSamplerShard(BatchSampler):
         return self._whole_batches()
 
     def _pieces_of_batches(self) -> Iterator[list[int]]:
-        piece = self.batch_size // self.num_processes
+        size = self.batch_size
+        if size is None:  # refused by __init__ with split_batches
+            raise _split_error("BatchSamplerShard", size, self.num_processes)
+        piece = size // self.num_processes
         mine = slice(piece * self.process_index, piece * (self.process_index + 1))
         first: list[int] = []
         last: list[int] = []
@@ -158,9 +163,9 @@ class BatchSamplerShard(BatchSampler):
             if position == 0:
                 first = batch
             last = batch
-            if len(batch) == self.batch_size:
+            if len(batch) == size:
                 yield batch[mine]
-        if self.drop_last or not first or len(last) >= self.batch_size:
+        if self.drop_last or not first or len(last) >= size:
             return
         if not self.even_batches:
             if len(last) > mine.start:
@@ -168,7 +173,7 @@ class BatchSamplerShard(BatchSampler):
             return
         # Complete the short last batch with indices from the start of the first batch.
         refill = itertools.cycle(first)
-        completed = last + [next(refill) for _ in range(self.batch_size - len(last))]
+        completed = last + [next(refill) for _ in range(size - len(last))]
         yield completed[mine]
 
     def _whole_batches(self) -> Iterator[list[int]]:
@@ -187,14 +192,15 @@ class BatchSamplerShard(BatchSampler):
             if position % n == n - 1 and (size is None or len(batch) == size):
                 yield pending
                 pending = None
-        has_pending = pending is not None and len(pending) > 0
+        if pending is not None and len(pending) == 0:
+            pending = None  # an empty batch: nothing left for this process
         if not keep_head or not (head if size is None else any(len(b) for b in head)):
             return
         if not self.even_batches:
-            if has_pending:
+            if pending is not None:
                 yield pending
             return
-        if has_pending and (size is None or len(pending) == size):
+        if pending is not None and (size is None or len(pending) == size):
             yield pending
         if size is None:
             # Batches of free size: complete the round with whole batches from the start.
@@ -266,10 +272,10 @@ class SkipBatchSampler(BatchSampler):
             >>> SkipBatchSampler(BatchSampler(SequentialSampler(range(4)), 2, False), 1).total_length
             2
         """
-        return len(self.batch_sampler)
+        return length_of(self.batch_sampler, "batch sampler")
 
     def __iter__(self) -> Iterator[Sequence[int]]:
         return itertools.islice(iter(self.batch_sampler), self.skip_batches, None)
 
     def __len__(self) -> int:
-        return max(len(self.batch_sampler) - self.skip_batches, 0)
+        return max(length_of(self.batch_sampler, "batch sampler") - self.skip_batches, 0)

@@ -10,7 +10,7 @@ from torch.utils.data import BatchSampler
 
 from accel.state import GradientState
 
-__all__ = ["DataLoaderStateMixin", "batch_size_of", "dataset_length", "get_sampler"]
+__all__ = ["DataLoaderStateMixin", "batch_size_of", "get_sampler", "length_of"]
 
 
 class DataLoaderStateMixin:
@@ -82,13 +82,13 @@ class DataLoaderStateMixin:
     def _initial_remainder(self) -> int:
         if self._drop_last:
             return -1
-        size = self.total_batch_size
-        if not size:
-            return -1
         with suppress(Exception):
+            size = self.total_batch_size
+            if not size:
+                return -1
             length = getattr(self.dataset, "total_dataset_length", None)
             if length is None:
-                length = dataset_length(self.dataset)
+                length = length_of(self.dataset)
             return length % size
         return -1
 
@@ -143,16 +143,17 @@ def batch_size_of(loader: Any) -> int | None:
     return None
 
 
-def dataset_length(dataset: object) -> int:
-    """``len(dataset)``, or a ``TypeError`` naming the dataset's class when it has no length.
+def length_of(obj: object, what: str = "dataset") -> int:
+    """``len(obj)``, or a ``TypeError`` naming ``what`` and its class when it has no length
+    (an iterable dataset or a batch sampler without ``__len__``).
 
     Example:
-        >>> dataset_length(range(5))
+        >>> length_of(range(5))
         5
     """
-    if not isinstance(dataset, Sized):
-        raise TypeError(f"the dataset ({type(dataset).__name__}) has no length (no __len__)")
-    return len(dataset)
+    if not isinstance(obj, Sized):
+        raise TypeError(f"the {what} ({type(obj).__name__}) has no length (no __len__)")
+    return len(obj)
 
 
 def _batch_sampler_chain(dataloader: Any) -> Iterator[Any]:

@@ -11,7 +11,7 @@ everything they save or restore.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
@@ -224,7 +224,10 @@ class TrainingStrategy:
             >>> [f.name for f in strategy.checkpoint_files("ckpt", context)]  # doctest: +SKIP
             ['model.safetensors', 'optimizer.bin', 'random_states_0.pkl']
         """
-        weights = [self.checkpoint_state_dict(model) for model in context.models]
+        # a list the hooks may edit (Accelerate's hooks pop the weights they saved themselves)
+        weights: list[Mapping[str, torch.Tensor]] = [
+            self.checkpoint_state_dict(model) for model in context.models
+        ]
         run_save_pre_hooks(context, weights, folder)
         return collect_checkpoint_files(context, self, weights, safe_serialization)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -142,6 +142,10 @@ class FSDPStrategy(TrainingStrategy):
 
             handler = config.tp_handler
             user_plan = handler.tp_plan if handler is not None else None
+            if mesh is None:
+                raise RuntimeError(
+                    "parallelism_config has tp_size > 1 but the accelerator built no device mesh"
+                )
             split = any(isinstance(p, DTensor) for p in model.parameters())
             plan = {} if split else resolve_tp_plan(model, user_plan)
             apply_tensor_parallel(model, mesh["tp"], plan)
@@ -230,7 +234,7 @@ class FSDPStrategy(TrainingStrategy):
 
         full = self.plugin is None or str(self.plugin.state_dict_type).upper().startswith("FULL")
         options = StateDictOptions(full_state_dict=full, cpu_offload=full)
-        return get_model_state_dict(model, options=options)
+        return _tensors(get_model_state_dict(model, options=options))
 
     # -- checkpoints: full (unsharded) states in Accelerate's file layout -----------------
 
@@ -256,7 +260,7 @@ class FSDPStrategy(TrainingStrategy):
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
         options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-        return get_model_state_dict(model, options=options)
+        return _tensors(get_model_state_dict(model, options=options))
 
     def optimizer_state_dict(self, optimizer: Any) -> dict[str, Any]:
         """The full optimizer state, keyed by parameter names, on the main process (other
@@ -314,7 +318,21 @@ class FSDPStrategy(TrainingStrategy):
         if kwargs:
             raise TypeError(f"load_state under FSDP accepts only strict=...; got {sorted(kwargs)}")
         options = StateDictOptions(full_state_dict=True, strict=False)
-        return set_model_state_dict(model, state_dict, options=options)
+        # torch types model_state_dict as dict[str, ValueType] (invariant); tensors are valid
+        return set_model_state_dict(model, state_dict, options=options)  # pyright: ignore[reportArgumentType]
+
+
+def _tensors(state: Mapping[str, object]) -> dict[str, torch.Tensor]:
+    """A model state dict from torch's ``get_model_state_dict``, whose return type admits
+    non-tensor values: checked to hold tensors only."""
+    tensors: dict[str, torch.Tensor] = {}
+    for name, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(
+                f"the model state dict holds {type(value).__name__} at {name!r}, not a tensor"
+            )
+        tensors[name] = value
+    return tensors
 
 
 def _has_tensor_state(state: dict[str, Any]) -> bool:

@@ -57,6 +57,9 @@ class GeneralTracker:
     """
 
     main_process_only = True
+    # declared for type checkers; a subclass sets them (checked by __init__)
+    name: str
+    requires_logging_directory: bool
 
     def __init__(self, _blank: bool = False) -> None:
         if _blank:

@@ -112,9 +112,9 @@ class MLflowTracker(GeneralTracker):
             uri = Path(os.fspath(logging_dir), "mlruns").absolute().as_uri()
         self.tracking_uri: str = uri
         self.run_id: str | None = os.environ.get("MLFLOW_RUN_ID", run_id)
-        if isinstance(tags, str):  # accepted by Accelerate as a JSON string too
-            tags = json.loads(tags)
-        self.tags = _env_tags(tags)
+        # accepted by Accelerate as a JSON string too
+        parsed: dict[str, Any] | None = json.loads(tags) if isinstance(tags, str) else tags
+        self.tags = _env_tags(parsed)
         nested = os.environ.get("MLFLOW_NESTED_RUN")
         self.nested_run = nested.strip().lower() in _TRUE if nested is not None else nested_run
         self.run_name = run_name
