@@ -22,8 +22,12 @@ import sys
 from collections.abc import Sequence
 from importlib import import_module
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from accel.launch.parser import AccelArgumentParser
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint  # at run time only where entry points are read
 
 PROG = "accel"
 GROUP = "accel.commands"
@@ -45,7 +49,7 @@ KNOWN_EXTERNAL: dict[str, tuple[str, str]] = {
 }
 
 
-def _entry_points() -> dict[str, object]:
+def _entry_points() -> dict[str, EntryPoint]:
     from importlib.metadata import entry_points
 
     return {ep.name: ep for ep in entry_points(group=GROUP)}
@@ -105,7 +109,7 @@ def _load(command: str) -> ModuleType | int:
         return import_module(BUILTIN[command][0])
     ep = _entry_points().get(command)
     if ep is not None:
-        return ep.load()  # type: ignore[attr-defined]
+        return ep.load()
     if command in KNOWN_EXTERNAL:
         dist = KNOWN_EXTERNAL[command][0]
         installed = _installed(dist)

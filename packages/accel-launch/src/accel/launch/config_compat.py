@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 
 from accel.launch.config_file import (
-    SOURCE_NONE,
     ConfigFile,
     default_config_path,
     load_config,
@@ -23,8 +22,8 @@ from accel.launch.config_file import (
 
 
 def _default_file() -> str:
-    path, source = resolve_config_path(None)
-    return os.fspath(default_config_path() if source == SOURCE_NONE else path)
+    path, _ = resolve_config_path(None)
+    return os.fspath(default_config_path() if path is None else path)
 
 
 #: The config file ``accel launch`` reads when given none, as a string (computed at import,

@@ -51,7 +51,7 @@ def in_interactive_session() -> bool:
         return True
     if "IPython" in sys.modules:
         try:
-            from IPython import get_ipython
+            from IPython import get_ipython  # pyright: ignore[reportMissingImports]  # optional, not in the dev env
 
             if get_ipython() is not None:
                 return True
@@ -99,10 +99,10 @@ def _check_parent_state(start_method: str) -> None:
 def _start(
     worker: _Worker, args: Sequence[Any], nprocs: int, start_method: str, env: Mapping[str, str]
 ) -> None:
-    import torch.multiprocessing as mp
+    from torch.multiprocessing.spawn import start_processes
 
     with patch_environment(**env):
-        mp.start_processes(
+        start_processes(
             worker, args=tuple(args), nprocs=nprocs, join=True, start_method=start_method
         )
 

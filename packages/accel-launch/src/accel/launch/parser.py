@@ -78,7 +78,9 @@ class AccelArgumentParser(argparse.ArgumentParser):
     def parse_known_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
     ) -> tuple[argparse.Namespace, list[str]]:
-        ns, extras = super().parse_known_args(args, namespace)
+        ns, extras = super().parse_known_args(
+            args, argparse.Namespace() if namespace is None else namespace
+        )
         if not hasattr(ns, LEAF_ATTR):  # the innermost parser returns first
             setattr(ns, LEAF_ATTR, self)
         return ns, extras

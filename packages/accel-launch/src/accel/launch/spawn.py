@@ -39,6 +39,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from subprocess import PIPE, Popen
+from typing import BinaryIO, TextIO, cast
 
 from accel.launch.worker_output import LinePrinter, OutputPlan, open_log, pump
 
@@ -229,12 +230,17 @@ def _forward_signals(events: queue.SimpleQueue) -> Iterator[None]:
             signal.signal(signum, handler)
 
 
+def _bytes_of(stream: TextIO) -> BinaryIO:
+    # a console's byte stream; a replaced sys.stdout without one is written to as it is
+    return cast(BinaryIO, getattr(stream, "buffer", stream))
+
+
 def _start(group: WorkerGroup, port: int, restart: int, events: queue.SimpleQueue) -> list[Worker]:
     workers = []
     plan = group.output
     consoles = {
-        "stdout": LinePrinter(getattr(sys.stdout, "buffer", sys.stdout)),
-        "stderr": LinePrinter(getattr(sys.stderr, "buffer", sys.stderr)),
+        "stdout": LinePrinter(_bytes_of(sys.stdout)),
+        "stderr": LinePrinter(_bytes_of(sys.stderr)),
     }
     preexec = _die_with_parent(os.getpid())
     for local_rank in range(group.nproc):

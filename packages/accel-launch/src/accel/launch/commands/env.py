@@ -79,7 +79,7 @@ def _torch_lines() -> list[tuple[str, str]]:
         import torch
     except Exception as exc:  # torch missing or broken: say so, it is what the report needs
         return [("PyTorch", f"not importable ({type(exc).__name__}: {exc})")]
-    lines = [("PyTorch version", torch.__version__)]
+    lines: list[tuple[str, str]] = [("PyTorch version", torch.__version__)]
     if torch.cuda.is_available():
         count = torch.cuda.device_count()
         kind = "ROCm" if getattr(torch.version, "hip", None) else "CUDA"

@@ -94,7 +94,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         NAME,
         help="start a script on one or many processes/machines",
-        description=__doc__.split("\n\n")[0],
+        description=(__doc__ or "").split("\n\n")[0],
     )
     parser.add_argument("--config_file", default=None, help="YAML config file to read")
     parser.add_argument("-q", "--quiet", action="store_true", help="print no launcher messages")
