@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from accel.big_model.device_map import (
+from accel.big_model import (
     check_device_map,
     clean_device_map,
     format_device_map,

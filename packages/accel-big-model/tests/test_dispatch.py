@@ -9,8 +9,7 @@ import pytest
 import torch
 from bm_models import empty_tiny, ids, make_tiny
 
-from accel.big_model.checkpoint import save_sharded_safetensors
-from accel.big_model.dispatch import (
+from accel.big_model import (
     cleanup_offload,
     cpu_offload,
     cpu_offload_with_hook,
@@ -18,6 +17,7 @@ from accel.big_model.dispatch import (
     dispatch_model,
     load_checkpoint_and_dispatch,
 )
+from accel.big_model.checkpoint import save_sharded_safetensors
 
 MAPS = {
     "cpu": {"": "cpu"},
@@ -167,7 +167,7 @@ def test_prefetch_env_var_disables(monkeypatch, reference):
 
 
 def _hooks(model):
-    from accel.big_model.hooks import align_device_hooks
+    from accel.big_model import align_device_hooks
 
     return [h for h in align_device_hooks(model) if h.offload]
 

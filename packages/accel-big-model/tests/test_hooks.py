@@ -6,7 +6,7 @@ import torch
 from bm_models import ids, make_tiny
 from torch import nn
 
-from accel.big_model.hooks import (
+from accel.big_model import (
     AlignDevicesHook,
     CpuOffload,
     ModelHook,

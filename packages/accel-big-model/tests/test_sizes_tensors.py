@@ -6,12 +6,12 @@ import pytest
 import torch
 from torch import nn
 
+from accel.big_model.dtypes import dtype_byte_size
 from accel.big_model.init import init_empty_weights, init_on_device
 from accel.big_model.sizes import (
     calculate_maximum_sizes,
     compute_module_sizes,
     convert_file_size_to_int,
-    dtype_byte_size,
     get_max_layer_size,
 )
 from accel.big_model.tensors import named_module_tensors, set_module_tensor_to_device

@@ -24,7 +24,8 @@ from typing import Any, Union
 import torch
 from torch import nn
 
-from accel.big_model.checkpoint import _checkpoint_files, _device_for, _is_safetensors, _load_into
+from accel.big_model.checkpoint import checkpoint_files, is_safetensors, load_checkpoint_in_model
+from accel.big_model.device_lookup import device_for
 from accel.big_model.device_map import check_device_map, resolve_device_map
 from accel.big_model.hooks import (
     AlignDevicesHook,
@@ -430,7 +431,7 @@ def _check_nothing_left_on_meta(
     left = [
         name
         for name, tensor in tensors
-        if tensor.is_meta and name not in served and _device_for(name, device_map) != "meta"
+        if tensor.is_meta and name not in served and device_for(device_map, name, None) != "meta"
     ]
     if left:
         shown = ", ".join(left[:20]) + (f", ... ({len(left)} in all)" if len(left) > 20 else "")
@@ -497,21 +498,19 @@ def load_checkpoint_and_dispatch(
         device_map is not None
         and "disk" in device_map.values()
         and offload_folder is None
-        and not all(_is_safetensors(f) for f in _checkpoint_files(checkpoint))
+        and not all(is_safetensors(f) for f in checkpoint_files(checkpoint))
     ):
         offload_folder = _temporary_offload_folder(model)
-    if device_map is not None and "disk" in device_map.values() and offload_folder is not None:
-        os.makedirs(offload_folder, exist_ok=True)
-    index = _load_into(
+    load_checkpoint_in_model(
         model,
         checkpoint,
-        device_map,
-        offload_folder,
-        dtype,
-        offload_buffers,
-        None,
-        strict,
+        device_map=device_map,
+        offload_folder=offload_folder,
+        dtype=dtype,
+        offload_buffers=offload_buffers,
+        strict=strict,
     )
+    index = model.__dict__.get("_accel_offload_index")
     if device_map is None:
         return model
     _check_nothing_left_on_meta(model, checkpoint, device_map, index or {})

@@ -18,7 +18,6 @@ import json
 import mmap
 import os
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator, Mapping
 from typing import Any, Union
@@ -26,6 +25,7 @@ from typing import Any, Union
 import torch
 from torch import nn
 
+from accel.state.atomic_files import atomic_open
 from accel.state.progress import progress_bar
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -67,19 +67,6 @@ def _raw_view(tensor: torch.Tensor) -> ctypes.Array:
     return (ctypes.c_char * nbytes).from_address(tensor.data_ptr())
 
 
-def _atomic_write(path: str, write: Any) -> None:
-    folder = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def offload_weight(
     weight: torch.Tensor,
     weight_name: str,
@@ -97,10 +84,10 @@ def offload_weight(
     check_weight_name(weight_name)
     data = weight.detach().to("cpu").contiguous()
     path = os.path.join(os.fspath(offload_folder), f"{weight_name}.dat")
-    if data.numel() > 0:
-        _atomic_write(path, lambda handle: handle.write(_raw_view(data)))
-    else:
-        _atomic_write(path, lambda handle: None)
+    # Offload files are scratch copies of weights held elsewhere: atomic, not fsynced.
+    with atomic_open(path, "wb", fsync=False) as handle:
+        if data.numel() > 0:
+            handle.write(_raw_view(data))
     if index is not None:
         index[weight_name] = {"dtype": _dtype_name(weight.dtype), "shape": list(weight.shape)}
     return index
@@ -151,8 +138,8 @@ def save_offload_index(index: Mapping[str, Any] | None, offload_folder: PathLike
         with open(path, encoding="utf-8") as handle:
             current = json.load(handle)
     current.update(index)
-    text = json.dumps(current, indent=2).encode("utf-8")
-    _atomic_write(path, lambda handle: handle.write(text))
+    with atomic_open(path, "w", fsync=False) as handle:
+        handle.write(json.dumps(current, indent=2))
 
 
 def read_offload_index(offload_folder: PathLike) -> dict[str, dict[str, Any]]:

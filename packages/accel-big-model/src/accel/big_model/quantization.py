@@ -32,7 +32,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from accel.big_model.checkpoint import _checkpoint_files, load_state_dict
+from accel.big_model.checkpoint import checkpoint_files, load_state_dict
+from accel.big_model.device_lookup import device_for
 from accel.big_model.device_map import resolve_device_map
 from accel.big_model.dispatch import dispatch_model
 from accel.big_model.init import init_empty_weights
@@ -252,15 +253,6 @@ def _default_device() -> Any:
     return "cpu"
 
 
-def _device_of(name: str, device_map: Mapping[str, Any]) -> Any:
-    probe = name
-    while probe not in device_map:
-        if not probe:
-            return None
-        probe = probe.rpartition(".")[0]
-    return device_map[probe]
-
-
 def _matches(name: str, keys: list[str]) -> bool:
     return any(key in name for key in keys)  # Accelerate's substring rule
 
@@ -298,9 +290,9 @@ def _quantized_device_map(
     accelerators = [d for d in result.values() if d not in ("cpu", "disk")]
     offloaded = ("disk",) if not accelerators else ("cpu", "disk")
     bad = [
-        f"{name} -> {_device_of(name, result)!r}"
+        f"{name} -> {device_for(result, name, None)!r}"
         for name, module in model.named_modules()
-        if isinstance(module, kinds) and _device_of(name, result) in offloaded
+        if isinstance(module, kinds) and device_for(result, name, None) in offloaded
     ]
     if bad and (config.backend == "bitsandbytes" or "disk" in str(bad)):
         raise ValueError(
@@ -330,10 +322,10 @@ def _load_weights(
     offload_index: dict[str, dict[str, Any]] = {}
     loaded: set[str] = set()
     unexpected: list[str] = []
-    for path in _checkpoint_files(weights_location):
+    for path in checkpoint_files(weights_location):
         for key, value in load_state_dict(path).items():
             module_name, _, tensor_name = key.rpartition(".")
-            device = _device_of(key, device_map)
+            device = device_for(device_map, key, None)
             if key not in names or device is None:
                 unexpected.append(key)
                 continue

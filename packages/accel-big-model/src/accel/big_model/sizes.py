@@ -15,8 +15,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from accel.big_model.dtypes import as_dtype, dtype_byte_size, keeps_own_dtype
+from accel.big_model.tensors import named_module_tensors
 from accel.state.availability import is_npu_available
-from accel.state.enums import CustomDtype
 from accel.state.nvml import nvml_free_memory
 from accel.state.process_logging import library_logger
 
@@ -42,12 +43,6 @@ _UNITS = {
     "B": 1,
 }
 _SIZE_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([A-Za-z]*)\s*$")
-_SUB_BYTE = {
-    torch.bool: 1 / 8,
-    CustomDtype.INT2: 1 / 4,
-    CustomDtype.INT4: 1 / 2,
-    CustomDtype.FP8: 1,
-}
 _DEVICE_ORDER = ("mps", "cpu", "disk")
 
 
@@ -105,44 +100,6 @@ def format_size(size: float) -> str:
     return f"{size:.0f} B"
 
 
-def dtype_byte_size(dtype: torch.dtype | CustomDtype) -> float:
-    """Bytes one element of ``dtype`` occupies (a fraction for sub-byte types).
-
-    Handles ``torch.bool`` (1/8, as weights are counted when packed), the float8 types, and
-    :class:`accel.state.enums.CustomDtype` ``INT4`` (1/2), ``INT2`` (1/4) and ``FP8`` (1).
-
-    Example:
-        >>> dtype_byte_size(torch.float32)
-        4
-        >>> dtype_byte_size(CustomDtype.INT4)
-        0.5
-    """
-    if dtype in _SUB_BYTE:
-        return _SUB_BYTE[dtype]
-    if isinstance(dtype, torch.dtype) and "float8" in str(dtype):
-        return 1
-    bits = re.search(r"[^\d](\d+)$", str(dtype))
-    if bits is None:
-        raise ValueError(f"dtype {dtype!r} is not a dtype with a known size")
-    n_bits = int(bits.group(1))
-    return n_bits // 8 if n_bits >= 8 else n_bits / 8
-
-
-def _as_dtype(dtype: str | torch.dtype | CustomDtype) -> torch.dtype | CustomDtype:
-    if isinstance(dtype, str):
-        name = dtype.replace("torch.", "")
-        resolved = getattr(torch, name, None)
-        if not isinstance(resolved, torch.dtype):
-            raise ValueError(f"dtype {dtype!r} does not name a torch dtype (e.g. 'float16')")
-        return resolved
-    return dtype
-
-
-def _keeps_own_dtype(dtype: torch.dtype) -> bool:
-    # Integer and boolean tensors are never cast when weights are loaded with a dtype.
-    return str(dtype).startswith(("torch.uint", "torch.int", "torch.bool"))
-
-
 def compute_module_sizes(
     model: nn.Module,
     dtype: str | torch.dtype | None = None,
@@ -162,10 +119,8 @@ def compute_module_sizes(
         >>> compute_module_sizes(model, dtype="float16")[""]
         60
     """
-    from accel.big_model.tensors import named_module_tensors
-
-    default_size = dtype_byte_size(_as_dtype(dtype)) if dtype is not None else None
-    special = {k: dtype_byte_size(_as_dtype(v)) for k, v in (special_dtypes or {}).items()}
+    default_size = dtype_byte_size(as_dtype(dtype)) if dtype is not None else None
+    special = {k: dtype_byte_size(as_dtype(v)) for k, v in (special_dtypes or {}).items()}
     tensors = (
         model.named_buffers(recurse=True)
         if buffers_only
@@ -176,7 +131,7 @@ def compute_module_sizes(
         own = dtype_byte_size(tensor.dtype)
         if name in special:
             per_element = special[name]
-        elif default_size is None or _keeps_own_dtype(tensor.dtype):
+        elif default_size is None or keeps_own_dtype(tensor.dtype):
             per_element = own
         else:
             per_element = min(default_size, own)

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from accel.big_model.dtypes import as_dtype
 from accel.state.availability import is_npu_available, is_xpu_available
 
 Device = int | str | torch.device
@@ -176,9 +177,7 @@ def set_module_tensor_to_device(
             f"{tensor_name!r} is on the meta device (no data); pass value= to put it on {device!r}"
         )
     if dtype is not None and isinstance(dtype, str):
-        from accel.big_model.sizes import _as_dtype
-
-        dtype = _as_dtype(dtype)
+        dtype = as_dtype(dtype)
 
     param = owner._parameters.get(name)
     if value is not None:

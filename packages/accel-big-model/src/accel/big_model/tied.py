@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from accel.big_model.device_lookup import device_for
 from accel.state.process_logging import library_logger
 
 logger = library_logger(__name__)
@@ -64,18 +65,6 @@ def retie_parameters(model: nn.Module, tied_params: Sequence[Sequence[str]]) -> 
             setattr(owner, leaf, shared)
 
 
-def _device_of(name: str, device_map: Mapping[str, Any]) -> Any:
-    probe = name
-    while True:
-        if probe in device_map:
-            return device_map[probe]
-        if "" in device_map and probe == "":
-            return device_map[""]
-        if not probe:
-            raise ValueError(f"the device_map gives no device for {name!r}")
-        probe = probe.rpartition(".")[0]
-
-
 def check_tied_parameters_on_same_device(
     tied_params: Sequence[Sequence[str]], device_map: Mapping[str, Any]
 ) -> None:
@@ -85,7 +74,7 @@ def check_tied_parameters_on_same_device(
         >>> check_tied_parameters_on_same_device([["a.w", "b.w"]], {"a": 0, "b": 0})
     """
     for group in tied_params:
-        devices = {name: _device_of(name, device_map) for name in group}
+        devices = {name: device_for(device_map, name) for name in group}
         if len({str(d) for d in devices.values()}) > 1:
             logger.warning(
                 "Tied parameters are mapped to different devices: %s. They share one tensor, so "

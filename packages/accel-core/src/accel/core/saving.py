@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from typing import Any, BinaryIO, Protocol
 
@@ -30,11 +29,12 @@ from accel.big_model.checkpoint import (
     SAFE_WEIGHTS_NAME,
     WEIGHTS_INDEX_NAME,
     WEIGHTS_NAME,
-    _dedupe,
+    dedupe_shared_tensors,
     save_sharded_safetensors,
     write_sharded_checkpoint,
 )
 from accel.state import PartialState
+from accel.state.atomic_files import atomic_path
 
 
 class ModelSource(Protocol):
@@ -77,23 +77,6 @@ def _should_write(save_on_each_node: bool) -> bool:
     return state.is_local_main_process if save_on_each_node else state.is_main_process
 
 
-def _atomic_write(path: PathLike, write: Any) -> None:
-    """Call ``write(tmp_path)`` for a temporary file beside ``path``, then rename it over."""
-    path = os.path.abspath(os.fspath(path))
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"cannot save to {path!r}: it is a directory, give a file path")
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def _save_safetensors(obj: Any, target: str) -> None:
     from safetensors.torch import save_file
 
@@ -102,7 +85,7 @@ def _save_safetensors(obj: Any, target: str) -> None:
             f"safe_serialization=True saves a dict of tensors, got {type(obj).__name__}; "
             "use safe_serialization=False for other objects"
         )
-    kept, aliases = _dedupe(obj)
+    kept, aliases = dedupe_shared_tensors(obj)
     metadata = {"format": "pt"}
     if aliases:
         metadata[ALIASES_KEY] = json.dumps(aliases, sort_keys=True)
@@ -134,9 +117,11 @@ def save(
     if safe_serialization:
         if not isinstance(f, str | os.PathLike):
             raise TypeError("safe_serialization=True needs a file path, not a file object")
-        _atomic_write(f, lambda tmp: _save_safetensors(obj, tmp))
+        with atomic_path(f) as tmp:
+            _save_safetensors(obj, tmp)
     elif isinstance(f, str | os.PathLike):
-        _atomic_write(f, lambda tmp: torch.save(obj, tmp))
+        with atomic_path(f) as tmp:
+            torch.save(obj, tmp)
     else:
         torch.save(obj, f)
 

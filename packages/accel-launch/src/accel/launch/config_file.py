@@ -27,12 +27,12 @@ from __future__ import annotations
 import difflib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from accel.launch import config_schema as schema
+from accel.state.atomic_files import atomic_open
 from accel.state.env import read_env, str_to_bool
 
 SOURCE_FLAG = "flag --config_file"
@@ -443,14 +443,6 @@ def write_config(config: ConfigFile | Mapping[str, Any], path: str | os.PathLike
         import yaml
 
         text = yaml.safe_dump(data, sort_keys=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "w") as handle:
+        handle.write(text)
     return path

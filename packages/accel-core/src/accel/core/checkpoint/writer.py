@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import torch
 
-from accel.big_model.checkpoint import ALIASES_KEY, _dedupe
+from accel.big_model.checkpoint import ALIASES_KEY, dedupe_shared_tensors
 from accel.core.checkpoint.direct_io import DirectWriter, save_safetensors
 from accel.state.progress import SilentBar, progress_bar
 
@@ -105,7 +105,7 @@ def write_file(folder: str, file: CheckpointFile, durable: bool = True) -> str:
     if file.format == "safetensors":
         from safetensors.torch import save_file
 
-        kept, aliases = _dedupe(file.payload)
+        kept, aliases = dedupe_shared_tensors(file.payload)
         metadata = {"format": "pt"}
         if aliases:
             metadata[ALIASES_KEY] = json.dumps(aliases, sort_keys=True)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 from typing import Any
 
 from accel.core.tracking.base import GeneralTracker, on_main_process
+from accel.state.atomic_files import atomic_open
 from accel.state.process_logging import library_logger
 
 logger = library_logger(__name__)
@@ -75,15 +75,9 @@ class JSONLTracker(GeneralTracker):
     def store_init_configuration(self, values: dict[str, Any]) -> None:
         data = {str(k): _plain(v, str(k)) for k, v in values.items()}
         target = os.path.join(self.logging_dir, "config.json")
-        fd, tmp = tempfile.mkstemp(prefix=".config.", suffix=".tmp", dir=self.logging_dir)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(data, handle, indent=2, sort_keys=True)
-                handle.write("\n")
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        with atomic_open(target, "w") as handle:
+            json.dump(data, handle, indent=2, sort_keys=True)
+            handle.write("\n")
 
     @on_main_process
     def log(self, values: dict[str, Any], step: int | None = None, **kwargs: Any) -> None:
