@@ -498,6 +498,18 @@ class Accelerator(ProcessControlMixin, TrainingStepMixin, TrackingMixin, Checkpo
             no_restore_buffers,
         )  # fmt: skip
 
+    def deepspeed_ulysses_dl_adapter(self, dl: Any, model: Any = None) -> Any:
+        """``dl`` (prepared before the model) wrapped for DeepSpeed Ulysses sequence
+        parallelism; ``dl`` itself when ``sp_size`` is 1. transformers' Trainer calls it.
+
+        Example:
+            >>> loader = accelerator.deepspeed_ulysses_dl_adapter(loader, model)  # doctest: +SKIP
+        """
+        config = self.parallelism_config
+        if config is None or not config.sp_enabled:
+            return dl
+        return self.strategy.ulysses_loader(dl)  # type: ignore[attr-defined]
+
     @property
     def split_batches(self) -> bool:
         """Whether each batch of a prepared dataloader is split across processes.
