@@ -60,7 +60,6 @@ CLIENT_NAMES = [
 ]
 
 _MEGATRON = "Megatron-LM (not planned: use Megatron-Core or DeepSpeed directly)"
-_TP_CP_SP = "TP/CP/SP helpers (sequence parallelism via DeepSpeed Ulysses, TP introspection)"
 _FP8 = "FP8 (Transformer Engine, MS-AMP, torchao recipes)"
 _PROFILE = "profiling (Accelerator.profile / ProfileKwargs)"
 _REGIONAL = "regional compilation (compile_regions)"
@@ -93,14 +92,6 @@ NOT_IMPLEMENTED: dict[str, str] = {
             "megatron_lm_prepare_scheduler",
         ],
         _MEGATRON,
-    ),
-    **dict.fromkeys(
-        [
-            "DeepSpeedSequenceParallelConfig",
-            "get_model_tp_size",
-            "model_has_dtensor",
-        ],
-        _TP_CP_SP,
     ),
     **dict.fromkeys(
         [

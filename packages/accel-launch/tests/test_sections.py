@@ -89,5 +89,5 @@ def test_launch_exits_2_when_sizes_do_not_match_the_processes(tmp_path):
     )
     assert result.returncode == 2, result
     assert "tp_size=2 (from config parallelism_config_tp_size) multiply to 2" in result.stderr
-    assert "num_processes=1" in result.stderr
+    assert "the job runs 1 processes (num_processes from default)" in result.stderr
     assert "ran" not in result.stdout

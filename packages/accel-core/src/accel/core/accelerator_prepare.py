@@ -265,6 +265,18 @@ class PreparingMixin(AcceleratorParts):
         self._dataloaders.append(prepared)
         return prepared
 
+    def deepspeed_ulysses_dl_adapter(self, dl: Any, model: Any = None) -> Any:
+        """``dl`` (prepared before the model) wrapped for DeepSpeed Ulysses sequence
+        parallelism; ``dl`` itself when ``sp_size`` is 1. transformers' Trainer calls it.
+
+        Example:
+            >>> loader = accelerator.deepspeed_ulysses_dl_adapter(loader, model)  # doctest: +SKIP
+        """
+        config = self.parallelism_config
+        if config is None or not config.sp_enabled:
+            return dl
+        return self.strategy.ulysses_loader(dl)
+
     # -- models --------------------------------------------------------------------------
 
     def unwrap_model(

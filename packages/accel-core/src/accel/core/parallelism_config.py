@@ -16,15 +16,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from accel.core.parallel_handlers import (
+    DeepSpeedSequenceParallelConfig,
     TorchContextParallelConfig,
     TorchTensorParallelConfig,
     TorchTensorParallelPlugin,
 )
 from accel.state import env
-from accel.state.options import PARALLELISM_SIZES, lookup, parallelism_env
+from accel.state.options import (
+    CP_BACKENDS,
+    PARALLELISM_SIZES,
+    SP_BACKENDS,
+    lookup,
+    parallelism_env,
+)
 
 _SIZES = PARALLELISM_SIZES
-_BACKENDS = {"cp_backend": ("torch",), "sp_backend": ("deepspeed",)}
+_BACKENDS = {"cp_backend": CP_BACKENDS, "sp_backend": SP_BACKENDS}
 
 
 def _from_env(name: str, default: str) -> tuple[str, str]:
@@ -60,6 +67,7 @@ class ParallelismConfig:
     device_mesh: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        sizes: dict[str, int] = {}
         for name in _SIZES:
             value, source = getattr(self, name), "argument"
             if value is None:
@@ -75,6 +83,7 @@ class ParallelismConfig:
                     f"ParallelismConfig.{name}={value!r} (from {source}) must be an integer >= 1"
                 )
             setattr(self, name, size)
+            sizes[name[: -len("_size")]] = size
         for name, allowed in _BACKENDS.items():
             value, source = getattr(self, name), "argument"
             if value is None:
@@ -85,40 +94,44 @@ class ParallelismConfig:
                     f"expected one of {', '.join(allowed)}"
                 )
             setattr(self, name, value)
-        if self.cp_size > 1 and self.sp_size > 1:
+        self._sizes = sizes
+        self._check_layout()
+        self._check_handlers()
+
+    def _check_layout(self) -> None:
+        tp, cp, sp = self._sizes["tp"], self._sizes["cp"], self._sizes["sp"]
+        if cp > 1 and sp > 1:
             raise ValueError(
-                f"ParallelismConfig: cp_size={self.cp_size} and sp_size={self.sp_size} cannot both "
-                "be > 1 (context and sequence parallelism exclude each other)"
+                f"ParallelismConfig: cp_size={cp} and sp_size={sp} cannot both be > 1 (context "
+                "and sequence parallelism exclude each other)"
             )
-        if (
-            (self.tp_size > 1 or self.cp_size > 1)
-            and self.dp_replicate_size > 1
-            and self.dp_shard_size == 1
-        ):
+        replicate, shard = self._sizes["dp_replicate"], self._sizes["dp_shard"]
+        if (tp > 1 or cp > 1) and replicate > 1 and shard == 1:
             raise ValueError(
-                f"ParallelismConfig: tp_size={self.tp_size}/cp_size={self.cp_size} with "
-                f"dp_replicate_size={self.dp_replicate_size} and dp_shard_size=1 is not a valid "
-                "layout; shard the data dimension (dp_shard_size > 1) to combine it with TP/CP"
+                f"ParallelismConfig: tp_size={tp}/cp_size={cp} with dp_replicate_size="
+                f"{replicate} and dp_shard_size=1 is not a valid layout; shard the data "
+                "dimension (dp_shard_size > 1) to combine it with TP/CP"
             )
-        if self.tp_size > 1 and self.tp_handler is None:
-            self.tp_handler = TorchTensorParallelConfig()
-        if self.tp_handler is not None and not isinstance(
-            self.tp_handler, TorchTensorParallelConfig
-        ):
-            raise TypeError(
-                "ParallelismConfig.tp_handler must be a TorchTensorParallelConfig, got "
-                f"{type(self.tp_handler).__name__}"
-            )
-        if self.cp_size > 1 and self.cp_handler is None:
-            self.cp_handler = TorchContextParallelConfig()
-        if self.cp_handler is not None and not isinstance(
-            self.cp_handler, TorchContextParallelConfig
-        ):
-            raise TypeError(
-                f"ParallelismConfig(cp_backend={self.cp_backend!r}) needs a cp_handler of type "
-                f"TorchContextParallelConfig, got {type(self.cp_handler).__name__}"
-            )
-        self._sizes = {name[: -len("_size")]: getattr(self, name) for name in _SIZES}
+
+    def _check_handlers(self) -> None:
+        defaults = (
+            ("tp_handler", "tp", TorchTensorParallelConfig),
+            ("cp_handler", "cp", TorchContextParallelConfig),
+            ("sp_handler", "sp", DeepSpeedSequenceParallelConfig),
+        )
+        for attribute, dim, kind in defaults:
+            handler = getattr(self, attribute)
+            if handler is None and self._sizes[dim] > 1:
+                setattr(self, attribute, kind())
+            elif handler is not None and not isinstance(handler, kind):
+                raise TypeError(
+                    f"ParallelismConfig.{attribute} must be a {kind.__name__}, got "
+                    f"{type(handler).__name__}"
+                )
+
+    def _size(self, dim: str) -> int:
+        """The current size of dimension ``dim`` (fields may be reassigned after creation)."""
+        return int(getattr(self, f"{dim}_size"))
 
     def _set_size(self, dim: str, size: int) -> None:
         """Change one dimension's size (``dim`` is ``"tp"``, ``"dp_shard"``, ...)."""
@@ -141,17 +154,32 @@ class ParallelismConfig:
 
     def build_device_mesh(self, device_type: str) -> Any:
         """A new DeviceMesh with the enabled dimensions and the flattened ``dp``,
-        ``dp_shard_cp`` and ``dp_cp`` ones (``None`` when every size is 1). Needs an
-        initialized process group whose world size is :attr:`total_size`.
+        ``dp_shard_cp`` and ``dp_cp`` ones. Needs an initialized process group whose world
+        size is :attr:`total_size`. ``None`` when every size is 1, and with sequence
+        parallelism (DeepSpeed builds its own sequence/data-parallel groups), as in Accelerate.
 
         Example:
+            >>> ParallelismConfig().build_device_mesh("cpu") is None
+            True
             >>> mesh = ParallelismConfig(dp_shard_size=2).build_device_mesh("cpu")  # doctest: +SKIP
             >>> mesh["dp"].size()  # doctest: +SKIP
             2
         """
-        from accel.core.device_mesh import build_device_mesh
+        layout = self._get_mesh()
+        if not layout or self.sp_enabled:
+            return None
+        from torch.distributed.device_mesh import init_device_mesh
 
-        return build_device_mesh(self, device_type)
+        names, shape = layout
+        mesh = init_device_mesh(device_type, shape, mesh_dim_names=names)
+        for flat_name, dims in (
+            ("dp", self.dp_dim_names),
+            ("dp_shard_cp", self.dp_shard_cp_dim_names),
+            ("dp_cp", self.dp_cp_dim_names),
+        ):
+            if dims:
+                mesh[tuple(dims)]._flatten(flat_name)
+        return mesh
 
     def get_device_mesh(self, device_type: str | None = None) -> Any:
         """The mesh built for this config (built on first call, which needs ``device_type``).
@@ -182,7 +210,7 @@ class ParallelismConfig:
             >>> ParallelismConfig().dp_replicate_enabled
             False
         """
-        return self.dp_replicate_size > 1
+        return self._size("dp_replicate") > 1
 
     @property
     def dp_shard_enabled(self) -> bool:
@@ -192,7 +220,7 @@ class ParallelismConfig:
             >>> ParallelismConfig(dp_shard_size=2).dp_shard_enabled
             True
         """
-        return self.dp_shard_size > 1
+        return self._size("dp_shard") > 1
 
     @property
     def tp_enabled(self) -> bool:
@@ -202,7 +230,7 @@ class ParallelismConfig:
             >>> ParallelismConfig(tp_size=2).tp_enabled
             True
         """
-        return self.tp_size > 1
+        return self._size("tp") > 1
 
     @property
     def cp_enabled(self) -> bool:
@@ -212,7 +240,7 @@ class ParallelismConfig:
             >>> ParallelismConfig().cp_enabled
             False
         """
-        return self.cp_size > 1
+        return self._size("cp") > 1
 
     @property
     def sp_enabled(self) -> bool:
@@ -222,7 +250,7 @@ class ParallelismConfig:
             >>> ParallelismConfig(sp_size=2).sp_enabled
             True
         """
-        return self.sp_size > 1
+        return self._size("sp") > 1
 
     @property
     def total_size(self) -> int:
@@ -242,7 +270,7 @@ class ParallelismConfig:
             >>> ParallelismConfig(dp_replicate_size=2, dp_shard_size=2).data_parallel_size
             4
         """
-        return self.dp_replicate_size * self.dp_shard_size
+        return self._size("dp_replicate") * self._size("dp_shard")
 
     @property
     def non_data_parallel_size(self) -> int:
@@ -252,7 +280,7 @@ class ParallelismConfig:
             >>> ParallelismConfig(dp_shard_size=2, tp_size=2).non_data_parallel_size
             2
         """
-        return self.tp_size * self.cp_size * self.sp_size
+        return self._size("tp") * self._size("cp") * self._size("sp")
 
     @property
     def dp_dim_names(self) -> list[str]:

@@ -171,3 +171,34 @@ def apply_tensor_parallel(model: torch.nn.Module, mesh: Any, plan: dict[str, Any
         )
     parallelize_module(model, mesh, _expand(model, plan))
     _replicate_rest(model, mesh)
+
+
+def model_has_dtensor(model: torch.nn.Module) -> bool:
+    """Whether any parameter of ``model`` is a ``torch.distributed.tensor.DTensor`` (split by
+    tensor parallelism or sharded by FSDP2).
+
+    Example:
+        >>> model_has_dtensor(torch.nn.Linear(2, 2))
+        False
+    """
+    from torch.distributed.tensor import DTensor
+
+    return any(isinstance(p, DTensor) for p in model.parameters())
+
+
+def get_model_tp_size(model: torch.nn.Module) -> int | None:
+    """The tensor parallel degree a transformers model was loaded with
+    (``from_pretrained(tp_plan="auto")``), or ``None``: ``model.tp_size`` (transformers < 5),
+    else ``model.config.distributed_config.tp_size`` (transformers >= 5).
+
+    Example:
+        >>> get_model_tp_size(torch.nn.Linear(2, 2)) is None
+        True
+    """
+    tp_size = getattr(model, "tp_size", None)
+    if tp_size is not None:
+        return tp_size
+    distributed = getattr(getattr(model, "config", None), "distributed_config", None)
+    if isinstance(distributed, dict):
+        return distributed.get("tp_size")
+    return getattr(distributed, "tp_size", None)

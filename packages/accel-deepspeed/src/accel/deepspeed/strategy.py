@@ -24,6 +24,12 @@ from accel.deepspeed.config import AUTO
 from accel.deepspeed.dummies import DummyOptim, DummyScheduler
 from accel.deepspeed.group import ensure_process_group
 from accel.deepspeed.plugin import DeepSpeedPlugin
+from accel.deepspeed.sequence_parallel import (
+    current_mpu,
+    register_ulysses,
+    sequence_parallel_size,
+    wrap_loader,
+)
 from accel.deepspeed.wrappers import (
     DeepSpeedEngineWrapper,
     DeepSpeedOptimizerWrapper,
@@ -36,7 +42,10 @@ class DeepSpeedStrategy(TrainingStrategy):
     """Runs training through DeepSpeed engines (ZeRO stages 0-3, offload, fp16/bf16).
 
     ``prepare`` turns a model (with its optimizer and scheduler) into a DeepSpeed engine after
-    filling the config's ``"auto"`` values; dataloaders are sharded as usual. One model per
+    filling the config's ``"auto"`` values; dataloaders are sharded as usual. With
+    ``ParallelismConfig(sp_size > 1)`` the model's attention runs DeepSpeed Ulysses and the
+    dataloaders are wrapped to hand each rank its chunk of the sequence
+    (:mod:`accel.deepspeed.sequence_parallel`). One model per
     ``prepare`` call; several models need one ``DeepSpeedPlugin`` each
     (``Accelerator(deepspeed_plugins={...})`` and ``state.select_deepspeed_plugin(name)``).
 
@@ -152,21 +161,53 @@ class DeepSpeedStrategy(TrainingStrategy):
                 result[index] = self.prepare_object(obj, device_placement[index])
         if loaders:
             self._batch_sizes = loaders
-        if not models:
-            return result
+        if models:
+            self._prepare_model(deepspeed, objects, result, models, optimizers, schedulers)
+        if sequence_parallel_size(accelerator.parallelism_config) > 1:
+            for index, obj in enumerate(objects):
+                if isinstance(obj, torch.utils.data.DataLoader):
+                    result[index] = self.ulysses_loader(result[index])
+        return result
 
+    def _prepare_model(
+        self,
+        deepspeed: Any,
+        objects: list[Any],
+        result: list[Any],
+        models: list[int],
+        optimizers: list[int],
+        schedulers: list[int],
+    ) -> None:
         model = objects[models[0]]
         optimizer = objects[optimizers[0]] if optimizers else None
         scheduler = objects[schedulers[0]] if schedulers else None
         engine, ds_optimizer, ds_scheduler = self._create_engine(
-            deepspeed, model, optimizer, scheduler, loaders or self._batch_sizes
+            deepspeed, model, optimizer, scheduler, self._batch_sizes
         )
         result[models[0]] = engine
         if optimizers:
             result[optimizers[0]] = ds_optimizer
         if schedulers:
             result[schedulers[0]] = ds_scheduler
-        return result
+
+    def ulysses_loader(self, loader: Any) -> Any:
+        """``loader`` wrapped for Ulysses sequence parallelism (``sp_size > 1``), else
+        ``loader`` itself. The model must have been prepared before or in the same call.
+
+        Example:
+            >>> loader = accelerator.strategy.ulysses_loader(loader)  # doctest: +SKIP
+        """
+        if sequence_parallel_size(self.accelerator.parallelism_config) == 1:
+            return loader
+        mpu = current_mpu()
+        if mpu is None:
+            raise ValueError(
+                "ParallelismConfig(sp_size > 1): a dataloader is split over the sequence "
+                "parallel group that preparing the model creates; pass the dataloader to the "
+                "same prepare() call as the model, or call "
+                "accelerator.deepspeed_ulysses_dl_adapter(loader, model) after preparing it"
+            )
+        return wrap_loader(loader, mpu, self.accelerator.device)
 
     @staticmethod
     def _check_counts(
@@ -207,6 +248,7 @@ class DeepSpeedStrategy(TrainingStrategy):
     ) -> tuple[Any, Any, Any]:
         accelerator = self.accelerator
         plugin = self.plugin
+        sp_size = sequence_parallel_size(accelerator.parallelism_config)
         if optimizer is not None:
             params = (
                 optimizer.params
@@ -237,9 +279,17 @@ class DeepSpeedStrategy(TrainingStrategy):
             micro_batch_size=micro,
             batch_source=source,
             gradient_accumulation_steps=accelerator.gradient_accumulation_steps,
-            num_processes=accelerator.num_processes,
+            num_processes=accelerator.num_processes // sp_size,  # data-parallel ranks
         )
         kwargs: dict[str, Any] = {"model": model, "config": config}
+        ensure_process_group()
+        if sp_size > 1:
+            if not deepspeed.comm.is_initialized():
+                deepspeed.comm.init_distributed(
+                    dist_backend=torch.distributed.get_backend(), dist_init_required=False
+                )
+            micro_batch = int(config["train_micro_batch_size_per_gpu"])
+            kwargs["mpu"] = register_ulysses(model, accelerator.parallelism_config, micro_batch)
         if isinstance(optimizer, DummyOptim):
             kwargs["model_parameters"] = optimizer.params
         elif optimizer is not None:
@@ -249,7 +299,6 @@ class DeepSpeedStrategy(TrainingStrategy):
                 kwargs["lr_scheduler"] = scheduler.lr_scheduler_callable
         elif scheduler is not None:
             kwargs["lr_scheduler"] = scheduler
-        ensure_process_group()
         engine, ds_optimizer, _, ds_scheduler = deepspeed.initialize(**kwargs)
 
         wrapper = DeepSpeedEngineWrapper(engine)

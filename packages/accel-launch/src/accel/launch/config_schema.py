@@ -219,19 +219,7 @@ NESTED: dict[str, dict[str, Key]] = {
         "fp8_enable_fsdp_float8_all_gather": _b(),
         "fp8_pad_inner_dim": _b(),
     },
-    "parallelism_config": {
-        **table_keys("parallelism_config"),
-        **{
-            "parallelism_config_" + name: Key((int, str, bool), None)
-            for name in (
-                "cp_backend",
-                "sp_backend",
-                "sp_seq_length",
-                "sp_seq_length_is_variable",
-                "sp_attn_implementation",
-            )
-        },
-    },
+    "parallelism_config": table_keys("parallelism_config"),
     "megatron_lm_config": {
         "megatron_lm_" + name: Key((int, float, str, bool), None)
         for name in (

@@ -45,6 +45,7 @@ from accel.state.option_parsers import (
 
 __all__ = [
     "AUTO_WRAP_POLICIES",
+    "CP_BACKENDS",
     "CP_COMM_STRATEGIES",
     "DYNAMO_BACKENDS",
     "DYNAMO_MODES",
@@ -53,6 +54,7 @@ __all__ = [
     "OPTIONS",
     "PARALLELISM_SIZES",
     "RDZV_BACKENDS",
+    "SP_BACKENDS",
     "STATE_DICT_TYPES",
     "Option",
     "SettingError",
@@ -68,6 +70,8 @@ OFFLOAD_DEVICES = ("none", "cpu", "nvme")
 AUTO_WRAP_POLICIES = ("TRANSFORMER_BASED_WRAP", "SIZE_BASED_WRAP", "NO_WRAP")
 STATE_DICT_TYPES = ("FULL_STATE_DICT", "SHARDED_STATE_DICT")
 CP_COMM_STRATEGIES = ("allgather", "alltoall")
+CP_BACKENDS = ("torch",)
+SP_BACKENDS = ("deepspeed",)
 PARALLELISM_SIZES = ("dp_replicate_size", "dp_shard_size", "tp_size", "cp_size", "sp_size")
 # Exactly the backends TorchDynamoPlugin accepts (launch used to allow "ipex", which the plugin
 # then refused in the training script).
@@ -339,6 +343,27 @@ OPTIONS: tuple[Option, ...] = (
            "ParallelismConfig.sp_size (sizes multiply to --num_processes)", "int", PARALLELISM,
            env=parallelism_env("SP_SIZE"), config="parallelism_config_sp_size",
            section="parallelism_config", export="set"),
+    Option("parallelism_config_cp_backend", None, choice(CP_BACKENDS), None, "choice",
+           PARALLELISM, env=parallelism_env("CP_BACKEND"), config="parallelism_config_cp_backend",
+           section="parallelism_config", export="set"),
+    Option("parallelism_config_sp_backend", None, choice(SP_BACKENDS),
+           "sequence parallelism backend: deepspeed (ALST/Ulysses)", "choice", PARALLELISM,
+           env=parallelism_env("SP_BACKEND"), config="parallelism_config_sp_backend",
+           section="parallelism_config", export="set"),
+    Option("parallelism_config_sp_seq_length", None, integer(1),
+           "DeepSpeedSequenceParallelConfig.sp_seq_length (fixed sequence length)", "int",
+           PARALLELISM, env=parallelism_env("SP_SEQ_LENGTH"),
+           config="parallelism_config_sp_seq_length", section="parallelism_config", export="set"),
+    Option("parallelism_config_sp_seq_length_is_variable", None, BOOLEAN,
+           "DeepSpeedSequenceParallelConfig.sp_seq_length_is_variable (true/false)", "value",
+           PARALLELISM, env=parallelism_env("SP_SEQ_LENGTH_IS_VARIABLE"),
+           config="parallelism_config_sp_seq_length_is_variable", section="parallelism_config",
+           export="set"),
+    Option("parallelism_config_sp_attn_implementation", None, TEXT,
+           "DeepSpeedSequenceParallelConfig.sp_attn_implementation (sdpa, flash_attention_2, ...)",
+           "value", PARALLELISM, env=parallelism_env("SP_ATTN_IMPLEMENTATION"),
+           config="parallelism_config_sp_attn_implementation", section="parallelism_config",
+           export="set"),
     # DeepSpeed
     Option("use_deepspeed", False, BOOLEAN, "train with DeepSpeed (needs accel-deepspeed)",
            "switch", DEEPSPEED, env=accel_env("USE_DEEPSPEED"), export="on",

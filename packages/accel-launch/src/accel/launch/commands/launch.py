@@ -28,6 +28,7 @@ from accel.launch.settings import (
     resolve,
 )
 from accel.state.options import GROUPS, PARALLELISM_SIZES, Option
+from accel.state.parallelism_sizes import check_parallelism_sizes
 
 NAME = "launch"
 PREFIX = "accel launch:"
@@ -273,18 +274,15 @@ def _check_parallelism_sizes(resolved: Resolved) -> None:
     given = {n: size for n, size in given.items() if size is not None}
     if not given:
         return
-    product = 1
-    for size in given.values():
-        product *= size
-    if product != v["num_processes"]:
-        sizes = ", ".join(
-            f"{n}={s} (from {src['parallelism_config_' + n]})" for n, s in given.items()
+    try:
+        check_parallelism_sizes(
+            given,
+            v["num_processes"],
+            f"num_processes from {src['num_processes']}",
+            {n: src["parallelism_config_" + n] for n in given},
         )
-        raise LaunchError(
-            f"parallelism_config sizes {sizes} multiply to {product}, but num_processes="
-            f"{v['num_processes']} (from {src['num_processes']}); make their product equal "
-            "the number of processes"
-        )
+    except ValueError as error:
+        raise LaunchError(str(error)) from None
 
 
 def _check_xla(args: argparse.Namespace, source: str) -> None:
