@@ -49,7 +49,11 @@ class PreparingMixin(AcceleratorParts):
     :class:`~accel.core.Accelerator`.
 
     Example:
-        >>> model, optimizer = accelerator.prepare(model, optimizer)  # doctest: +SKIP
+        >>> from accel.core import Accelerator
+        >>> accelerator = Accelerator()
+        >>> model = accelerator.prepare(torch.nn.Linear(2, 2))
+        >>> accelerator.unwrap_model(model) is model, accelerator.free_memory(model)
+        (True, [None])
     """
 
     # -- prepare -------------------------------------------------------------------------

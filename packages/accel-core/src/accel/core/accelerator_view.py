@@ -26,7 +26,8 @@ class AcceleratorView(AcceleratorParts):
     """What the job looks like, mixed into :class:`~accel.core.Accelerator`.
 
     Example:
-        >>> Accelerator().num_processes  # doctest: +SKIP
+        >>> from accel.core import Accelerator
+        >>> Accelerator().num_processes
         1
     """
 
@@ -37,7 +38,8 @@ class AcceleratorView(AcceleratorParts):
         """The kind of job: ``NO``, ``MULTI_CPU``, ``MULTI_GPU``, ``FSDP``, ...
 
         Example:
-            >>> Accelerator().distributed_type  # doctest: +SKIP
+            >>> from accel.core import Accelerator
+            >>> Accelerator().distributed_type
             <DistributedType.NO: 'NO'>
         """
         return self.state.distributed_type
@@ -47,7 +49,8 @@ class AcceleratorView(AcceleratorParts):
         """How many processes run this script.
 
         Example:
-            >>> Accelerator().num_processes  # doctest: +SKIP
+            >>> from accel.core import Accelerator
+            >>> Accelerator().num_processes
             1
         """
         return self.state.num_processes
@@ -57,7 +60,8 @@ class AcceleratorView(AcceleratorParts):
         """This process's index, 0 to ``num_processes - 1``.
 
         Example:
-            >>> Accelerator().process_index  # doctest: +SKIP
+            >>> from accel.core import Accelerator
+            >>> Accelerator().process_index
             0
         """
         return self.state.process_index
@@ -67,7 +71,8 @@ class AcceleratorView(AcceleratorParts):
         """This process's index on its machine.
 
         Example:
-            >>> Accelerator().local_process_index  # doctest: +SKIP
+            >>> from accel.core import Accelerator
+            >>> Accelerator().local_process_index
             0
         """
         return self.state.local_process_index
@@ -77,7 +82,8 @@ class AcceleratorView(AcceleratorParts):
         """The device this process computes on.
 
         Example:
-            >>> Accelerator(cpu=True).device  # doctest: +SKIP
+            >>> from accel.core import Accelerator
+            >>> Accelerator(cpu=True).device
             device(type='cpu')
         """
         return self.state.device
@@ -87,7 +93,8 @@ class AcceleratorView(AcceleratorParts):
         """Whether this is the main process.
 
         Example:
-            >>> Accelerator().is_main_process  # doctest: +SKIP
+            >>> from accel.core import Accelerator
+            >>> Accelerator().is_main_process
             True
         """
         return self.state.is_main_process
@@ -97,7 +104,8 @@ class AcceleratorView(AcceleratorParts):
         """Whether this is the first process on its machine.
 
         Example:
-            >>> Accelerator().is_local_main_process  # doctest: +SKIP
+            >>> from accel.core import Accelerator
+            >>> Accelerator().is_local_main_process
             True
         """
         return self.state.is_local_main_process
@@ -107,7 +115,8 @@ class AcceleratorView(AcceleratorParts):
         """Whether this is the last process.
 
         Example:
-            >>> Accelerator().is_last_process  # doctest: +SKIP
+            >>> from accel.core import Accelerator
+            >>> Accelerator().is_last_process
             True
         """
         return self.state.is_last_process
@@ -117,7 +126,8 @@ class AcceleratorView(AcceleratorParts):
         """Whether more than one process takes part.
 
         Example:
-            >>> Accelerator().use_distributed  # doctest: +SKIP
+            >>> from accel.core import Accelerator
+            >>> Accelerator().use_distributed
             False
         """
         return self.state.use_distributed
@@ -127,7 +137,8 @@ class AcceleratorView(AcceleratorParts):
         """Whether several processes each drive a device (DDP-style data parallelism).
 
         Example:
-            >>> Accelerator().multi_device  # doctest: +SKIP
+            >>> from accel.core import Accelerator
+            >>> Accelerator().multi_device
             False
         """
         return self.distributed_type.value.startswith("MULTI_") and self.num_processes > 1
@@ -137,7 +148,8 @@ class AcceleratorView(AcceleratorParts):
         """The mixed-precision mode: ``"no"``, ``"fp16"``, ``"bf16"`` or ``"fp8"``.
 
         Example:
-            >>> Accelerator(mixed_precision="bf16").mixed_precision  # doctest: +SKIP
+            >>> from accel.core import Accelerator
+            >>> Accelerator(mixed_precision="bf16").mixed_precision
             'bf16'
         """
         return self.state.mixed_precision
@@ -147,7 +159,8 @@ class AcceleratorView(AcceleratorParts):
         """Whether models are sharded with FSDP2.
 
         Example:
-            >>> Accelerator().is_fsdp2  # doctest: +SKIP
+            >>> from accel.core import Accelerator
+            >>> Accelerator().is_fsdp2
             False
         """
         return self.state.is_fsdp2
@@ -158,7 +171,8 @@ class AcceleratorView(AcceleratorParts):
         TRL's ``SFTTrainer`` reads it to decide on context parallelism.
 
         Example:
-            >>> Accelerator().parallelism_config is None  # doctest: +SKIP
+            >>> from accel.core import Accelerator
+            >>> Accelerator().parallelism_config is None
             True
         """
         return self.state.parallelism_config
@@ -180,7 +194,8 @@ class AcceleratorView(AcceleratorParts):
         """Whether models are prepared on the device mesh (FSDP2 and/or tensor parallelism).
 
         Example:
-            >>> Accelerator().is_composable_parallelism_enabled  # doctest: +SKIP
+            >>> from accel.core import Accelerator
+            >>> Accelerator().is_composable_parallelism_enabled
             False
         """
         config = self.parallelism_config
@@ -260,7 +275,8 @@ class AcceleratorView(AcceleratorParts):
         """Whether each batch of a prepared dataloader is split across processes.
 
         Example:
-            >>> Accelerator().split_batches  # doctest: +SKIP
+            >>> from accel.core import Accelerator
+            >>> Accelerator().split_batches
             False
         """
         return self.dataloader_config.split_batches
@@ -270,7 +286,8 @@ class AcceleratorView(AcceleratorParts):
         """Whether process 0 reads batches and sends each process its part.
 
         Example:
-            >>> Accelerator().dispatch_batches is None  # doctest: +SKIP
+            >>> from accel.core import Accelerator
+            >>> Accelerator().dispatch_batches is None
             True
         """
         return self.dataloader_config.dispatch_batches
@@ -280,7 +297,8 @@ class AcceleratorView(AcceleratorParts):
         """Whether every process gets the same number of batches (wrapping around).
 
         Example:
-            >>> Accelerator().even_batches  # doctest: +SKIP
+            >>> from accel.core import Accelerator
+            >>> Accelerator().even_batches
             True
         """
         return self.dataloader_config.even_batches
@@ -294,7 +312,8 @@ class AcceleratorView(AcceleratorParts):
         """Whether shuffling samplers are replaced by a seedable one.
 
         Example:
-            >>> Accelerator().use_seedable_sampler  # doctest: +SKIP
+            >>> from accel.core import Accelerator
+            >>> Accelerator().use_seedable_sampler
             False
         """
         return self.dataloader_config.use_seedable_sampler
@@ -304,7 +323,8 @@ class AcceleratorView(AcceleratorParts):
         """Whether batches move to the device with ``non_blocking=True``.
 
         Example:
-            >>> Accelerator().non_blocking  # doctest: +SKIP
+            >>> from accel.core import Accelerator
+            >>> Accelerator().non_blocking
             False
         """
         return self.dataloader_config.non_blocking
@@ -314,7 +334,8 @@ class AcceleratorView(AcceleratorParts):
         """Whether dataloaders are made stateful (torchdata).
 
         Example:
-            >>> Accelerator().use_stateful_dataloader  # doctest: +SKIP
+            >>> from accel.core import Accelerator
+            >>> Accelerator().use_stateful_dataloader
             False
         """
         return self.dataloader_config.use_stateful_dataloader
@@ -324,7 +345,8 @@ class AcceleratorView(AcceleratorParts):
         """The project folder (checkpoints, logs).
 
         Example:
-            >>> Accelerator(project_dir="runs").project_dir  # doctest: +SKIP
+            >>> from accel.core import Accelerator
+            >>> Accelerator(project_dir="runs").project_dir
             'runs'
         """
         return self.project_configuration.project_dir
@@ -334,7 +356,8 @@ class AcceleratorView(AcceleratorParts):
         """Where trackers write logs.
 
         Example:
-            >>> Accelerator(project_dir="runs").logging_dir  # doctest: +SKIP
+            >>> from accel.core import Accelerator
+            >>> Accelerator(project_dir="runs").logging_dir
             'runs'
         """
         return self.project_configuration.logging_dir
@@ -344,7 +367,8 @@ class AcceleratorView(AcceleratorParts):
         """The number of the next automatically named checkpoint.
 
         Example:
-            >>> Accelerator().save_iteration  # doctest: +SKIP
+            >>> from accel.core import Accelerator
+            >>> Accelerator().save_iteration
             0
         """
         return self.project_configuration.iteration
@@ -354,7 +378,8 @@ class AcceleratorView(AcceleratorParts):
         """Whether gradients are synchronized (and optimizers step) on this step.
 
         Example:
-            >>> Accelerator().sync_gradients  # doctest: +SKIP
+            >>> from accel.core import Accelerator
+            >>> Accelerator().sync_gradients
             True
         """
         return self.gradient_state.sync_gradients
@@ -368,7 +393,8 @@ class AcceleratorView(AcceleratorParts):
         """How many steps gradients accumulate over.
 
         Example:
-            >>> Accelerator(gradient_accumulation_steps=4).gradient_accumulation_steps  # doctest: +SKIP
+            >>> from accel.core import Accelerator
+            >>> Accelerator(gradient_accumulation_steps=4).gradient_accumulation_steps
             4
         """
         return self.gradient_state.num_steps
@@ -382,7 +408,8 @@ class AcceleratorView(AcceleratorParts):
         """Whether any optimizer skipped its last step (fp16 overflow).
 
         Example:
-            >>> Accelerator().optimizer_step_was_skipped  # doctest: +SKIP
+            >>> from accel.core import Accelerator
+            >>> Accelerator().optimizer_step_was_skipped
             False
         """
         return any(opt.step_was_skipped for opt in self._optimizers)
