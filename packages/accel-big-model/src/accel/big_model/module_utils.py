@@ -16,7 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from accel.big_model.hooks import AlignDevicesHook
+from accel.big_model.align_hook import AlignDevicesHook
+from accel.big_model.hooks import hook_of
 from accel.big_model.tensors import set_module_tensor_to_device
 from accel.state.process_logging import library_logger
 
@@ -32,7 +33,7 @@ def has_offloaded_params(module: nn.Module) -> bool:
         >>> has_offloaded_params(layer)
         True
     """
-    hook = getattr(module, "_hf_hook", None)
+    hook = hook_of(module)
     return isinstance(hook, AlignDevicesHook) and bool(hook.offload)
 
 
@@ -52,8 +53,8 @@ def align_module_device(
         >>> layer.weight.device.type
         'cpu'
     """
-    if has_offloaded_params(module):
-        hook = module._hf_hook
+    hook = hook_of(module)
+    if isinstance(hook, AlignDevicesHook) and hook.offload:
         previous = hook.execution_device
         if execution_device is not None:
             hook.execution_device = execution_device
