@@ -240,8 +240,9 @@ class AlignDevicesHook(ModelHook):
             for name, _ in self._offloaded_tensors(module):
                 set_module_tensor_to_device(module, name, "meta")
             tied = self.tied_params_map
-            for pointer, device in self.tied_pointers_to_remove if tied is not None else ():
-                tied.get(pointer, {}).pop(device, None)
+            if tied is not None:
+                for pointer, device in self.tied_pointers_to_remove:
+                    tied.get(pointer, {}).pop(device, None)
             self.tied_pointers_to_remove = set()
         if self.io_same_device and self.input_device is not None:
             output = send_to_device(output, self.input_device, skip_keys=self.skip_keys)

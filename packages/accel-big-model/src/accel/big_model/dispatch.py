@@ -74,7 +74,9 @@ class _TiedWeightsMap(Mapping):
         """A sibling of ``key`` kept in memory by the model (its module is not offloaded), e.g.
         ``lm_head.weight`` on disk tied to ``embed_tokens.weight`` on the CPU."""
         model = None if self._model is None else self._model()
-        for other in self.siblings.get(key, ()) if model is not None else ():
+        if model is None:
+            return None
+        for other in self.siblings.get(key, ()):
             try:
                 tensor = model.get_parameter(other)
             except AttributeError:
@@ -108,13 +110,24 @@ class _TiedWeightsMap(Mapping):
         return sum(1 for _ in self)
 
 
+def _names_device(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bool:
+    """Whether a ``Module.to(...)`` call names a device (``to(torch.float16)`` only casts):
+    its first argument is a device or a tensor, or it passes ``device=``/``tensor=``."""
+    if kwargs.get("device") is not None or kwargs.get("tensor") is not None:
+        return True
+    first = args[0] if args else None
+    if isinstance(first, bool):
+        return False
+    return isinstance(first, (str, int, torch.device, torch.Tensor))
+
+
 def _guard_moves(model: nn.Module) -> None:
     """Warn on ``model.to``/``.cuda`` (hooks fix devices); refuse when weights are offloaded."""
 
     def guard(fn: Callable) -> Callable:
         @wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if fn.__name__ != "to" or torch._C._nn._parse_to(*args, **kwargs)[0] is not None:
+            if fn.__name__ != "to" or _names_device(args, kwargs):
                 logger.warning("You shouldn't move a model that is dispatched using accel hooks.")
             if any(p.device.type == "meta" for p in model.parameters()):
                 raise RuntimeError(
@@ -239,7 +252,7 @@ def dispatch_model(
         _guard_moves(model)
     else:
         model.to(devices[0])
-    model.hf_device_map = dict(device_map)
+    model.__dict__["hf_device_map"] = dict(device_map)  # a plain attribute transformers reads
     return model
 
 

@@ -140,6 +140,12 @@ def get_module_children_bottom_up(
     return ordered if return_fqns else [module for _, module in ordered]
 
 
+def _output_embeddings(model: nn.Module) -> Any:
+    """A transformers model's output embeddings (``get_output_embeddings()``)."""
+    get_output_embeddings = getattr(model, "get_output_embeddings", None)
+    return get_output_embeddings() if callable(get_output_embeddings) else None
+
+
 def check_tied_parameters_in_config(model: nn.Module) -> bool:
     """Whether a transformers model's config or modules ask for tied weights (tied word
     embeddings, tied encoder/decoder, or a module with ``_tie_weights``); False otherwise.
@@ -157,7 +163,7 @@ def check_tied_parameters_in_config(model: nn.Module) -> bool:
     tied_embeddings = bool(
         decoder_config is not None
         and getattr(decoder_config, "tie_word_embeddings", False)
-        and model.get_output_embeddings() is not None
+        and _output_embeddings(model) is not None
     )
     tied_encoder_decoder = bool(
         config is not None

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -127,20 +127,22 @@ def clear_device_cache(device: Device) -> None:
 def _new_parameter(
     old: nn.Parameter | None, data: torch.Tensor, device: Device, non_blocking: bool
 ) -> nn.Parameter:
-    cls = type(old)
-    if old is None or cls is nn.Parameter:
+    if old is None or type(old) is nn.Parameter:
         return nn.Parameter(
             data.to(device, non_blocking=non_blocking),
             requires_grad=True if old is None else old.requires_grad,
         )
+    # A Parameter subclass (bitsandbytes' Params4bit...) takes its extra state as keywords
+    # and keeps its class through .to().
+    cls: Callable[..., nn.Parameter] = type(old)
     extra = {k: v for k, v in old.__dict__.items() if k != "_is_hf_initialized"}
     try:
         new = cls(data, requires_grad=old.requires_grad, **extra)
     except TypeError:
         new = cls(data, requires_grad=old.requires_grad)
-    new = new.to(device, non_blocking=non_blocking)
+    new = cast(nn.Parameter, new.to(device, non_blocking=non_blocking))
     if "_is_hf_initialized" in old.__dict__:
-        new.__dict__["_is_hf_initialized"] = old.__dict__["_is_hf_initialized"]
+        vars(new)["_is_hf_initialized"] = old.__dict__["_is_hf_initialized"]
     return new
 
 
