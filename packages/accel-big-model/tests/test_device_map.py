@@ -362,3 +362,26 @@ def test_fallback_allocation_matches_accelerate(accelerate_modeling):
 def test_ties_made_under_init_empty_weights_survive():
     model = make(tie=True)
     assert model.head.weight is model.embed.weight
+
+
+DEVICE_MAPS = [
+    {"": "cpu"},
+    {"h.1": 0, "h.10": "cpu", "": "disk"},
+    {"embed": 0, "h": 1, "h.0.attn": "cpu", "lm_head": "disk"},
+]
+NAMES = ["h.1.weight", "h.10.bias", "h.0.attn.weight", "h.0.mlp.bias", "embed", "lm_head.weight"]
+
+
+@pytest.mark.parametrize("device_map", DEVICE_MAPS)
+def test_device_for_matches_accelerate(device_map, accelerate_modeling):
+    from accel.big_model import device_for
+
+    for name in NAMES:
+        try:
+            expected = accelerate_modeling._get_param_device(name, device_map)
+        except ValueError:
+            with pytest.raises(ValueError, match=repr(name)):
+                device_for(device_map, name)
+            assert device_for(device_map, name, default=None) is None
+        else:
+            assert device_for(device_map, name) == expected, name

@@ -57,13 +57,12 @@ def _inside(name: str, scope: str) -> bool:
 
 def _children(module: nn.Module | torch.Tensor) -> list[tuple[str, nn.Module | torch.Tensor]]:
     """What a module splits into: its own parameters, submodules, and own buffers."""
-    if not isinstance(module, nn.Module):
-        return []
-    return (
-        list(module.named_parameters(recurse=False))
-        + list(module.named_children())
-        + list(module.named_buffers(recurse=False))
-    )
+    children: list[tuple[str, nn.Module | torch.Tensor]] = []
+    if isinstance(module, nn.Module):
+        children.extend(module.named_parameters(recurse=False))
+        children.extend(module.named_children())
+        children.extend(module.named_buffers(recurse=False))
+    return children
 
 
 def _splittable(module: nn.Module | torch.Tensor, no_split: list[str]) -> bool:
@@ -257,7 +256,7 @@ class _Plan:
 def fallback_allocate(
     modules: list[Entry],
     module_sizes: Mapping[str, float],
-    size_limit: int | str,
+    size_limit: int | float | str,
     no_split_module_classes: list[str] | None = None,
     tied_parameters: list[list[str]] | None = None,
 ) -> tuple[str | None, Any, list[Entry]]:

@@ -48,7 +48,7 @@ def get_balanced_memory(
     """
     max_memory = get_max_memory(max_memory, headroom=headroom)
     gpu_ids = sorted(d for d, v in max_memory.items() if isinstance(d, int) and v > 0)
-    counted = list(gpu_ids)
+    counted: list[int | str] = list(gpu_ids)
     if is_mps_available() and max_memory.get("mps", 0) > 0:
         counted.append("mps")
     if not counted:
@@ -58,7 +58,7 @@ def get_balanced_memory(
 
     sizes = compute_module_sizes(model, dtype=dtype, special_dtypes=special_dtypes)
     total = sizes[""]
-    per_gpu = total // (len(counted) - 1 if low_zero else len(counted))
+    per_gpu = int(total // (len(counted) - 1 if low_zero else len(counted)))
 
     no_split = no_split_list(no_split_module_classes)
     block = 0.0
@@ -82,7 +82,7 @@ def get_balanced_memory(
     if low_zero and gpu_ids:
         # The first GPU only takes what the others cannot hold (by id, not position: #4297).
         first, others = gpu_ids[0], sum(max_memory[g] for g in gpu_ids[1:])
-        max_memory[first] = min(max(0, total - others), max_memory[first])
+        max_memory[first] = min(int(max(0, total - others)), max_memory[first])
     return max_memory
 
 

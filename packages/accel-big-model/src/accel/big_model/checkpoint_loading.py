@@ -94,7 +94,7 @@ def _load_into(
                             "dtype": str(final).replace("torch.", ""),
                             "shape": list(stored_shape),
                         }
-                    else:
+                    elif offload_folder is not None:  # checked above for non-safetensors shards
                         value = shard.get(key).to(final)
                         offload_weight(value, key, offload_folder, index=offload_index)
                     set_module_tensor_to_device(model, key, "meta", dtype=final)

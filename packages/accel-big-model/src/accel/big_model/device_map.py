@@ -137,7 +137,7 @@ def format_device_map(
     total_rows = [("total", device, format_size(size)) for device, size in totals.items()]
     header = ("module", "device", "size")
     widths = [max(len(r[i]) for r in [header, *rows, *total_rows]) for i in range(3)]
-    rule = tuple("-" * w for w in widths)
+    rule = ("-" * widths[0], "-" * widths[1], "-" * widths[2])
 
     def line(row: tuple[str, str, str]) -> str:
         return "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()

@@ -1,21 +1,23 @@
-"""Running a model spread over devices, RAM and disk: dispatch, CPU/disk offload, and loading.
+"""Running a model spread over devices, RAM and disk: :func:`dispatch_model` and the one-call
+:func:`load_checkpoint_and_dispatch`.
 
-:func:`load_checkpoint_and_dispatch` is the one-call path: it plans a device map, loads the
-checkpoint shard by shard, and attaches the hooks. Modules mapped to ``"disk"`` are read from
-the checkpoint's safetensors shards in place (nothing is copied into an offload folder), and a
-map with every module on ``"disk"`` works. Offloaded forwards prefetch the next module's
-weights in a background thread (``prefetch=False`` or ``ACCEL_OFFLOAD_PREFETCH=0`` to disable).
+:func:`load_checkpoint_and_dispatch` plans a device map, loads the checkpoint shard by shard
+(:func:`~accel.big_model.checkpoint.load_checkpoint_in_model`), and attaches the hooks. Modules
+mapped to ``"disk"`` are read from the checkpoint's safetensors shards in place (nothing is
+copied into an offload folder), and a map with every module on ``"disk"`` works. Offloaded
+forwards prefetch the next module's weights in a background thread (``prefetch=False`` or
+``ACCEL_OFFLOAD_PREFETCH=0`` to disable). Whole-model offload (:func:`cpu_offload`,
+:func:`disk_offload`) is in :mod:`~accel.big_model.whole_model_offload`.
 
-Temporary offload folders (made only when weights must be copied and no folder was given)
-belong to the model: they are deleted when the model is garbage-collected, at interpreter
-exit, or by :func:`cleanup_offload`.
+Example:
+    >>> model = dispatch_model(nn.Sequential(nn.Linear(2, 2)), {"": "cpu"})
+    >>> model.hf_device_map
+    {'': 'cpu'}
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from functools import wraps
@@ -26,23 +28,20 @@ from torch import nn
 
 from accel.big_model.checkpoint import checkpoint_files, is_safetensors, load_checkpoint_in_model
 from accel.big_model.device_lookup import device_for
-from accel.big_model.device_map import check_device_map, resolve_device_map
-from accel.big_model.hooks import (
-    AlignDevicesHook,
-    CpuOffload,
-    UserCpuOffloadHook,
-    add_hook_to_module,
-    align_device_hooks,
-    attach_align_device_hook,
-    attach_align_device_hook_on_blocks,
-)
+from accel.big_model.device_map import resolve_device_map
+from accel.big_model.device_map_checks import check_device_map
+from accel.big_model.hook_attach import attach_align_device_hook_on_blocks
 from accel.big_model.offload import (
     INDEX_NAME,
     OffloadedWeightsLoader,
     extract_submodules_state_dict,
     offload_state_dict,
 )
-from accel.big_model.prefetch import OffloadPrefetcher, prefetch_enabled
+from accel.big_model.offload_resources import (
+    new_prefetcher,
+    setup_prefetch,
+    temporary_offload_folder,
+)
 from accel.big_model.tied import find_tied_parameters, retie_parameters
 from accel.state.process_logging import library_logger
 
@@ -51,41 +50,6 @@ logger = library_logger(__name__)
 PathLike = Union[str, "os.PathLike[str]"]
 Device = Union[int, str, torch.device]  # noqa: UP007 - runtime alias
 SkipKeys = Union[str, list[str], None]  # noqa: UP007 - runtime alias
-
-
-# --------------------------------------------------------------------------- model-owned resources
-
-
-def _on_release(model: nn.Module, fn: Callable[..., Any], *args: Any) -> None:
-    """Run ``fn(*args)`` when ``model`` is freed, at exit, or on :func:`cleanup_offload`."""
-    finalizers = model.__dict__.setdefault("_accel_finalizers", [])
-    finalizers.append(weakref.finalize(model, fn, *args))
-
-
-def _temporary_offload_folder(model: nn.Module) -> str:
-    folder = tempfile.mkdtemp(prefix="accel-offload-")
-    _on_release(model, shutil.rmtree, folder, True)
-    model.__dict__.setdefault("_accel_temporary_offload_folders", []).append(folder)
-    return folder
-
-
-def cleanup_offload(model: nn.Module) -> list[str]:
-    """Release what accel set up for ``model``'s offload: delete the temporary offload folders
-    it created (never a folder you passed), stop the prefetch thread. Returns the deleted
-    folders. Runs by itself when the model is garbage-collected or at exit; call it to free
-    the disk space earlier. The model's offloaded weights are unusable afterwards.
-
-    Example:
-        >>> cleanup_offload(nn.Linear(1, 1))
-        []
-    """
-    folders = list(model.__dict__.pop("_accel_temporary_offload_folders", []))
-    for finalizer in model.__dict__.pop("_accel_finalizers", []):
-        finalizer()
-    return folders
-
-
-# --------------------------------------------------------------------------- helpers
 
 
 class _TiedWeightsMap(Mapping):
@@ -110,7 +74,9 @@ class _TiedWeightsMap(Mapping):
         """A sibling of ``key`` kept in memory by the model (its module is not offloaded), e.g.
         ``lm_head.weight`` on disk tied to ``embed_tokens.weight`` on the CPU."""
         model = None if self._model is None else self._model()
-        for other in self.siblings.get(key, ()) if model is not None else ():
+        if model is None:
+            return None
+        for other in self.siblings.get(key, ()):
             try:
                 tensor = model.get_parameter(other)
             except AttributeError:
@@ -144,40 +110,15 @@ class _TiedWeightsMap(Mapping):
         return sum(1 for _ in self)
 
 
-def _setup_prefetch(model: nn.Module, prefetcher: OffloadPrefetcher | None) -> None:
-    if prefetcher is None:
-        return
-    hooks = align_device_hooks(model)
-    offloaded = [h for h in hooks if h.offload and h.prefetcher is prefetcher]
-    root_hook = getattr(model, "_hf_hook", None)
-    root = next((h for h in align_device_hooks_of(root_hook)), None)
-    if not offloaded:
-        for hook in hooks:
-            if hook.prefetcher is prefetcher:
-                hook.prefetcher = None
-        prefetcher.close()
-        return
-    if root is not None:
-        root.prefetcher = prefetcher
-        prefetcher.root = root
-    prefetcher.seed(offloaded)
-    _on_release(model, prefetcher.close)
-
-
-def align_device_hooks_of(hook: Any) -> list[AlignDevicesHook]:
-    stack = list(getattr(hook, "hooks", [hook]))
-    return [h for h in stack if isinstance(h, AlignDevicesHook)]
-
-
-def _new_prefetcher(prefetch: bool | None) -> OffloadPrefetcher | None:
-    return OffloadPrefetcher() if prefetch_enabled(prefetch) else None
-
-
-def _first_param_device(model: nn.Module) -> torch.device:
-    param = next(iter(model.parameters()), None)
-    if param is None or param.device.type == "meta":
-        return torch.device("cpu")
-    return param.device
+def _names_device(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bool:
+    """Whether a ``Module.to(...)`` call names a device (``to(torch.float16)`` only casts):
+    its first argument is a device or a tensor, or it passes ``device=``/``tensor=``."""
+    if kwargs.get("device") is not None or kwargs.get("tensor") is not None:
+        return True
+    first = args[0] if args else None
+    if isinstance(first, bool):
+        return False
+    return isinstance(first, (str, int, torch.device, torch.Tensor))
 
 
 def _guard_moves(model: nn.Module) -> None:
@@ -186,7 +127,7 @@ def _guard_moves(model: nn.Module) -> None:
     def guard(fn: Callable) -> Callable:
         @wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if fn.__name__ != "to" or torch._C._nn._parse_to(*args, **kwargs)[0] is not None:
+            if fn.__name__ != "to" or _names_device(args, kwargs):
                 logger.warning("You shouldn't move a model that is dispatched using accel hooks.")
             if any(p.device.type == "meta" for p in model.parameters()):
                 raise RuntimeError(
@@ -198,9 +139,6 @@ def _guard_moves(model: nn.Module) -> None:
 
     model.to = guard(model.to)
     model.cuda = guard(model.cuda)
-
-
-# --------------------------------------------------------------------------- public API
 
 
 def dispatch_model(
@@ -266,7 +204,7 @@ def dispatch_model(
                         "offload_index="
                     )
                 if offload_dir is None:
-                    offload_dir = _temporary_offload_folder(model)
+                    offload_dir = temporary_offload_folder(model)
                 offload_state_dict(offload_dir, disk_state)
 
         execution_device = {
@@ -297,7 +235,7 @@ def dispatch_model(
                 if param.device.type != "meta":
                     tied_params_map[param.data_ptr()] = {}
 
-        prefetcher = _new_prefetcher(prefetch)
+        prefetcher = new_prefetcher(prefetch)
         attach_align_device_hook_on_blocks(
             model,
             execution_device=execution_device,
@@ -309,112 +247,13 @@ def dispatch_model(
             tied_params_map=tied_params_map,
             prefetcher=prefetcher,
         )
-        _setup_prefetch(model, prefetcher)
+        setup_prefetch(model, prefetcher)
         retie_parameters(model, tied_params)
         _guard_moves(model)
     else:
         model.to(devices[0])
-    model.hf_device_map = dict(device_map)
+    model.__dict__["hf_device_map"] = dict(device_map)  # a plain attribute transformers reads
     return model
-
-
-def _offload_whole_model(
-    model: nn.Module,
-    execution_device: Device,
-    weights_map: Mapping[str, torch.Tensor],
-    offload_buffers: bool,
-    preload_module_classes: list[str] | None,
-    prefetch: bool | None,
-) -> nn.Module:
-    """Hook every submodule of ``model`` to load its weights from ``weights_map`` when run."""
-    prefetcher = _new_prefetcher(prefetch)
-    add_hook_to_module(model, AlignDevicesHook(io_same_device=True), append=True)
-    attach_align_device_hook(
-        model,
-        execution_device=execution_device,
-        offload=True,
-        offload_buffers=offload_buffers,
-        weights_map=weights_map,
-        preload_module_classes=preload_module_classes,
-        prefetcher=prefetcher,
-    )
-    _setup_prefetch(model, prefetcher)
-    return model
-
-
-def cpu_offload(
-    model: nn.Module,
-    execution_device: Device | None = None,
-    offload_buffers: bool = False,
-    state_dict: Mapping[str, torch.Tensor] | None = None,
-    preload_module_classes: list[str] | None = None,
-    prefetch: bool | None = None,
-) -> nn.Module:
-    """Keep all weights in one CPU state dict; each module brings its weights to
-    ``execution_device`` (default: the model's current device) for its forward only.
-
-    Example:
-        >>> model = nn.Sequential(nn.Linear(2, 2), nn.ReLU())
-        >>> expected = model(torch.ones(1, 2))
-        >>> model = cpu_offload(model, "cpu")
-        >>> torch.equal(model(torch.ones(1, 2)), expected)
-        True
-    """
-    if execution_device is None:
-        execution_device = _first_param_device(model)
-    if state_dict is None:
-        state_dict = {name: t.to("cpu") for name, t in model.state_dict().items()}
-    return _offload_whole_model(
-        model, execution_device, state_dict, offload_buffers, preload_module_classes, prefetch
-    )
-
-
-def cpu_offload_with_hook(
-    model: nn.Module,
-    execution_device: Device | None = None,
-    prev_module_hook: UserCpuOffloadHook | None = None,
-) -> tuple[nn.Module, UserCpuOffloadHook]:
-    """Keep ``model`` on CPU until called, then on ``execution_device`` until
-    ``hook.offload()`` (for pipelines calling one model many times in a row).
-
-    Example:
-        >>> model, hook = cpu_offload_with_hook(nn.Linear(2, 2), "cpu")
-        >>> model(torch.ones(1, 2)).shape
-        torch.Size([1, 2])
-        >>> hook.offload()
-    """
-    hook = CpuOffload(execution_device=execution_device, prev_module_hook=prev_module_hook)
-    add_hook_to_module(model, hook, append=True)
-    return model, UserCpuOffloadHook(model, hook)
-
-
-def disk_offload(
-    model: nn.Module,
-    offload_dir: PathLike,
-    execution_device: Device | None = None,
-    offload_buffers: bool = False,
-    preload_module_classes: list[str] | None = None,
-    prefetch: bool | None = None,
-) -> nn.Module:
-    """Offload all weights to ``offload_dir`` (written there unless it already holds an
-    ``index.json``) and read each module's weights from it for its forward.
-
-    Example:
-        >>> import tempfile
-        >>> model = nn.Sequential(nn.Linear(2, 2))
-        >>> expected = model(torch.ones(1, 2))
-        >>> model = disk_offload(model, tempfile.mkdtemp(), "cpu")
-        >>> torch.equal(model(torch.ones(1, 2)), expected)
-        True
-    """
-    if not os.path.isfile(os.path.join(offload_dir, INDEX_NAME)):
-        offload_state_dict(offload_dir, model.state_dict())
-    if execution_device is None:
-        execution_device = _first_param_device(model)
-    weights_map = OffloadedWeightsLoader(save_folder=offload_dir)
-    return _offload_whole_model(
-        model, execution_device, weights_map, offload_buffers, preload_module_classes, prefetch
-    )
 
 
 def _check_nothing_left_on_meta(
@@ -500,7 +339,7 @@ def load_checkpoint_and_dispatch(
         and offload_folder is None
         and not all(is_safetensors(f) for f in checkpoint_files(checkpoint))
     ):
-        offload_folder = _temporary_offload_folder(model)
+        offload_folder = temporary_offload_folder(model)
     load_checkpoint_in_model(
         model,
         checkpoint,

@@ -202,7 +202,7 @@ def _transformers_model(target: str, trust_remote_code: bool) -> nn.Module:
 
 def _timm_model(target: str) -> nn.Module:
     try:
-        import timm
+        timm = importlib.import_module("timm")  # optional: only for --library_name timm
     except ImportError:
         raise ImportError("timm is not installed; it is needed for --library_name timm") from None
     name = target

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -60,29 +60,30 @@ def init_on_device(
 
     def register_parameter(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
         original_register_parameter(module, name, param)
-        if param is None:
-            return
         current = module._parameters[name]
-        if current.device == device:
+        if param is None or current is None or current.device == device:
             return  # keeps ties made inside the block (``head.weight = embed.weight``)
         attributes = dict(current.__dict__)
         hf_flag = attributes.pop("_is_hf_initialized", None)
         attributes["requires_grad"] = param.requires_grad
-        moved = type(current)(current.to(device), **attributes)
+        parameter_class: Callable[..., nn.Parameter] = type(current)
+        moved = parameter_class(current.to(device), **attributes)
         if hf_flag is not None:
-            moved._is_hf_initialized = hf_flag
+            vars(moved)["_is_hf_initialized"] = hf_flag
         module._parameters[name] = moved
 
     def register_buffer(
         module: nn.Module, name: str, tensor: torch.Tensor | None, persistent: bool = True
     ) -> None:
         original_register_buffer(module, name, tensor, persistent=persistent)
-        if tensor is not None:
-            module._buffers[name] = module._buffers[name].to(device)
+        registered = module._buffers[name]
+        if registered is not None:
+            module._buffers[name] = registered.to(device)
 
-    nn.Module.register_parameter = register_parameter
+    # Patched on the class, as Accelerate does, so modules built in the block use them.
+    setattr(nn.Module, "register_parameter", register_parameter)  # noqa: B010
     if include_buffers:
-        nn.Module.register_buffer = register_buffer
+        setattr(nn.Module, "register_buffer", register_buffer)  # noqa: B010
     try:
         if include_buffers:
             with device:

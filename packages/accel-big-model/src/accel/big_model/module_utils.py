@@ -16,7 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from accel.big_model.hooks import AlignDevicesHook
+from accel.big_model.align_hook import AlignDevicesHook
+from accel.big_model.hooks import hook_of
 from accel.big_model.tensors import set_module_tensor_to_device
 from accel.state.process_logging import library_logger
 
@@ -32,7 +33,7 @@ def has_offloaded_params(module: nn.Module) -> bool:
         >>> has_offloaded_params(layer)
         True
     """
-    hook = getattr(module, "_hf_hook", None)
+    hook = hook_of(module)
     return isinstance(hook, AlignDevicesHook) and bool(hook.offload)
 
 
@@ -52,8 +53,8 @@ def align_module_device(
         >>> layer.weight.device.type
         'cpu'
     """
-    if has_offloaded_params(module):
-        hook = module._hf_hook
+    hook = hook_of(module)
+    if isinstance(hook, AlignDevicesHook) and hook.offload:
         previous = hook.execution_device
         if execution_device is not None:
             hook.execution_device = execution_device
@@ -139,6 +140,12 @@ def get_module_children_bottom_up(
     return ordered if return_fqns else [module for _, module in ordered]
 
 
+def _output_embeddings(model: nn.Module) -> Any:
+    """A transformers model's output embeddings (``get_output_embeddings()``)."""
+    get_output_embeddings = getattr(model, "get_output_embeddings", None)
+    return get_output_embeddings() if callable(get_output_embeddings) else None
+
+
 def check_tied_parameters_in_config(model: nn.Module) -> bool:
     """Whether a transformers model's config or modules ask for tied weights (tied word
     embeddings, tied encoder/decoder, or a module with ``_tie_weights``); False otherwise.
@@ -156,7 +163,7 @@ def check_tied_parameters_in_config(model: nn.Module) -> bool:
     tied_embeddings = bool(
         decoder_config is not None
         and getattr(decoder_config, "tie_word_embeddings", False)
-        and model.get_output_embeddings() is not None
+        and _output_embeddings(model) is not None
     )
     tied_encoder_decoder = bool(
         config is not None

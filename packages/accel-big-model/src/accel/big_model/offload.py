@@ -280,8 +280,10 @@ class _MappedSafetensors:
     def get(self, name: str) -> torch.Tensor | None:
         """The tensor ``name`` (``None`` when this reader cannot serve it: use safetensors)."""
         info = self.entries.get(name)
-        dtype = None if info is None else SAFETENSORS_DTYPES.get(info.get("dtype"))
-        if dtype is None or self.fd is None:
+        if info is None or self.fd is None:
+            return None
+        dtype = SAFETENSORS_DTYPES.get(info.get("dtype"))
+        if dtype is None:
             return None
         begin, end = (int(v) for v in info["data_offsets"])
         shape = [int(v) for v in info["shape"]]

@@ -416,8 +416,9 @@ def load_and_quantize_model(
     if config.keep_in_fp32_modules is None:
         config.keep_in_fp32_modules = []
     not_convert = [*config.skip_modules, *config.keep_in_fp32_modules]
-    model.is_loaded_in_4bit = config.load_in_4bit
-    model.is_loaded_in_8bit = config.load_in_8bit
+    # Plain attributes transformers reads (nn.Module.__setattr__ types only tensors and modules).
+    model.__dict__["is_loaded_in_4bit"] = config.load_in_4bit
+    model.__dict__["is_loaded_in_8bit"] = config.load_in_8bit
 
     on_meta = any(p.device.type == "meta" for p in model.parameters())
     if not on_meta:

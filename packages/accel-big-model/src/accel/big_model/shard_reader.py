@@ -30,7 +30,7 @@ import torch
 from accel.big_model.checkpoint_files import ALIASES_KEY, CheckpointError, PathLike, is_safetensors
 from accel.big_model.device_lookup import device_for
 from accel.big_model.offload import SAFETENSORS_DTYPES
-from accel.big_model.tensors import _torch_device
+from accel.big_model.tensors import torch_device
 
 Device = Union[int, str, torch.device]  # noqa: UP007 - runtime alias
 
@@ -142,7 +142,7 @@ class ShardReader:
         name = self.stored_name(key)
         if self._state is not None:
             return self._state[name]
-        target = _torch_device(device) if device not in ("disk", "meta") else "cpu"
+        target = torch_device(device) if device not in ("disk", "meta") else "cpu"
         try:
             return self._handle(target).get_tensor(name)
         except CheckpointError:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 import torch
@@ -168,7 +168,7 @@ def _is_layer(module: object, no_split_module_classes: Iterable[str]) -> bool:
 
 
 def get_max_layer_size(
-    modules: list[tuple[str, nn.Module | torch.Tensor]],
+    modules: Sequence[tuple[str, nn.Module | torch.Tensor]],
     module_sizes: Mapping[str, float],
     no_split_module_classes: Iterable[str],
 ) -> tuple[float, list[str]]:
@@ -196,7 +196,7 @@ def get_max_layer_size(
                 best, names = size, [name]
             elif size == best:
                 names.append(name)
-        else:
+        elif isinstance(module, nn.Module):
             children = [(f"{name}.{n}", child) for n, child in module.named_children()]
             stack.extend(reversed(children))
     return best, names
@@ -241,7 +241,7 @@ def _available_cpu_memory() -> int:
         return 0
 
 
-def _accelerator() -> tuple[str, object | None]:
+def _accelerator() -> tuple[str, Any]:
     """The accelerator type torch offers here and its torch submodule (``None`` on CPU)."""
     is_npu_available()  # imports torch_npu when installed, which adds torch.npu
     for kind in ("npu", "cuda", "xpu"):
@@ -350,7 +350,7 @@ def get_max_memory(
         return _detect_max_memory(DEFAULT_ACCELERATOR_HEADROOM if headroom is None else headroom)
 
     budgets: dict[DeviceKey, int] = {}
-    converted: dict[object, int] = {}
+    converted: dict[DeviceKey, int] = {}
     for raw_key, raw_value in max_memory.items():
         key = _device_key(raw_key)
         try:

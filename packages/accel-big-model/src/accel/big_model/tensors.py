@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any, cast
 
 import torch
 from torch import nn
 
-from accel.big_model.dtypes import as_dtype
+from accel.big_model.dtypes import as_dtype, keeps_own_dtype
 from accel.state.availability import is_npu_available, is_xpu_available
 
 Device = int | str | torch.device
+#: ``{data_ptr of a tied weight: {device: the parameter placed there}}``: a tied weight is
+#: placed once per device and shared by every module that holds it.
+TiedParamsMap = dict[int, dict[Any, nn.Parameter]]
 
 
 def get_non_persistent_buffers(
@@ -84,8 +88,14 @@ def _owner(module: nn.Module, tensor_name: str) -> tuple[nn.Module, str]:
     return owner, leaf
 
 
-def _torch_device(device: Device) -> Device:
-    """Integer ordinals name the accelerator present (``torch.Tensor.to(int)`` means CUDA)."""
+def torch_device(device: Device) -> Device:
+    """``device`` as ``Tensor.to`` reads it: an integer ordinal names the accelerator present
+    (``npu:N``, ``xpu:N``; a bare integer means CUDA to torch).
+
+    Example:
+        >>> torch_device("cpu")
+        'cpu'
+    """
     if isinstance(device, int) and not isinstance(device, bool):
         if is_npu_available():
             return f"npu:{device}"
@@ -100,7 +110,13 @@ def _same_device(a: torch.device, b: torch.device) -> bool:
     return (a.index or 0) == (b.index or 0) if a.type != "cpu" else True
 
 
-def _clear_device_cache(device: Device) -> None:
+def clear_device_cache(device: Device) -> None:
+    """Return the cached free memory of ``device``'s backend to it (``empty_cache``); CPU,
+    meta and disk have none.
+
+    Example:
+        >>> clear_device_cache("cpu")
+    """
     kind = torch.device(device).type if not isinstance(device, int) else "cuda"
     backend = getattr(torch, kind, None) if kind not in ("cpu", "meta", "disk") else None
     if backend is not None and hasattr(backend, "empty_cache"):
@@ -108,24 +124,25 @@ def _clear_device_cache(device: Device) -> None:
             backend.empty_cache()
 
 
-def _is_cast_exempt(dtype: torch.dtype) -> bool:
-    return str(dtype).startswith(("torch.uint", "torch.int", "torch.bool"))
-
-
-def _new_parameter(old: nn.Parameter, data: torch.Tensor, device: Device, non_blocking: bool):
-    cls = type(old)
-    if cls is nn.Parameter:
+def _new_parameter(
+    old: nn.Parameter | None, data: torch.Tensor, device: Device, non_blocking: bool
+) -> nn.Parameter:
+    if old is None or type(old) is nn.Parameter:
         return nn.Parameter(
-            data.to(device, non_blocking=non_blocking), requires_grad=old.requires_grad
+            data.to(device, non_blocking=non_blocking),
+            requires_grad=True if old is None else old.requires_grad,
         )
+    # A Parameter subclass (bitsandbytes' Params4bit...) takes its extra state as keywords
+    # and keeps its class through .to().
+    cls: Callable[..., nn.Parameter] = type(old)
     extra = {k: v for k, v in old.__dict__.items() if k != "_is_hf_initialized"}
     try:
         new = cls(data, requires_grad=old.requires_grad, **extra)
     except TypeError:
         new = cls(data, requires_grad=old.requires_grad)
-    new = new.to(device, non_blocking=non_blocking)
+    new = cast(nn.Parameter, new.to(device, non_blocking=non_blocking))
     if "_is_hf_initialized" in old.__dict__:
-        new._is_hf_initialized = old.__dict__["_is_hf_initialized"]
+        vars(new)["_is_hf_initialized"] = old.__dict__["_is_hf_initialized"]
     return new
 
 
@@ -136,7 +153,7 @@ def set_module_tensor_to_device(
     value: torch.Tensor | None = None,
     dtype: str | torch.dtype | None = None,
     fp16_statistics: torch.Tensor | None = None,
-    tied_params_map: dict[int, dict[Device, torch.Tensor]] | None = None,
+    tied_params_map: TiedParamsMap | None = None,
     non_blocking: bool = False,
     clear_cache: bool = True,
 ) -> None:
@@ -190,14 +207,14 @@ def set_module_tensor_to_device(
             )
         if dtype is None:
             value = value.to(old.dtype, non_blocking=non_blocking)
-        elif not _is_cast_exempt(value.dtype):
+        elif not keeps_own_dtype(value.dtype):
             value = value.to(dtype, non_blocking=non_blocking)
 
-    target = _torch_device(device)
+    target = torch_device(device)
     with torch.no_grad():
         if value is None:
             new_value = old.to(target, non_blocking=non_blocking)
-            if dtype is not None and not _is_cast_exempt(old.dtype):
+            if dtype is not None and not keeps_own_dtype(old.dtype):
                 new_value = new_value.to(dtype, non_blocking=non_blocking)
         else:
             new_value = value.to(target, non_blocking=non_blocking)
@@ -213,13 +230,14 @@ def set_module_tensor_to_device(
             if changed:
                 owner._parameters[name] = _new_parameter(param, new_value, target, non_blocking)
             if fp16_statistics is not None:
-                owner._parameters[name].SCB = fp16_statistics.to(target, non_blocking=non_blocking)
+                statistics = fp16_statistics.to(target, non_blocking=non_blocking)
+                setattr(owner._parameters[name], "SCB", statistics)  # noqa: B010 - bnb attribute
 
     if clear_cache and str(device) not in ("cpu", "meta"):
-        _clear_device_cache(target)
+        clear_device_cache(target)
 
-    if tied_params_map is not None:
-        placed_now = owner._buffers[name] if is_buffer else owner._parameters[name]
+    placed_now = None if is_buffer else owner._parameters[name]
+    if tied_params_map is not None and placed_now is not None:  # tied weights are parameters
         for source in (old, value):
             if source is not None and source.data_ptr() in tied_params_map:
                 tied_params_map[source.data_ptr()].setdefault(device, placed_now)
