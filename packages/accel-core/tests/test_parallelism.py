@@ -111,7 +111,7 @@ def test_sequence_parallel_sizes_and_handler(monkeypatch: pytest.MonkeyPatch) ->
     assert (config.dp_replicate_size, config.total_size) == (2, 4)  # leftover ranks: data
     with pytest.raises(TypeError, match="sp_handler must be a DeepSpeedSequenceParallelConfig"):
         ParallelismConfig(sp_size=2, sp_handler=TorchContextParallelConfig())
-    with pytest.raises(ValueError, match="'eager'.*cannot run under sequence parallelism"):
+    with pytest.raises(ValueError, match=r"'eager'.*cannot run under sequence parallelism"):
         DeepSpeedSequenceParallelConfig(sp_attn_implementation="eager")
     monkeypatch.setenv("PARALLELISM_CONFIG_SP_SEQ_LENGTH_IS_VARIABLE", "false")
     monkeypatch.setenv("PARALLELISM_CONFIG_SP_SEQ_LENGTH", "256")
@@ -126,7 +126,7 @@ def test_sequence_parallel_sizes_and_handler(monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(ValueError, match="PARALLELISM_CONFIG_SP_SEQ_LENGTH"):
         DeepSpeedSequenceParallelConfig()
     monkeypatch.setenv("PARALLELISM_CONFIG_SP_BACKEND", "ring")
-    with pytest.raises(ValueError, match="sp_backend='ring'.*PARALLELISM_CONFIG_SP_BACKEND"):
+    with pytest.raises(ValueError, match=r"sp_backend='ring'.*PARALLELISM_CONFIG_SP_BACKEND"):
         ParallelismConfig()
 
 
