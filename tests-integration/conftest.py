@@ -93,6 +93,8 @@ LAUNCHES: dict[str, Callable[[Path], LaunchResult]] = {
     "ndp4_run": lambda out: run_distributed(
         "ndp_checks.py", nproc=4, args=["4"], timeout=600.0, out_dir=out
     ),
+    # ParallelismConfig(sp_size=2): DeepSpeed Ulysses on 2 processes (loads DeepSpeed's CPU ops)
+    "sp_run": lambda out: run_distributed("sp_checks.py", timeout=600.0, out_dir=out),
     # test_deepspeed_distributed.py: real DeepSpeed ZeRO on 2 processes. The first engine of a
     # process loads DeepSpeed's compiled CPU ops; the offload launch may compile
     # DeepSpeedCPUAdam (1-2 min on a clean machine, then cached in ~/.cache/torch_extensions).

@@ -1,7 +1,9 @@
 """N-D parallelism on real gloo CPU processes: one launch of 2 processes (FSDP2 over
 ``dp_shard``, TP on an MLP and on a tiny transformers LLaMA, TP save/resume, gather, batches,
-invalid configurations) and one of 4 (HSDP 2x2, ``dp_shard`` 2 x ``tp`` 2). Each worker rank
-also trains the 1-process reference, so the numbers are compared inside one launch.
+invalid configurations), one of 4 (HSDP 2x2, ``dp_shard`` 2 x ``tp`` 2) and one of 2 under
+DeepSpeed ZeRO-2 with Ulysses sequence parallelism (``sp_size=2``, ``workers/sp_checks.py``).
+Each worker rank also trains the 1-process reference, so the numbers are compared inside one
+launch.
 """
 
 from __future__ import annotations
@@ -39,3 +41,14 @@ def test_results_equal_the_one_process_run(ndp2_run: LaunchResult, ndp4_run: Lau
         for name in names:
             difference = run.value(name, 0)
             assert difference is not None and difference < TOLERANCE, (name, difference)
+
+
+@pytest.mark.parametrize("name", declared_checks("sp_checks.py"))
+def test_sequence_parallel(sp_run: LaunchResult, name: str) -> None:
+    sp_run.assert_passed(name, [0, 1])
+
+
+def test_sequence_parallel_equals_the_one_process_run(sp_run: LaunchResult) -> None:
+    for name in ("ulysses_loss_difference", "ulysses_weight_difference"):
+        difference = sp_run.value(name, 0)
+        assert difference is not None and difference < TOLERANCE, (name, difference)

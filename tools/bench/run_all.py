@@ -10,6 +10,9 @@
    Accelerate vs raw torch, and the per-step Python overhead on 1 process.
    ``deepspeed_zero2.py``: steps/s of a DeepSpeed ZeRO-2 loop (2 gloo processes) through accel
    vs written directly against ``deepspeed.initialize``.
+   ``ndp_steps.py``: steps/s of ``ParallelismConfig(dp_shard_size=2)`` vs plain FSDP2 (target
+   >= 0.97x) and of accel's tensor parallelism vs hand-written ``parallelize_module`` (+
+   ``fully_shard`` on 4 processes).
 4. ``launch_overhead.py``: wall time of a 2-process CPU job started by ``accel launch`` vs
    ``torchrun`` vs ``accelerate launch``.
 4. ``cli_startup.py``: wall time of ``accel --help`` / ``env --help`` / ``config default`` vs
@@ -73,6 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     run([sys.executable, str(HERE / "import_time.py"), *extra], env)
     run([sys.executable, str(HERE / "training_loop.py"), *extra], env)
     run([sys.executable, str(HERE / "deepspeed_zero2.py"), *extra], env)
+    run([sys.executable, str(HERE / "ndp_steps.py"), *extra], env)
     run([sys.executable, str(HERE / "launch_overhead.py"), *extra], env)
     run([sys.executable, str(HERE / "cli_startup.py"), *extra], env)
     run([sys.executable, str(HERE / "big_model_load.py"), *extra], env)

@@ -9,6 +9,7 @@ import torch
 from accel import core
 from accel.core.device_mesh import check_job
 from accel.core.parallel_handlers import (
+    DeepSpeedSequenceParallelConfig,
     TorchContextParallelConfig,
     TorchTensorParallelConfig,
     TorchTensorParallelPlugin,
@@ -61,7 +62,17 @@ def test_every_invalid_job_gets_one_clear_error() -> None:
     cases = [
         (ParallelismConfig(tp_size=2), 4, "cpu", "MULTI_CPU", False, "multiply to 2"),
         (ParallelismConfig(cp_size=2), 2, "cpu", "FSDP", False, "needs CUDA"),
-        (ParallelismConfig(sp_size=2), 2, "cuda", "MULTI_GPU", False, "Ulysses"),
+        (
+            ParallelismConfig(cp_size=2),
+            2,
+            "cpu",
+            "FSDP",
+            False,
+            "_scaled_dot_product_flash_attention_for_cpu.default does not have a sharding strategy",
+        ),
+        (ParallelismConfig(sp_size=2), 2, "cuda", "MULTI_GPU", False, "Ulysses.*DeepSpeed"),
+        (ParallelismConfig(sp_size=2), 3, "cpu", "DEEPSPEED", False, "multiply to 2"),
+        (ParallelismConfig(sp_size=2, tp_size=2), 4, "cpu", "DEEPSPEED", False, "DeepSpeed"),
         (ParallelismConfig(tp_size=2), 2, "cpu", "DEEPSPEED", False, "DeepSpeed"),
         (ParallelismConfig(tp_size=2), 2, "cpu", "FSDP", True, "nothing|no dimension"),
     ]
@@ -90,3 +101,38 @@ def test_single_process_accelerator_reports_ranks() -> None:
     assert accelerator.is_composable_parallelism_enabled is False
     with accelerator.maybe_context_parallel():
         pass
+
+
+def test_sequence_parallel_sizes_and_handler(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = ParallelismConfig(sp_size=2)
+    assert isinstance(config.sp_handler, DeepSpeedSequenceParallelConfig)
+    assert config.build_device_mesh("cpu") is None  # DeepSpeed builds the SP groups
+    check_job(config, 4, "cpu", "DEEPSPEED", False)
+    assert (config.dp_replicate_size, config.total_size) == (2, 4)  # leftover ranks: data
+    with pytest.raises(TypeError, match="sp_handler must be a DeepSpeedSequenceParallelConfig"):
+        ParallelismConfig(sp_size=2, sp_handler=TorchContextParallelConfig())
+    with pytest.raises(ValueError, match=r"'eager'.*cannot run under sequence parallelism"):
+        DeepSpeedSequenceParallelConfig(sp_attn_implementation="eager")
+    monkeypatch.setenv("PARALLELISM_CONFIG_SP_SEQ_LENGTH_IS_VARIABLE", "false")
+    monkeypatch.setenv("PARALLELISM_CONFIG_SP_SEQ_LENGTH", "256")
+    monkeypatch.setenv("ACCEL_PARALLELISM_CONFIG_SP_ATTN_IMPLEMENTATION", "sdpa")
+    handler = DeepSpeedSequenceParallelConfig()
+    assert (handler.sp_seq_length_is_variable, handler.sp_seq_length) == (False, 256)
+    assert handler.sp_attn_implementation == "sdpa"
+    monkeypatch.setenv("PARALLELISM_CONFIG_SP_SEQ_LENGTH", "None")  # accelerate launch, unset
+    with pytest.raises(ValueError, match="needs sp_seq_length"):
+        DeepSpeedSequenceParallelConfig()
+    monkeypatch.setenv("PARALLELISM_CONFIG_SP_SEQ_LENGTH", "long")
+    with pytest.raises(ValueError, match="PARALLELISM_CONFIG_SP_SEQ_LENGTH"):
+        DeepSpeedSequenceParallelConfig()
+    monkeypatch.setenv("PARALLELISM_CONFIG_SP_BACKEND", "ring")
+    with pytest.raises(ValueError, match=r"sp_backend='ring'.*PARALLELISM_CONFIG_SP_BACKEND"):
+        ParallelismConfig()
+
+
+def test_dtensor_helpers() -> None:
+    model = torch.nn.Linear(2, 2)
+    assert core.model_has_dtensor(model) is False
+    assert core.get_model_tp_size(model) is None
+    model.tp_size = 4
+    assert core.get_model_tp_size(model) == 4

@@ -274,7 +274,10 @@ class PreparingMixin(AcceleratorParts):
         parallelism; ``dl`` itself when ``sp_size`` is 1. transformers' Trainer calls it.
 
         Example:
-            >>> loader = accelerator.deepspeed_ulysses_dl_adapter(loader, model)  # doctest: +SKIP
+            >>> from accel.core import Accelerator
+            >>> loader = [1, 2]
+            >>> Accelerator().deepspeed_ulysses_dl_adapter(loader) is loader
+            True
         """
         config = self.parallelism_config
         if config is None or not config.sp_enabled:

@@ -2,8 +2,11 @@
 
 Context parallelism splits the sequence dimension of the given buffers across the ranks of
 the ``cp`` mesh dimension and turns ``scaled_dot_product_attention`` into ring attention
-(``torch.distributed.tensor.experimental.context_parallel``). Those kernels exist for CUDA
-only, so ``Accelerator`` refuses ``cp_size > 1`` on other devices when it is created.
+(``torch.distributed.tensor.experimental.context_parallel``). DTensor has sharding rules for
+the CUDA attention kernels only: on CPU torch fails inside the first attention call with
+"Operator aten._scaled_dot_product_flash_attention_for_cpu.default does not have a sharding
+strategy registered", so ``Accelerator`` refuses ``cp_size > 1`` on other devices when it is
+created, quoting that failure.
 
 Example:
     >>> with context_parallel_region(None, None, None, None, None):

@@ -21,6 +21,11 @@ from accel.state.parallelism_sizes import check_parallelism_sizes
 if TYPE_CHECKING:
     from accel.core.parallelism_config import ParallelismConfig
 
+# What torch 2.15 raises when ring attention meets the CPU kernel (tried on gloo, 2 processes).
+CPU_SDPA_FAILURE = (
+    "NotImplementedError: Operator aten._scaled_dot_product_flash_attention_for_cpu.default "
+    "does not have a sharding strategy registered."
+)
 _SIZE_NAMES = ("dp_replicate_size", "dp_shard_size", "tp_size", "cp_size", "sp_size")
 
 
@@ -43,7 +48,7 @@ def check_job(
     A config whose sizes are all 1 in a job of several processes becomes
     ``dp_replicate_size=num_processes`` (plain data parallelism), as in Accelerate; with
     ``sp_size`` alone, the remaining processes become DeepSpeed's data-parallel groups
-    (``dp_replicate_size=num_processes // sp_size``).
+    (``dp_replicate_size = num_processes // sp_size``).
 
     Example:
         >>> from accel.core.parallelism_config import ParallelismConfig
@@ -63,8 +68,9 @@ def check_job(
         raise ValueError(
             f"ParallelismConfig(cp_size={config.cp_size}) needs CUDA: context parallelism runs "
             "torch's ring attention (torch.distributed.tensor.experimental.context_parallel), "
-            f"which only has CUDA scaled-dot-product-attention kernels; this job's device is "
-            f"{device_type!r}. Use cp_size=1 on this machine"
+            "which shards scaled_dot_product_attention through DTensor and has sharding rules "
+            f"for the CUDA kernels only; on {device_type!r} torch fails with "
+            f"{CPU_SDPA_FAILURE!r}. Use cp_size=1 on this machine"
         )
     if distributed_type == "DEEPSPEED" and (
         config.tp_enabled
@@ -97,9 +103,9 @@ def _check_sequence_parallel(
             "Accelerator(deepspeed_plugin=DeepSpeedPlugin(...)) or launch with --use_deepspeed "
             "(needs accel-deepspeed), or use sp_size=1"
         )
-    sp_size = config.sp_size or 1
-    if config.data_parallel_size == 1 and num_processes % sp_size == 0:
-        config._set_size("dp_replicate", num_processes // sp_size)
+    per_group = config.non_data_parallel_size
+    if config.data_parallel_size == 1 and num_processes % per_group == 0:
+        config._set_size("dp_replicate", num_processes // per_group)
 
 
 def local_rank(mesh: Any, dim: str, enabled: bool) -> int:

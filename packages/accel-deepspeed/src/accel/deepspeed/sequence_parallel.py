@@ -14,9 +14,9 @@ in turn, with ``labels`` replaced by pre-shifted ``shift_labels``. The loss over
 sequence is the token-weighted mean of the ranks' losses (see ``docs/parallelism.md``).
 
 Example:
-    >>> config = ParallelismConfig(sp_size=2)  # doctest: +SKIP
-    >>> mpu = register_ulysses(model, config, micro_batch_size=1)  # doctest: +SKIP
-    >>> loader = wrap_loader(loader, mpu, torch.device("cpu"))  # doctest: +SKIP
+    >>> from accel.core import ParallelismConfig
+    >>> sequence_parallel_size(ParallelismConfig(sp_size=2))
+    2
 """
 
 from __future__ import annotations
@@ -48,11 +48,12 @@ def register_ulysses(model: torch.nn.Module, parallelism_config: Any, micro_batc
     own ``config._attn_implementation``; DeepSpeed refuses ``eager`` and a mismatch.
 
     Example:
-        >>> mpu = register_ulysses(model, ParallelismConfig(sp_size=2), 1)  # doctest: +SKIP
-        >>> mpu.get_sequence_parallel_world_size()  # doctest: +SKIP
-        2
+        >>> from accel.core import ParallelismConfig
+        >>> register_ulysses(torch.nn.Linear(2, 2), ParallelismConfig(sp_size=2), 1)
+        Traceback (most recent call last):
+        ...
+        ValueError: ParallelismConfig(sp_size=2) runs DeepSpeed Ulysses, which replaces the attention of a transformers model; Linear has no `config` (it is not a transformers PreTrainedModel)
     """
-    require_deepspeed()
     config = getattr(model, "config", None)
     if config is None:
         raise ValueError(
@@ -60,6 +61,7 @@ def register_ulysses(model: torch.nn.Module, parallelism_config: Any, micro_batc
             f"which replaces the attention of a transformers model; {type(model).__name__} has no "
             "`config` (it is not a transformers PreTrainedModel)"
         )
+    require_deepspeed()
     handler = parallelism_config.sp_handler
     attention = handler.sp_attn_implementation or getattr(config, "_attn_implementation", None)
     from deepspeed.runtime.sequence_parallel.ulysses_sp import UlyssesSPAttentionHF
@@ -80,8 +82,8 @@ def current_mpu() -> Any:
     ``None``.
 
     Example:
-        >>> current_mpu() is None  # doctest: +SKIP
-        True
+        >>> current_mpu().get_sequence_parallel_world_size()  # doctest: +SKIP
+        2
     """
     import deepspeed.runtime.sequence_parallel.parallel_state_sp as mpu
 
@@ -94,9 +96,7 @@ def wrap_loader(loader: Any, mpu: Any, device: torch.device) -> Any:
     Batches must be dicts with ``input_ids``, ``position_ids`` and ``labels``.
 
     Example:
-        >>> loader = wrap_loader(loader, mpu, accelerator.device)  # doctest: +SKIP
-        >>> sorted(next(iter(loader)))  # doctest: +SKIP
-        ['input_ids', 'position_ids', 'shift_labels']
+        >>> loader = wrap_loader(loader, current_mpu(), accelerator.device)  # doctest: +SKIP
     """
     from deepspeed.runtime.sequence_parallel.ulysses_sp import UlyssesSPDataLoaderAdapter
 
