@@ -163,7 +163,7 @@ class DeepSpeedPlugin:
             if given is not None:
                 value = _parse(field, given, f"DeepSpeedPlugin({field}=...)")
                 self.sources[field] = f"DeepSpeedPlugin({field}={given!r})"
-            if from_env is not None and from_env.strip() != "":
+            if from_env is not None and env_key is not None and from_env.strip() != "":
                 launched = _parse(field, from_env, env_key)
                 if value is not None and launched is not None and launched != value:
                     raise ValueError(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -17,9 +17,28 @@ from accel.deepspeed.group import ensure_process_group
 from accel.state import AcceleratorState
 from accel.state.process_logging import library_logger
 
-# ``plugin`` arguments are DeepSpeedPlugin objects; this module does not import plugin.py
-# (plugin.py builds on this one), so they are typed by what is read from them.
-PluginLike = Any
+
+class PluginLike(Protocol):
+    """What this module reads from a ``DeepSpeedPlugin`` (plugin.py builds on this module,
+    so it is not imported here).
+
+    Example:
+        >>> from accel.deepspeed import DeepSpeedPlugin
+        >>> plugin: PluginLike = DeepSpeedPlugin(zero_stage=3)
+        >>> plugin.zero_stage
+        3
+    """
+
+    @property
+    def zero_stage(self) -> int | None: ...
+    @property
+    def sources(self) -> dict[str, str]: ...
+    @property
+    def deepspeed_config(self) -> dict[str, Any]: ...
+    @property
+    def hf_ds_config(self) -> Any: ...
+    def is_zero3_init_enabled(self) -> bool: ...
+
 
 logger = library_logger(__name__)
 
@@ -51,7 +70,8 @@ def _init_config(plugin: PluginLike) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def _transformers_zero3_disabled() -> Iterator[None]:
-    module = sys.modules.get("transformers.integrations.deepspeed")
+    # transformers' module global that makes its from_pretrained partition under ZeRO-3
+    module: Any = sys.modules.get("transformers.integrations.deepspeed")
     reference = getattr(module, "_hf_deepspeed_config_weak_ref", None) if module else None
     if reference is None:
         yield

@@ -50,7 +50,7 @@ class XLABackend(CollectiveBackend):
             1
         """
         load_torch_xla(_SOURCE)
-        import torch_xla.runtime as xr
+        import torch_xla.runtime as xr  # pyright: ignore[reportMissingImports]  # torch-xla: .venv-xla only
 
         rank, size = xr.global_ordinal(), xr.world_size()
         local_size = max(xr.local_device_count(), 1) if size > 1 else 1
@@ -76,7 +76,7 @@ class XLABackend(CollectiveBackend):
         """
         load_torch_xla(_SOURCE)
         import torch.distributed as dist
-        import torch_xla.distributed.xla_backend  # noqa: F401  (registers the "xla" backend)
+        import torch_xla.distributed.xla_backend  # noqa: F401  (registers the "xla" backend)  # pyright: ignore[reportMissingImports]  # torch-xla: .venv-xla only
 
         options: dict[str, Any] = dict(kwargs)
         if timeout is not None:
@@ -91,7 +91,7 @@ class XLABackend(CollectiveBackend):
             device(type='xla', index=0)
         """
         load_torch_xla(_SOURCE)
-        import torch_xla
+        import torch_xla  # pyright: ignore[reportMissingImports]  # torch-xla: .venv-xla only
 
         return torch_xla.device()
 

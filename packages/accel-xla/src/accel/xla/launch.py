@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         # XLA's multiprocessing takes "1" or "all devices"; the device count caps "all".
         kind = "GPU" if device in ("CUDA", "GPU") else device
         os.environ.setdefault(f"{kind}_NUM_DEVICES", str(count))
-    import torch_xla
+    import torch_xla  # pyright: ignore[reportMissingImports]  # torch-xla: .venv-xla only
 
     torch_xla.launch(
         run_target,

@@ -52,7 +52,7 @@ def load_torch_xla(source: str = "this XLA job") -> ModuleType:
     """
     pjrt_device(source)
     check_installed_pair()
-    import torch_xla.core.xla_model as xm
+    import torch_xla.core.xla_model as xm  # pyright: ignore[reportMissingImports]  # torch-xla: .venv-xla only
 
     return xm
 
@@ -64,6 +64,6 @@ def mark_step() -> None:
         >>> mark_step()  # doctest: +SKIP
     """
     load_torch_xla()
-    import torch_xla
+    import torch_xla  # pyright: ignore[reportMissingImports]  # torch-xla: .venv-xla only
 
     torch_xla.sync()
