@@ -68,3 +68,13 @@ def test_library_logger_logs_on_rank_0_only_without_creating_state(monkeypatch, 
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(RuntimeError, match="in_order"):
         get_logger("accel.test.progress").warning("turns", in_order=True)
+
+
+def test_get_logger_takes_its_level_from_accel_log_level_then_accelerates(monkeypatch) -> None:
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "level", root.level)  # get_logger sets the root's level too
+    monkeypatch.setenv("ACCELERATE_LOG_LEVEL", "error")
+    assert get_logger("accel.test.level_alias").logger.level == logging.ERROR
+    monkeypatch.setenv("ACCEL_LOG_LEVEL", "debug")
+    assert get_logger("accel.test.level_ours").logger.level == logging.DEBUG
+    assert root.level == logging.DEBUG

@@ -33,7 +33,7 @@ from typing import Any
 
 from accel.launch import config_schema as schema
 from accel.state.atomic_files import atomic_open
-from accel.state.env import read_env, str_to_bool
+from accel.state.env import CONFIG_FILE, read_env, str_to_bool
 
 SOURCE_FLAG = "flag --config_file"
 SOURCE_ENV = "env ACCEL_CONFIG_FILE"
@@ -184,7 +184,7 @@ def default_config_path(environ: Mapping[str, str] | None = None) -> Path:
         >>> default_config_path({"ACCEL_CONFIG_FILE": "/tmp/c.yaml"}).as_posix()
         '/tmp/c.yaml'
     """
-    from_env = read_env("CONFIG_FILE", None, os.environ if environ is None else environ)
+    from_env = read_env(CONFIG_FILE, None, os.environ if environ is None else environ)
     if from_env:
         return Path(os.path.expanduser(from_env))
     return accel_default_path(environ)
@@ -205,7 +205,7 @@ def resolve_config_path(
     environ = os.environ if environ is None else environ
     if flag_value:
         return Path(os.path.expanduser(os.fspath(flag_value))), SOURCE_FLAG
-    from_env = read_env("CONFIG_FILE", None, environ)
+    from_env = read_env(CONFIG_FILE, None, environ)
     if from_env:
         return Path(os.path.expanduser(from_env)), SOURCE_ENV
     for path, source in (

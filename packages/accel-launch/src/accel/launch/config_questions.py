@@ -17,7 +17,7 @@ from typing import Any
 
 from accel.launch import config_schema as schema
 from accel.launch.questions import Asker
-from accel.state.options import option
+from accel.state.options import FSDP_SHARDING_STRATEGIES, option
 
 MACHINES = [
     ("No distributed training (one process)", "NO"),
@@ -115,7 +115,7 @@ def _fsdp(ask: Asker) -> dict[str, Any]:
     section: dict[str, Any] = {"fsdp_version": ask.choice(_q("fsdp_version"), [1, 2], default=1)}
     if section["fsdp_version"] == 1:
         section["fsdp_reshard_after_forward"] = ask.choice(
-            "Sharding strategy?", list(schema.FSDP_SHARDING_STRATEGIES), 0
+            "Sharding strategy?", list(FSDP_SHARDING_STRATEGIES), 0
         )
     else:
         section["fsdp_reshard_after_forward"] = ask.yes_no(_q("fsdp_reshard_after_forward"), True)

@@ -16,21 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from accel.state.enums import DistributedType, SageMakerDistributedType
-from accel.state.options import OPTIONS, Option
+from accel.state.options import FSDP_BACKWARD_PREFETCH, OPTIONS, Option
 
 LOCAL_MACHINE = "LOCAL_MACHINE"
 AMAZON_SAGEMAKER = "AMAZON_SAGEMAKER"
 
-# Values of Accelerate's questionnaire that are not launcher options (the launcher's value
-# lists live in the option table, accel.state.options).
-FSDP_SHARDING_STRATEGIES = (
-    "FULL_SHARD",
-    "SHARD_GRAD_OP",
-    "NO_SHARD",
-    "HYBRID_SHARD",
-    "HYBRID_SHARD_ZERO2",
-)
-FSDP_BACKWARD_PREFETCH = ("BACKWARD_PRE", "BACKWARD_POST", "NO_PREFETCH")
+# Values of Accelerate's questionnaire that are not launcher options (value lists shared with
+# the launcher or the script live in the option table's module, accel.state.options).
 DEEPSPEED_MULTINODE_LAUNCHERS = (
     "pdsh",
     "standard",

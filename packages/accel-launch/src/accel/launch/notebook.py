@@ -35,6 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from accel.launch.spawn import free_port, port_in_use
+from accel.state.env import FORK_LAUNCHED_VAR
 from accel.state.environment import patch_environment
 from accel.state.options import MIXED_PRECISIONS, option
 
@@ -162,7 +163,7 @@ def notebook_launcher(
         }
     )
     if start_method == "fork":
-        env["FORK_LAUNCHED"] = "1"
+        env[FORK_LAUNCHED_VAR] = "1"
     _start(_Worker(function, node_rank, num_processes), args, num_processes, start_method, env)
 
 
@@ -185,6 +186,6 @@ def debug_launcher(
         "MASTER_ADDR": "127.0.0.1",
         "MASTER_PORT": str(free_port()),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
-        "FORK_LAUNCHED": "1",
+        FORK_LAUNCHED_VAR: "1",
     }
     _start(_Worker(function, 0, num_processes), args, num_processes, "fork", env)

@@ -42,6 +42,16 @@ PROTOCOL_NAMES = (
     GRADIENT_ACCUMULATION_STEPS,
 )
 
+# Settings outside the launch option table (accel.state.options), named here so that the
+# writer and the reader share one spelling.
+CONFIG_FILE = "CONFIG_FILE"  # the config file (ACCEL_/ACCELERATE_CONFIG_FILE)
+LOG_LEVEL = "LOG_LEVEL"  # get_logger's default level (ACCEL_/ACCELERATE_LOG_LEVEL)
+# accel's own, no Accelerate spelling: whether accel's progress bars draw (the launcher sets
+# it when the user's console is a terminal, as the workers' stderr is a pipe)
+PROGRESS_VAR = PREFIX + "PROGRESS"
+# Accelerate's plain variable: the processes were forked by notebook_launcher
+FORK_LAUNCHED_VAR = "FORK_LAUNCHED"
+
 
 def env_names(name: str) -> tuple[str, str]:
     """The two spellings under which setting ``name`` may appear, ours first.

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
-from accel.state.env import str_to_bool
+from accel.state.env import ALIAS_PREFIX, PREFIX, str_to_bool
 
 _T = TypeVar("_T")
 _FORBIDDEN_IN_ENV = (";", "\n", "<", ">", " ")
@@ -128,7 +128,7 @@ def purge_accelerate_environment(func_or_cls: _T) -> _T:
         >>> "ACCELERATE_MIXED_PRECISION" in os.environ
         False
     """
-    prefixes = ("ACCELERATE_", "ACCEL_")
+    prefixes = (ALIAS_PREFIX, PREFIX)
 
     def wrap(func: Callable[..., Any]) -> Callable[..., Any]:
         if getattr(func, "_accel_purges_environment", False):

@@ -49,6 +49,8 @@ __all__ = [
     "CP_COMM_STRATEGIES",
     "DYNAMO_BACKENDS",
     "DYNAMO_MODES",
+    "FSDP_BACKWARD_PREFETCH",
+    "FSDP_SHARDING_STRATEGIES",
     "MIXED_PRECISIONS",
     "OFFLOAD_DEVICES",
     "OPTIONS",
@@ -69,6 +71,15 @@ RDZV_BACKENDS = ("static", "c10d", "etcd", "etcd-v2")
 OFFLOAD_DEVICES = ("none", "cpu", "nvme")
 AUTO_WRAP_POLICIES = ("TRANSFORMER_BASED_WRAP", "SIZE_BASED_WRAP", "NO_WRAP")
 STATE_DICT_TYPES = ("FULL_STATE_DICT", "SHARDED_STATE_DICT")
+# Accelerate's FSDP1 names, asked by `accel config` and accepted in config files (not flags).
+FSDP_SHARDING_STRATEGIES = (
+    "FULL_SHARD",
+    "SHARD_GRAD_OP",
+    "NO_SHARD",
+    "HYBRID_SHARD",
+    "HYBRID_SHARD_ZERO2",
+)
+FSDP_BACKWARD_PREFETCH = ("BACKWARD_PRE", "BACKWARD_POST", "NO_PREFETCH")
 CP_COMM_STRATEGIES = ("allgather", "alltoall")
 CP_BACKENDS = ("torch",)
 SP_BACKENDS = ("deepspeed",)

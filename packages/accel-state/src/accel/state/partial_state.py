@@ -72,7 +72,9 @@ class PartialState:
             except BaseException:
                 self._shared_state.clear()
                 raise
-        self.fork_launched = env.str_to_bool(os.environ.get("FORK_LAUNCHED", "0"), "FORK_LAUNCHED")
+        self.fork_launched = env.str_to_bool(
+            os.environ.get(env.FORK_LAUNCHED_VAR, "0"), env.FORK_LAUNCHED_VAR
+        )
 
     def _setup(self, cpu: bool, kwargs: dict[str, Any]) -> None:
         self._cpu = cpu

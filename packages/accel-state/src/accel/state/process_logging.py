@@ -24,6 +24,7 @@ import warnings
 from collections.abc import MutableMapping
 from typing import Any
 
+from accel.state import env
 from accel.state.partial_state import PartialState
 
 
@@ -113,8 +114,8 @@ class MultiProcessAdapter(logging.LoggerAdapter):
 
 
 def get_logger(name: str, log_level: str | int | None = None) -> MultiProcessAdapter:
-    """A multi-process-aware logger for ``name``; ``log_level`` (or ``ACCELERATE_LOG_LEVEL``)
-    sets the level of the underlying logger and of its root.
+    """A multi-process-aware logger for ``name``; ``log_level`` (or ``ACCEL_LOG_LEVEL``, else
+    ``ACCELERATE_LOG_LEVEL``) sets the level of the underlying logger and of its root.
 
     Example:
         >>> logger = get_logger(__name__, log_level="DEBUG")
@@ -122,7 +123,7 @@ def get_logger(name: str, log_level: str | int | None = None) -> MultiProcessAda
         True
     """
     if log_level is None:
-        log_level = os.environ.get("ACCELERATE_LOG_LEVEL") or os.environ.get("ACCEL_LOG_LEVEL")
+        log_level = env.read_env(env.LOG_LEVEL) or None
     logger = logging.getLogger(name)
     if log_level is not None:
         level = log_level.upper() if isinstance(log_level, str) else log_level

@@ -25,9 +25,9 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from accel.state.env import str_to_bool
+from accel.state.env import PROGRESS_VAR, str_to_bool
 
-PROGRESS_ENV = "ACCEL_PROGRESS"
+PROGRESS_ENV = PROGRESS_VAR
 
 
 def progress_enabled() -> bool:

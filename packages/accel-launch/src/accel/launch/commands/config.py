@@ -17,6 +17,8 @@ import argparse
 import sys
 from typing import Any
 
+from accel.state.options import MIXED_PRECISIONS
+
 _LOCATION = (
     "default: $ACCEL_CONFIG_FILE, else $XDG_CONFIG_HOME/accel/default_config.yaml "
     "(~/.config/accel/default_config.yaml)"
@@ -48,7 +50,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     default.add_argument(
         "--config_file", dest="save_location", default=None, help=f"file to write ({_LOCATION})"
     )
-    default.add_argument("--mixed_precision", choices=["no", "fp16", "bf16", "fp8"], default="no")
+    default.add_argument("--mixed_precision", choices=MIXED_PRECISIONS, default="no")
     default.set_defaults(func=run_default)
     update = inner.add_parser(
         "update",

@@ -27,6 +27,7 @@ from accel.launch.settings import (
     flatten_config,
     resolve,
 )
+from accel.state.env import PROGRESS_VAR
 from accel.state.options import GROUPS, PARALLELISM_SIZES, Option
 from accel.state.parallelism_sizes import check_parallelism_sizes
 
@@ -436,8 +437,8 @@ def launch(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -
         explicit = resolved.sources["num_processes"] != "default"
         exec_single(xla_command(args, v["num_processes"] if explicit else None), env)
     output = OutputPlan(log_dir=v["log_dir"], tee=v["tee"], rank_prefix=v["rank_prefix"])
-    if _console_is_tty(output) and "ACCEL_PROGRESS" not in env:
-        env["ACCEL_PROGRESS"] = "1"  # the workers' stderr is a pipe; the user's is a terminal
+    if _console_is_tty(output) and PROGRESS_VAR not in env:
+        env[PROGRESS_VAR] = "1"  # the workers' stderr is a pipe; the user's is a terminal
     if nproc == 1 and v["max_restarts"] == 0 and output == OutputPlan():
         exec_single(command, env)
     group = WorkerGroup(
