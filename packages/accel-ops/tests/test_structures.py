@@ -7,12 +7,10 @@ from collections.abc import Iterator, Mapping
 import pytest
 import torch
 
+from accel.ops.fp32_outputs import ConvertOutputsToFp32, convert_outputs_to_fp32, convert_to_fp32
 from accel.ops.structures import (
-    ConvertOutputsToFp32,
     TensorInformation,
     concatenate,
-    convert_outputs_to_fp32,
-    convert_to_fp32,
     find_batch_size,
     find_device,
     get_data_structure,

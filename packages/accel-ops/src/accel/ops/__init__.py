@@ -27,11 +27,11 @@ _EXPORTS = {
     "reduce": ".collectives",
     "copy_tensor_to_devices": ".single_source",
     "DistributedOperationException": ".exceptions",
-    "ConvertOutputsToFp32": ".structures",
+    "ConvertOutputsToFp32": ".fp32_outputs",
     "TensorInformation": ".structures",
     "concatenate": ".structures",
-    "convert_outputs_to_fp32": ".structures",
-    "convert_to_fp32": ".structures",
+    "convert_outputs_to_fp32": ".fp32_outputs",
+    "convert_to_fp32": ".fp32_outputs",
     "find_batch_size": ".structures",
     "find_device": ".structures",
     "get_data_structure": ".structures",
@@ -65,14 +65,16 @@ if TYPE_CHECKING:
         reduce,
     )
     from accel.ops.exceptions import DistributedOperationException
+    from accel.ops.fp32_outputs import (
+        ConvertOutputsToFp32,
+        convert_outputs_to_fp32,
+        convert_to_fp32,
+    )
     from accel.ops.randomness import set_seed, synchronize_rng_state, synchronize_rng_states
     from accel.ops.single_source import copy_tensor_to_devices
     from accel.ops.structures import (
-        ConvertOutputsToFp32,
         TensorInformation,
         concatenate,
-        convert_outputs_to_fp32,
-        convert_to_fp32,
         find_batch_size,
         find_device,
         get_data_structure,
