@@ -203,7 +203,9 @@ def test_resolve_precedence(tmp_path):
     ours.write_text("distributed_type: 'NO'\n")
     assert resolve_config_path(None, env) == (ours, SOURCE_ACCEL_DEFAULT)
     env["ACCELERATE_CONFIG_FILE"] = str(tmp_path / "e.yaml")
-    assert resolve_config_path(None, env) == (tmp_path / "e.yaml", SOURCE_ENV)
+    assert resolve_config_path(None, env) == (tmp_path / "e.yaml", "env ACCELERATE_CONFIG_FILE")
+    env["ACCEL_CONFIG_FILE"] = str(tmp_path / "g.yaml")
+    assert resolve_config_path(None, env) == (tmp_path / "g.yaml", SOURCE_ENV)
     assert resolve_config_path(str(tmp_path / "f.yaml"), env) == (tmp_path / "f.yaml", SOURCE_FLAG)
 
 

@@ -33,7 +33,7 @@ from typing import Any
 
 from accel.launch import config_schema as schema
 from accel.state.atomic_files import atomic_open
-from accel.state.env import CONFIG_FILE, read_env, str_to_bool
+from accel.state.env import CONFIG_FILE, env_names, read_env, str_to_bool
 
 SOURCE_FLAG = "flag --config_file"
 SOURCE_ENV = "env ACCEL_CONFIG_FILE"
@@ -205,9 +205,9 @@ def resolve_config_path(
     environ = os.environ if environ is None else environ
     if flag_value:
         return Path(os.path.expanduser(os.fspath(flag_value))), SOURCE_FLAG
-    from_env = read_env(CONFIG_FILE, None, environ)
-    if from_env:
-        return Path(os.path.expanduser(from_env)), SOURCE_ENV
+    named = next((name for name in env_names(CONFIG_FILE) if name in environ), None)
+    if named is not None and environ[named]:
+        return Path(os.path.expanduser(environ[named])), f"env {named}"
     for path, source in (
         (accel_default_path(environ), SOURCE_ACCEL_DEFAULT),
         (accelerate_default_path(environ), SOURCE_ACCELERATE_DEFAULT),

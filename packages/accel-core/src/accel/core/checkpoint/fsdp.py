@@ -31,23 +31,19 @@ import torch
 
 from accel.core.checkpoint.layout import FSDP_MODEL_NAME, OPTIMIZER_NAME
 from accel.core.checkpoint.unpickling import safe_load
+from accel.state import options
 
+# Accelerate's constant names over accel-state's value lists (the option table's).
 #: Accelerate's FSDP1 option names, as its config questions list them (accel runs FSDP2 and
 #: maps FULL_SHARD/SHARD_GRAD_OP onto ``reshard_after_forward``, see the plugin's docs).
-FSDP_SHARDING_STRATEGY = [
-    "FULL_SHARD",
-    "SHARD_GRAD_OP",
-    "NO_SHARD",
-    "HYBRID_SHARD",
-    "HYBRID_SHARD_ZERO2",
-]
+FSDP_SHARDING_STRATEGY = list(options.FSDP_SHARDING_STRATEGIES)
 #: Auto-wrap policy names accepted by ``FullyShardedDataParallelPlugin(auto_wrap_policy=...)``.
-FSDP_AUTO_WRAP_POLICY = ["TRANSFORMER_BASED_WRAP", "SIZE_BASED_WRAP", "NO_WRAP"]
+FSDP_AUTO_WRAP_POLICY = list(options.AUTO_WRAP_POLICIES)
 #: Backward-prefetch names (FSDP1 option; FSDP2 prefetches on its own).
-FSDP_BACKWARD_PREFETCH = ["BACKWARD_PRE", "BACKWARD_POST", "NO_PREFETCH"]
+FSDP_BACKWARD_PREFETCH = list(options.FSDP_BACKWARD_PREFETCH)
 #: State-dict layouts ``save_fsdp_model`` writes.
-FSDP_STATE_DICT_TYPE = ["FULL_STATE_DICT", "SHARDED_STATE_DICT"]
-#: Same list under Accelerate's FSDP2 name.
+FSDP_STATE_DICT_TYPE = list(options.STATE_DICT_TYPES)
+#: Same list under Accelerate's FSDP2 name (in its order).
 FSDP2_STATE_DICT_TYPE = ["SHARDED_STATE_DICT", "FULL_STATE_DICT"]
 
 
