@@ -3,7 +3,9 @@ and used through ``Accelerator``: the public strategy contract is enough to writ
 
 The strategy (``third_party/accel_toy_strategy.py``) is installed the way pip lays out a
 wheel: the module plus an ``accel_toy_strategy-0.1.dist-info`` folder whose
-``entry_points.txt`` registers it, on the path of a fresh interpreter.
+``entry_points.txt`` registers it, on the path of a fresh interpreter started by
+``accel launch --strategy toy`` (the option table's ``strategy`` entry, ``ACCEL_STRATEGY`` in
+the child).
 """
 
 from __future__ import annotations
@@ -106,11 +108,14 @@ def test_third_party_strategy_through_entry_point(tmp_path: Path) -> None:
     }
     env.update(
         PYTHONPATH=os.pathsep.join([str(site), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-        ACCEL_STRATEGY="toy",
         OMP_NUM_THREADS="1",
     )
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER)
+    accel = Path(sys.executable).with_name("accel")
+    launch = [str(accel), "launch", "--num_processes", "1", "--strategy", "toy"]
     result = subprocess.run(
-        [sys.executable, "-c", DRIVER, str(tmp_path)],
+        [*launch, str(driver), str(tmp_path)],
         capture_output=True,
         text=True,
         env=env,

@@ -237,6 +237,10 @@ OPTIONS: tuple[Option, ...] = (
            PROCESSES),
     Option("monitor_interval", 0.1, NUMBER, "seconds between health checks", "float",
            PROCESSES),
+    Option("strategy", None, TEXT,
+           "training strategy by name instead of the one the job type picks: single, ddp, "
+           "fsdp, deepspeed, xla, or one a package registers (entry points accel.strategies)",
+           "value", PROCESSES, env=(PREFIX + "STRATEGY",), config="strategy", export="set"),
     # worker output (accel.launch.worker_output; docs/progress.md)
     Option("log_dir", None, TEXT,
            "write each rank's stdout/stderr to DIR/rank_<N>.{stdout,stderr}.log", "value",

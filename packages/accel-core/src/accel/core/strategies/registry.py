@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-import os
 from collections.abc import Mapping
 
 from accel.core.strategies.base import TrainingStrategy
+from accel.state.options import option, read_setting
 
 ENTRY_POINT_GROUP = "accel.strategies"
-#: Names a strategy to use instead of the one the distributed type maps to (accel only).
-STRATEGY_ENV = "ACCEL_STRATEGY"
+#: Names a strategy to use instead of the one the distributed type maps to (accel only;
+#: ``accel launch --strategy NAME`` or ``strategy: NAME`` in its config file write it).
+STRATEGY_ENV = option("strategy").env[0]
 
 BUILTIN = {
     "single": "accel.core.strategies.single:SingleDeviceStrategy",
@@ -85,11 +86,11 @@ def chosen_strategy(
         >>> chosen_strategy("NO", environ={"ACCEL_STRATEGY": "ddp"}).__name__
         'DDPStrategy'
     """
-    environ = os.environ if environ is None else environ
-    name = environ.get(STRATEGY_ENV, "").strip()
+    raw, source = read_setting("strategy", environ)
+    name = (raw or "").strip()
     if not name:
         return strategy_for(distributed_type)
     try:
         return load_strategy(name)
     except ValueError as error:
-        raise ValueError(f"{STRATEGY_ENV}={name!r}: {error}") from None
+        raise ValueError(f"{source}={name!r}: {error}") from None
