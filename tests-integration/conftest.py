@@ -129,7 +129,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     default = float(config.getini("timeout") or 0)
     for item in items:
-        if not wanted.intersection(getattr(item, "fixturenames", ())):
+        if not wanted.intersection(_reads(item)):
             continue
         marker = item.get_closest_marker("timeout")
         own = float(marker.args[0]) if marker and marker.args else default
@@ -137,10 +137,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.timeout(own + allowance))
 
 
+def _reads(item: pytest.Item) -> set[str]:
+    """The fixtures ``item`` uses, also those it asks for by a parameter's name
+    (``request.getfixturevalue(launch)``)."""
+    names = set(getattr(item, "fixturenames", ()))
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None:
+        names.update(value for value in callspec.params.values() if isinstance(value, str))
+    return names
+
+
 def _wanted(items: list[pytest.Item]) -> set[str]:
     """The background jobs the tests ``items`` read."""
-    names = {name for item in items for name in getattr(item, "fixturenames", ())}
-    return names & JOBS.keys()
+    return {name for item in items for name in _reads(item)} & JOBS.keys()
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
