@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import gc
+import hashlib
 import importlib
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,20 @@ if importlib.util.find_spec("torch_xla") is None:
 # Small torch ops run 10-70x slower on 2 cores with more than one thread; subprocesses
 # (torchrun workers, fresh venvs) inherit this too.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# DeepSpeed's JIT-built CPU ops (shm comm, cpu_adam) compile in minutes and are cached per
+# folder; the default folder is shared by every environment of the machine, and each one's
+# torch headers differ, so they rebuilt each other's. One folder per environment, set here so
+# the test process, its subprocesses and the integration launches all use the same build.
+os.environ.setdefault(
+    "TORCH_EXTENSIONS_DIR",
+    str(
+        Path.home()
+        / ".cache"
+        / "torch_extensions"
+        / ("env-" + hashlib.sha1(sys.prefix.encode()).hexdigest()[:12])
+    ),
+)
 
 # Variables a launcher (accel launch, torchrun, mpirun) sets; tests must see a plain process.
 _LAUNCHER_PREFIXES = (

@@ -1,24 +1,22 @@
-"""Fixtures that run each multi-process worker once per session, several at a time.
+"""Fixtures that run each multi-process worker once per session, in the background.
 
 Importing torch takes seconds, so every worker script is launched once and many tests read
-its report. After collection, every launch the selected tests need is started in a small
-thread pool (two jobs at once), so their start-up costs overlap; a test then waits only for
-the launch it reads.
+its report. After collection, every launch the selected tests need (these and the jobs test
+modules declare with ``background.background``) is started in a small thread pool
+(``background.py``), beside the in-process tests; a test then waits only for the launch it
+reads.
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from background import JOBS, Job, close, pool, register, start_in_order, wait_allowance
 from launching import LaunchResult, free_port, run_distributed, run_processes
 
 LAUNCH_TIMEOUT = 150.0  # seconds per launch; a hung collective fails the tests, not CI
-CONCURRENT_LAUNCHES = 2
 
 
 def _mpi_envs(kind: str) -> list[dict[str, str]]:
@@ -105,68 +103,73 @@ LAUNCHES: dict[str, Callable[[Path], LaunchResult]] = {
 }
 
 
-class LaunchPool:
-    """Runs each named launch at most once, in background threads, and hands out results.
+# Rough seconds of each launch on an idle 2-core machine (queue order: longest first) and its
+# timeout (what a test may wait for it).
+_COSTS: dict[str, tuple[float, float]] = {
+    "deepspeed_run": (150.0, 600.0),
+    "deepspeed_offload_run": (60.0, 900.0),
+    "ndp4_run": (90.0, 600.0),
+    "ndp2_run": (60.0, 600.0),
+    "core_run": (45.0, 240.0),
+    "core_reference_run": (15.0, 240.0),
+    "migration_run": (20.0, 240.0),
+    "sbs_accel_run": (20.0, 240.0),
+    "sbs_accelerate_run": (20.0, 240.0),
+}
 
-    Example:
-        >>> pool = LaunchPool(Path(tempfile.mkdtemp()))  # doctest: +SKIP
-        >>> pool.result("ops_run").status("gather_tensor", 0)  # doctest: +SKIP
-        'ok'
-    """
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self._executor = ThreadPoolExecutor(CONCURRENT_LAUNCHES, thread_name_prefix="launch")
-        self._futures: dict[str, Future[LaunchResult]] = {}
-
-    def start(self, name: str) -> None:
-        """Queue launch ``name`` unless it is already queued or done."""
-        if name not in self._futures:
-            self._futures[name] = self._executor.submit(LAUNCHES[name], self.root / name)
-
-    def result(self, name: str) -> LaunchResult:
-        """Wait for launch ``name`` (starting it if needed) and return its result."""
-        self.start(name)
-        return self._futures[name].result()
-
-    def close(self) -> None:
-        """Wait for queued launches (each is bounded by its own timeout) and stop the threads."""
-        self._executor.shutdown(wait=True, cancel_futures=True)
+for _name, _run in LAUNCHES.items():
+    _seconds, _timeout = _COSTS.get(_name, (15.0, LAUNCH_TIMEOUT))
+    register(Job(_name, _run, _seconds, _timeout))
 
 
-_pool: LaunchPool | None = None
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test that reads a background job may first wait for the jobs queued before it: its
+    timeout grows by that much (each job bounds itself with its own timeout)."""
+    wanted = _wanted(items)
+    allowance = wait_allowance(wanted)
+    if not allowance:
+        return
+    default = float(config.getini("timeout") or 0)
+    for item in items:
+        if not wanted.intersection(_reads(item)):
+            continue
+        marker = item.get_closest_marker("timeout")
+        own = float(marker.args[0]) if marker and marker.args else default
+        if own:
+            item.add_marker(pytest.mark.timeout(own + allowance))
 
 
-def _get_pool() -> LaunchPool:
-    global _pool
-    if _pool is None:
-        _pool = LaunchPool(Path(tempfile.mkdtemp(prefix="accel-it-")))
-    return _pool
+def _reads(item: pytest.Item) -> set[str]:
+    """The fixtures ``item`` uses, also those it asks for by a parameter's name
+    (``request.getfixturevalue(launch)``)."""
+    names = set(getattr(item, "fixturenames", ()))
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None:
+        names.update(value for value in callspec.params.values() if isinstance(value, str))
+    return names
+
+
+def _wanted(items: list[pytest.Item]) -> set[str]:
+    """The background jobs the tests ``items`` read."""
+    return {name for item in items for name in _reads(item)} & JOBS.keys()
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Start, in the background, every launch that a selected test will read."""
+    """Start, in the background, every job that a selected test will read (longest first)."""
     if session.config.option.collectonly:
         return
-    wanted = {name for item in session.items for name in getattr(item, "fixturenames", ())}
-    for name in LAUNCHES:
-        if name in wanted:
-            _get_pool().start(name)
+    start_in_order(_wanted(session.items))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Stop the pool; keep the workers' reports on disk only if something failed."""
-    if _pool is None:
-        return
-    _pool.close()
-    if exitstatus == 0:
-        shutil.rmtree(_pool.root, ignore_errors=True)
+    close(keep_files=exitstatus != 0)
 
 
 def _launch_fixture(name: str):
     @pytest.fixture(scope="session", name=name)
     def fixture() -> LaunchResult:
-        return _get_pool().result(name)
+        return pool().result(name)
 
     fixture.__doc__ = f"The LaunchResult of the {name!r} launch (run once per session)."
     return fixture

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +51,38 @@ _EXTENSIONS_DIR = str(
 )
 
 
+_THREAD = threading.local()
+
+
+@contextlib.contextmanager
+def environment_base(environ: Mapping[str, str]):
+    """In this thread, launches start from ``environ`` instead of ``os.environ``.
+
+    Background jobs (background.py) use the environment of the session's start: tests running
+    meanwhile change ``os.environ`` (monkeypatch, the root conftest's launcher-free reset).
+
+    Example:
+        >>> with environment_base({"PATH": "/bin"}):
+        ...     base_environment()["PATH"]
+        '/bin'
+    """
+    _THREAD.base = dict(environ)
+    try:
+        yield
+    finally:
+        del _THREAD.base
+
+
+def base_environment() -> dict[str, str]:
+    """A copy of the environment launches of this thread start from (see ``environment_base``).
+
+    Example:
+        >>> base_environment() == dict(os.environ)
+        True
+    """
+    return dict(getattr(_THREAD, "base", os.environ))
+
+
 def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """This process's environment without launcher or accel settings, plus ``extra``.
 
@@ -62,7 +95,7 @@ def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """
     environ = {
         key: value
-        for key, value in os.environ.items()
+        for key, value in base_environment().items()
         if key not in _INHERITED_NOISE and not key.startswith(_NOISE_PREFIXES)
     }
     environ["OMP_NUM_THREADS"] = "1"

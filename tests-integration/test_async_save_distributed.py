@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from background import background
 from launching import LaunchResult, declared_checks, run_distributed
 
 pytestmark = pytest.mark.slow
@@ -10,11 +13,9 @@ pytestmark = pytest.mark.slow
 CHECKS = declared_checks("async_save_checks.py")
 
 
-@pytest.fixture(scope="module")
-def async_save_run(tmp_path_factory: pytest.TempPathFactory) -> LaunchResult:
-    return run_distributed(
-        "async_save_checks.py", timeout=150.0, out_dir=tmp_path_factory.mktemp("async_save")
-    )
+@background(seconds=25, timeout=150)
+def async_save_run(out: Path) -> LaunchResult:
+    return run_distributed("async_save_checks.py", timeout=150.0, out_dir=out)
 
 
 def test_async_save_launch_finished(async_save_run: LaunchResult) -> None:

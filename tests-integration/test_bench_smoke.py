@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from background import background
+from launching import base_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_ALL = ROOT / "tools" / "bench" / "run_all.py"
@@ -39,12 +40,11 @@ CHECKPOINT_LINES = [
 ]
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(900)
-def test_run_all_quick_prints_a_ratio_for_every_operation() -> None:
-    """``run_all.py --quick`` exits 0 and prints one ratio line per benchmarked operation."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
+@background(seconds=240, timeout=900)
+def bench_quick_run(out: Path) -> subprocess.CompletedProcess[str]:
+    """``run_all.py --quick``, in the background (see background.py)."""
+    env = {**base_environment(), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
         [sys.executable, str(RUN_ALL), "--quick"],
         capture_output=True,
         text=True,
@@ -52,6 +52,14 @@ def test_run_all_quick_prints_a_ratio_for_every_operation() -> None:
         env=env,
         cwd=ROOT,
     )
+
+
+@pytest.mark.slow
+def test_run_all_quick_prints_a_ratio_for_every_operation(
+    bench_quick_run: subprocess.CompletedProcess[str],
+) -> None:
+    """``run_all.py --quick`` exits 0 and prints one ratio line per benchmarked operation."""
+    result = bench_quick_run
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     for operation in OPERATIONS:

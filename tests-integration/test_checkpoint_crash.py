@@ -1,6 +1,7 @@
 """Crash safety and exact resume of ``save_state``/``load_state``, with real processes (issue #4).
 
-Two groups of launches run at the same time (importing torch dominates their cost):
+Three chains of launches run in the background (``background.py``; importing torch dominates
+their cost):
 
 - **Kill and resume, 2 gloo processes** (``workers/resume_train.py``, 4 epochs of 5 batches
   per process, shuffling sampler, dropout, AdamW + LinearLR, gradient accumulation 2,
@@ -18,12 +19,11 @@ Two groups of launches run at the same time (importing torch dominates their cos
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from background import background
 from launching import WORKERS, LaunchResult, run_distributed, run_processes
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -43,7 +43,16 @@ KILL_POINTS = (
 COMPLETED_POINTS = {"prune_mid_delete"}
 
 
-def _resume_launches(root: Path) -> dict[str, LaunchResult]:
+@background(seconds=25, timeout=TIMEOUT)
+def crash_reference_run(root: Path) -> LaunchResult:
+    """A: the uninterrupted run."""
+    return run_distributed(
+        "resume_train.py", args=[str(root / "reference")], timeout=TIMEOUT, out_dir=root / "A"
+    )
+
+
+@background(seconds=75, timeout=3 * TIMEOUT)
+def crash_resumed_runs(root: Path) -> dict[str, LaunchResult]:
     """B, C, D of the kill-and-resume scenario, one after another on one project."""
     project = str(root / "project")
     steps = {
@@ -59,10 +68,19 @@ def _resume_launches(root: Path) -> dict[str, LaunchResult]:
     }
 
 
-def _crash_chain(root: Path) -> list[LaunchResult]:
+@dataclass
+class Chain:
+    """The single-process launches of the kill chain and the project they shared."""
+
+    runs: list[LaunchResult]
+    project: Path
+
+
+@background(seconds=60, timeout=(len(KILL_POINTS) + 1) * TIMEOUT)
+def crash_chain_runs(root: Path) -> Chain:
     """One single-process launch per kill point, then a last one that saves without dying."""
     project = root / "project"
-    return [
+    runs = [
         run_processes(
             WORKERS / "crash_save.py",
             [{"CKPT_PROJECT": str(project), "CKPT_KILL_POINT": point}],
@@ -72,39 +90,12 @@ def _crash_chain(root: Path) -> list[LaunchResult]:
         )
         for i, point in enumerate((*KILL_POINTS, ""))
     ]
-
-
-@dataclass
-class Launches:
-    """The futures of the launches this module reads (they run in background threads)."""
-
-    reference: Future[LaunchResult]
-    resumed: Future[dict[str, LaunchResult]]
-    chain: Future[list[LaunchResult]]
-    chain_project: Path
+    return Chain(runs, project)
 
 
 @pytest.fixture(scope="module")
-def launches(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launches]:
-    root = tmp_path_factory.mktemp("checkpoint_crash")
-    with ThreadPoolExecutor(3, thread_name_prefix="ckpt-crash") as pool:
-        yield Launches(
-            reference=pool.submit(
-                run_distributed,
-                "resume_train.py",
-                args=[str(root / "reference")],
-                timeout=TIMEOUT,
-                out_dir=root / "A",
-            ),
-            resumed=pool.submit(_resume_launches, root / "resumed"),
-            chain=pool.submit(_crash_chain, root / "chain"),
-            chain_project=root / "chain" / "project",
-        )
-
-
-@pytest.fixture(scope="module")
-def reference(launches: Launches) -> LaunchResult:
-    run = launches.reference.result()
+def reference(crash_reference_run: LaunchResult) -> LaunchResult:
+    run = crash_reference_run
     assert run.returncode == 0 and not run.timed_out, run.diagnostics()
     for rank in (0, 1):
         run.assert_passed("train", [rank])
@@ -113,8 +104,8 @@ def reference(launches: Launches) -> LaunchResult:
 
 
 @pytest.fixture(scope="module")
-def resumed(launches: Launches) -> dict[str, LaunchResult]:
-    return launches.resumed.result()
+def resumed(crash_resumed_runs: dict[str, LaunchResult]) -> dict[str, LaunchResult]:
+    return crash_resumed_runs
 
 
 def _assert_same_batches(run: LaunchResult, reference: LaunchResult, rank: int) -> int:
@@ -186,13 +177,13 @@ def test_resume_after_last_batch_of_epoch_finishes_bitwise_equal(
 
 
 @pytest.fixture(scope="module")
-def chain(launches: Launches) -> list[LaunchResult]:
-    return launches.chain.result()
+def chain(crash_chain_runs: Chain) -> list[LaunchResult]:
+    return crash_chain_runs.runs
 
 
 @pytest.fixture(scope="module")
-def journal(launches: Launches, chain: list[LaunchResult]) -> list[dict]:
-    path = launches.chain_project / "journal.jsonl"
+def journal(crash_chain_runs: Chain) -> list[dict]:
+    path = crash_chain_runs.project / "journal.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 

@@ -13,10 +13,10 @@ The default run count is small so CI stays fast (ddp 3, the others 1; the last d
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+from background import SESSION_ENVIRON, background
 from launching import LaunchResult, accel_launch
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -26,7 +26,8 @@ CHECKPOINT_MARKER = "accel_checkpoint.json"  # written when a save_state folder 
 
 
 def _runs(mode: str) -> int:
-    raw = os.environ.get("ACCEL_IT_EXIT_RUNS")
+    # The session's environment: the root conftest removes ACCEL_* variables around each test.
+    raw = SESSION_ENVIRON.get("ACCEL_IT_EXIT_RUNS")
     if raw is None:
         return DEFAULT_RUNS[mode]
     if not raw.isdigit() or int(raw) < 1:
@@ -47,15 +48,30 @@ def _problem(run: LaunchResult, mode: str, out_dir: Path) -> str | None:
     return None
 
 
-@pytest.mark.parametrize("mode", list(DEFAULT_RUNS))
-def test_finished_job_exits_zero_every_time(mode: str, tmp_path: Path) -> None:
+def _launch_mode(mode: str, root: Path) -> list[str]:
+    """Launch ``mode`` ``_runs(mode)`` times; returns what went wrong, one entry a failed run."""
     runs = _runs(mode)
     failures = []
     for index in range(runs):
-        out_dir = tmp_path / f"run{index}"
+        out_dir = root / f"run{index}"
         args = [mode, "end_training"] if mode == "ddp" and index == runs - 1 else [mode]
         run = accel_launch("clean_exit.py", args=args, out_dir=out_dir)
         problem = _problem(run, mode, out_dir)
         if problem is not None:
             failures.append(f"run {index + 1}: {problem}\n{run.diagnostics()}")
+    return failures
+
+
+@background(seconds=120, timeout=240 * sum(DEFAULT_RUNS.values()))
+def clean_exit_failures(root: Path) -> dict[str, list[str]]:
+    """What went wrong in each mode's launches (in the background, see background.py)."""
+    return {mode: _launch_mode(mode, root / mode) for mode in DEFAULT_RUNS}
+
+
+@pytest.mark.parametrize("mode", list(DEFAULT_RUNS))
+def test_finished_job_exits_zero_every_time(
+    mode: str, clean_exit_failures: dict[str, list[str]]
+) -> None:
+    failures = clean_exit_failures[mode]
+    runs = _runs(mode)
     assert not failures, f"{len(failures)} of {runs} {mode} runs failed:\n" + "\n".join(failures)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from background import background
 from launching import LaunchResult, declared_checks, run_distributed
 
 pytestmark = pytest.mark.slow
@@ -11,10 +14,10 @@ RANKS = (0, 1)
 WORKER = "data_checks.py"
 
 
-@pytest.fixture(scope="module")
-def data_run() -> LaunchResult:
+@background(seconds=25, timeout=150)
+def data_run(out: Path) -> LaunchResult:
     """The report of one run of the data worker on 2 processes."""
-    return run_distributed(WORKER, nproc=2, timeout=150.0)
+    return run_distributed(WORKER, nproc=2, timeout=150.0, out_dir=out)
 
 
 def test_data_launch_finished(data_run: LaunchResult) -> None:

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from background import background
 from launching import LaunchResult, clean_environment, declared_checks
 
 pytestmark = pytest.mark.slow
@@ -48,18 +49,29 @@ def test_deepspeed_offload(deepspeed_offload_run: LaunchResult, check: str) -> N
     deepspeed_offload_run.assert_passed(check, (0, 1))
 
 
-def test_example_under_accel_launch_use_deepspeed(tmp_path: Path) -> None:
-    """``accel launch --use_deepspeed --zero_stage 3`` runs examples/train_deepspeed.py: two
-    processes, ZeRO-3 from the flags, the loss goes down, the gathered model is written."""
+@background(seconds=60, timeout=600)
+def deepspeed_example_run(tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """examples/train_deepspeed.py under ``accel launch``, writing into ``tmp_path``."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     report = tmp_path / "report.json"
     command = [
         str(ACCEL), "launch", "--use_deepspeed", "--zero_stage", "3", "--cpu",
         "--num_processes", "2", str(ROOT / "examples" / "train_deepspeed.py"),
         "--epochs", "3", "--out", str(tmp_path / "model"), "--report", str(report),
     ]  # fmt: skip
-    result = subprocess.run(
+    return subprocess.run(
         command, capture_output=True, text=True, timeout=600, env=clean_environment(), cwd=tmp_path
     )
+
+
+def test_example_under_accel_launch_use_deepspeed(
+    deepspeed_example_run: subprocess.CompletedProcess[str],
+) -> None:
+    """``accel launch --use_deepspeed --zero_stage 3`` runs examples/train_deepspeed.py: two
+    processes, ZeRO-3 from the flags, the loss goes down, the gathered model is written."""
+    result = deepspeed_example_run
+    tmp_path = Path(result.args[-1]).parent  # the job's folder, where the report is
+    report = tmp_path / "report.json"
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     summary = json.loads(report.read_text())
     assert summary["distributed_type"] == "DEEPSPEED", summary

@@ -7,9 +7,11 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from background import background
 from launching import clean_environment
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,18 +28,39 @@ def _launch(project: Path) -> str:
     return done.stdout
 
 
-@pytest.mark.slow
-def test_resume_from_an_older_checkpoint_reaches_the_same_weights(tmp_path: Path) -> None:
+@dataclass
+class ExampleRuns:
+    """The two launches of the example on one project, and what the test removed between."""
+
+    project: Path
+    first: str
+    checkpoints: list[Path]
+    second: str
+
+
+@background(seconds=40, timeout=2 * 240)
+def example_runs(tmp_path: Path) -> ExampleRuns:
+    """First launch, the last checkpoint removed, second launch (in the background)."""
     project = tmp_path / "run"
     first = _launch(project)
-    assert "starting from scratch" in first
-    weights = re.search(r"done: first weights (\[.*\])", first).group(1)
     checkpoints = sorted(
         (project / "checkpoints").iterdir(), key=lambda p: int(p.name.split("_")[1])
     )
-    assert [p.name for p in checkpoints][-2:] == ["checkpoint_2", "checkpoint_3"], checkpoints
-    shutil.rmtree(checkpoints[-1])  # as if the job died before the last save
+    if [p.name for p in checkpoints][-2:] == ["checkpoint_2", "checkpoint_3"]:
+        shutil.rmtree(checkpoints[-1])  # as if the job died before the last save
+        second = _launch(project)
+    else:
+        second = ""  # the test fails on the listing
+    return ExampleRuns(project, first, checkpoints, second)
 
-    second = _launch(project)
+
+@pytest.mark.slow
+def test_resume_from_an_older_checkpoint_reaches_the_same_weights(
+    example_runs: ExampleRuns,
+) -> None:
+    first, checkpoints, second = example_runs.first, example_runs.checkpoints, example_runs.second
+    assert "starting from scratch" in first
+    weights = re.search(r"done: first weights (\[.*\])", first).group(1)
+    assert [p.name for p in checkpoints][-2:] == ["checkpoint_2", "checkpoint_3"], checkpoints
     assert f"resumed from {checkpoints[-2]}" in second, second
     assert f"done: first weights {weights}" in second, (weights, second)

@@ -13,6 +13,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from background import background
 from launching import clean_environment
 
 ACCEL = Path(sys.executable).parent / "accel"
@@ -55,8 +56,10 @@ accelerator.wait_for_everyone()
 """
 
 
-@pytest.mark.slow
-def test_accelerator_under_accel_launch(tmp_path):
+@background(seconds=20, timeout=240)
+def e2e_launch(tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """``accel launch`` of TRAIN in ``tmp_path``, in the background (see background.py)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     script = tmp_path / "train.py"
     script.write_text(textwrap.dedent(TRAIN))
     env = clean_environment({"ACCEL_IT_OUT": str(tmp_path), "HF_HOME": str(tmp_path / "hf")})
@@ -64,9 +67,15 @@ def test_accelerator_under_accel_launch(tmp_path):
     env.pop("OMP_NUM_THREADS", None)  # the launcher sets 1
     command = [str(ACCEL), "launch", "--cpu", "--num_processes", "2"]
     command += ["--mixed_precision", "bf16", "--gradient_accumulation_steps", "2", str(script)]
-    result = subprocess.run(
+    return subprocess.run(
         command, env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path
     )
+
+
+@pytest.mark.slow
+def test_accelerator_under_accel_launch(e2e_launch: subprocess.CompletedProcess[str]):
+    result = e2e_launch
+    tmp_path = Path(result.args[-1]).parent  # the job's folder, where the script is
     assert result.returncode == 0, result.stderr[-4000:]
     reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     for rank, report in enumerate(reports):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from launching import run_distributed
+from background import background
+from launching import LaunchResult, run_distributed
 
 SLEEPER = """
 import os, pathlib, time
@@ -26,16 +28,34 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-@pytest.mark.slow
-def test_a_timed_out_job_leaves_no_worker_alive(tmp_path: Path) -> None:
-    """torchrun starts workers in their own sessions; a timeout must still kill every one."""
+@dataclass
+class SleeperRun:
+    """The timed-out launch, its workers' pids, and those alive 5 s after the launch returned."""
+
+    result: LaunchResult
+    pids: list[int]
+    alive: list[int]
+
+
+@background(seconds=50, timeout=60)
+def sleeper_run(tmp_path: Path) -> SleeperRun:
+    """A 2-process job that sleeps past its 45 s timeout (mostly idle: runs in the background);
+    its workers are looked for right after the launch returns."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     script = tmp_path / "sleeper.py"
     script.write_text(SLEEPER)
     out = tmp_path / "out"
     result = run_distributed(script, nproc=2, timeout=45.0, out_dir=out)
-    assert result.timed_out
-    pids = [int((out / f"pid{rank}").read_text()) for rank in range(2)]
+    pids = [int(path.read_text()) for path in sorted(out.glob("pid*"))]
     deadline = time.monotonic() + 5.0
     while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert [pid for pid in pids if _alive(pid)] == []
+    return SleeperRun(result, pids, [pid for pid in pids if _alive(pid)])
+
+
+@pytest.mark.slow
+def test_a_timed_out_job_leaves_no_worker_alive(sleeper_run: SleeperRun) -> None:
+    """torchrun starts workers in their own sessions; a timeout must still kill every one."""
+    assert sleeper_run.result.timed_out
+    assert len(sleeper_run.pids) == 2, sleeper_run.result.diagnostics()
+    assert sleeper_run.alive == []

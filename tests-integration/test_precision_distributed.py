@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
+from background import background
 from launching import WORKERS, LaunchResult, _read_reports, clean_environment, declared_checks
 
 pytestmark = pytest.mark.slow
@@ -22,9 +22,9 @@ RANKS = (0, 1)
 FP16_TOLERANCE = 1e-3
 
 
-@pytest.fixture(scope="module")
-def fp16_run() -> LaunchResult:
-    out = Path(tempfile.mkdtemp(prefix="accel-it-precision-"))
+@background(seconds=30, timeout=240)
+def fp16_run(out: Path) -> LaunchResult:
+    out.mkdir(parents=True, exist_ok=True)
     environ = clean_environment({"ACCEL_IT_OUT": str(out), "XDG_CONFIG_HOME": str(out / "xdg")})
     environ["HF_HOME"] = str(out / "hf")
     command = [str(ACCEL), "launch", "--cpu", "--num_processes", "2"]

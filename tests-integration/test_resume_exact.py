@@ -17,13 +17,15 @@ Two launches of ``workers/resume_matrix.py``, one after the other:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from background import background
 from launching import LaunchResult, run_distributed
 
-# The matrix launch runs inside the first test's setup: allow it more than the default 300 s
-# on a loaded machine (it takes ~1-3 minutes here).
+# The launches run in the background (background.py); a test waiting for them gets their
+# timeouts on top of this.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 TIMEOUT = 600.0
@@ -46,29 +48,45 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("resume_exact")
+@dataclass(frozen=True)
+class ResumeRuns:
+    """The matrix launch, then the fresh-process resume of one of its checkpoints."""
+
+    root: Path
+    matrix: LaunchResult
+    fresh: LaunchResult
 
 
-@pytest.fixture(scope="module")
-def matrix(root: Path) -> LaunchResult:
-    run = run_distributed(
+@background(seconds=150, timeout=2 * TIMEOUT)
+def resume_runs(root: Path) -> ResumeRuns:
+    matrix = run_distributed(
         "resume_matrix.py", args=[str(root)], timeout=TIMEOUT, out_dir=root / "matrix"
     )
-    assert run.returncode == 0 and not run.timed_out, run.diagnostics()
-    return run
-
-
-@pytest.fixture(scope="module")
-def fresh(root: Path, matrix: LaunchResult) -> LaunchResult:
     checkpoint = root / "default-mid_accumulation"
-    run = run_distributed(
+    fresh = run_distributed(
         "resume_matrix.py",
         args=[str(root), "--fresh", str(checkpoint)],
         timeout=TIMEOUT,
         out_dir=root / "fresh",
     )
+    return ResumeRuns(root, matrix, fresh)
+
+
+@pytest.fixture(scope="module")
+def root(resume_runs: ResumeRuns) -> Path:
+    return resume_runs.root
+
+
+@pytest.fixture(scope="module")
+def matrix(resume_runs: ResumeRuns) -> LaunchResult:
+    run = resume_runs.matrix
+    assert run.returncode == 0 and not run.timed_out, run.diagnostics()
+    return run
+
+
+@pytest.fixture(scope="module")
+def fresh(resume_runs: ResumeRuns, matrix: LaunchResult) -> LaunchResult:
+    run = resume_runs.fresh
     assert run.returncode == 0 and not run.timed_out, run.diagnostics()
     return run
 

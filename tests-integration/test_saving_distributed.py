@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from background import background
 from launching import LaunchResult, declared_checks, run_distributed
 
 pytestmark = pytest.mark.slow
@@ -10,11 +13,9 @@ pytestmark = pytest.mark.slow
 CHECKS = declared_checks("saving_checks.py")
 
 
-@pytest.fixture(scope="module")
-def saving_run(tmp_path_factory: pytest.TempPathFactory) -> LaunchResult:
-    return run_distributed(
-        "saving_checks.py", timeout=150.0, out_dir=tmp_path_factory.mktemp("saving")
-    )
+@background(seconds=25, timeout=150)
+def saving_run(out: Path) -> LaunchResult:
+    return run_distributed("saving_checks.py", timeout=150.0, out_dir=out)
 
 
 def test_saving_launch_finished(saving_run: LaunchResult) -> None:

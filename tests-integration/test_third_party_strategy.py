@@ -19,6 +19,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from background import background
+from launching import base_environment
 
 HERE = Path(__file__).parent
 
@@ -96,14 +98,15 @@ def _install(site: Path) -> None:
     (info / "RECORD").write_text("")
 
 
-@pytest.mark.slow
-def test_third_party_strategy_through_entry_point(tmp_path: Path) -> None:
+@background(seconds=15, timeout=300)
+def toy_strategy_run(tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """DRIVER with the toy distribution installed in ``tmp_path/site`` (in the background)."""
     site = tmp_path / "site"
-    site.mkdir()
+    site.mkdir(parents=True)
     _install(site)
     env = {
         k: v
-        for k, v in os.environ.items()
+        for k, v in base_environment().items()
         if not k.startswith(("ACCEL_", "ACCELERATE_", "RANK", "WORLD_SIZE", "LOCAL_RANK"))
     }
     env.update(
@@ -114,13 +117,20 @@ def test_third_party_strategy_through_entry_point(tmp_path: Path) -> None:
     driver.write_text(DRIVER)
     accel = Path(sys.executable).with_name("accel")
     launch = [str(accel), "launch", "--num_processes", "1", "--strategy", "toy"]
-    result = subprocess.run(
+    return subprocess.run(
         [*launch, str(driver), str(tmp_path)],
         capture_output=True,
         text=True,
         env=env,
         timeout=300,
     )
+
+
+@pytest.mark.slow
+def test_third_party_strategy_through_entry_point(
+    toy_strategy_run: subprocess.CompletedProcess[str],
+) -> None:
+    result = toy_strategy_run
     assert result.returncode == 0, result.stderr[-3000:]
     line = next(x for x in result.stdout.splitlines() if x.startswith("REPORT "))
     report = json.loads(line[len("REPORT ") :])
