@@ -21,6 +21,7 @@ import argparse
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -31,20 +32,25 @@ ROOT = Path(__file__).resolve().parents[2]
 # ones that load or write over a gigabyte (too slow to repeat; they run with --quick only).
 DEFAULT_BENCHES = ("import_time", "training_loop", "launch_overhead", "cli_startup", "collectives")
 RATIO = re.compile(r"(\d+(?:\.\d+)?)x\b")
+NUMBER = re.compile(r"[+-]?\d+(?:\.\d+)?(?:e[+-]?\d+)?")
 
 
 def ratio_lines(output: str) -> dict[str, list[float]]:
-    """The ratios a benchmark printed, keyed by their line with the numbers taken out.
+    """The ratios a benchmark printed, keyed by their line with every number taken out (the
+    absolute timings on a ratio line differ from run to run; the words do not).
 
     Example:
         >>> ratio_lines("  accel / accelerate 0.52x  (target < 1.00x: yes)\\nother 3 s")
         {'accel / accelerate #x (target < #x: yes)': [0.52, 1.0]}
+        >>> list(ratio_lines("import | accel ms 12.5 | accelerate/accel = 20.1x"))
+        ['import | accel ms # | accelerate/accel = #x']
     """
     found: dict[str, list[float]] = {}
     for line in output.splitlines():
         values = [float(v) for v in RATIO.findall(line)]
         if values:
-            found.setdefault(" ".join(RATIO.sub("#x", line).split()), values)
+            key = NUMBER.sub("#", RATIO.sub("#x", line))
+            found.setdefault(" ".join(key.split()), values)
     return found
 
 
@@ -132,6 +138,8 @@ def main(argv: list[str] | None = None) -> None:
     extra = ["--quick"] if args.quick else []
     workdir = Path(tempfile.mkdtemp(prefix="accel-bench-before-"))
     before_tree = workdir / "tree"
+    # a kill (SIGTERM) unwinds like Ctrl-C, so the worktree below is removed either way
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(f"stopped; removing {before_tree}"))
     try:
         checkout(args.revision, before_tree)
         for bench in args.bench:
