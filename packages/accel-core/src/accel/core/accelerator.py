@@ -145,8 +145,6 @@ class Accelerator(
         cpu = cpu or env.read_flag(env.USE_CPU)
         partial = PartialState(cpu, **init_kwargs)
         device = partial.device
-        if device is None:  # PartialState picks it on its first initialization
-            raise RuntimeError("PartialState was initialized without picking a device")
         if mixed_precision is not None:
             mixed_precision = check_mixed_precision(mixed_precision, device)
         elif not AcceleratorState._shared_state:
@@ -274,8 +272,7 @@ class Accelerator(
             raise ValueError(f"gradient_accumulation_steps={steps!r} must be an int >= 1")
         if steps == 1:
             keys = list(option("gradient_accumulation_steps").env)
-            read = env.read_int(keys, 1)
-            steps = 1 if read is None else read
+            steps = env.read_int(keys, 1)
             if steps < 1:
                 source = next(k for k in keys if os.environ.get(k, "").strip())
                 raise ValueError(f"{source}={os.environ[source]!r} must be an integer >= 1")

@@ -327,8 +327,6 @@ class DataLoaderDispatcher(_PreparedDataLoader):
             state = self.state
             count, rank = state.num_processes, state.process_index
             device = state.device
-            if device is None:  # PartialState picks it on its first initialization
-                raise RuntimeError("PartialState was initialized without picking a device")
             source = super().__iter__() if rank == 0 else None
             head = None  # first samples of the pass, to complete an uneven last batch
             before_fetch(self, pending, 0, skip)
