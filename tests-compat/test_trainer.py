@@ -12,7 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SCRIPTS, compat_tool, reference_launch, reference_python, run_json
+from conftest import (
+    SCRIPTS,
+    compat_tool,
+    reference_launch,
+    reference_python,
+    run_json,
+    run_reference_json,
+)
 
 pytestmark = pytest.mark.slow
 SCRIPT = str(SCRIPTS / "trainer_run.py")
@@ -46,7 +53,9 @@ def test_one_process(tmp_path: Path, extra: tuple[str, ...]) -> None:
 @pytest.mark.timeout(1800)
 def test_two_processes_accel_and_accelerate_launch(tmp_path: Path) -> None:
     args, out = _args(tmp_path, "ref")
-    theirs = run_json([*reference_launch(2, 29631), *args], out, {"ACCELERATE_USE_CPU": "1"})
+    theirs = run_reference_json(
+        [*reference_launch(2, 29631), *args], out, {"ACCELERATE_USE_CPU": "1"}
+    )
     assert theirs["world_size"] == 2
     args, out = _args(tmp_path, "accel")
     by_accel = run_json(
