@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -71,10 +72,36 @@ def register(job: Job) -> None:
     JOBS[job.name] = job
 
 
+# job name -> wall seconds it took (filled as jobs finish; printed at the end of the session)
+DURATIONS: dict[str, float] = {}
+
+
 def _run(job: Job, out_dir: Path) -> Any:
     """Run ``job`` in this (pool) thread, its launches starting from ``SESSION_ENVIRON``."""
-    with environment_base(SESSION_ENVIRON):
-        return job.run(out_dir)
+    started = time.monotonic()
+    try:
+        with environment_base(SESSION_ENVIRON):
+            return job.run(out_dir)
+    finally:
+        DURATIONS[job.name] = time.monotonic() - started
+
+
+def duration_report() -> list[str]:
+    """One line per finished job, longest first: its wall seconds and its declared estimate.
+
+    Example:
+        >>> DURATIONS["doc_timed"] = 2.0
+        >>> register(Job("doc_timed", lambda out: 1, seconds=3, timeout=5))
+        >>> duration_report()[0]
+        '    2.0 s  doc_timed (estimate 3 s)'
+        >>> _ = JOBS.pop("doc_timed"), DURATIONS.pop("doc_timed")
+    """
+    ranked = sorted(DURATIONS.items(), key=lambda item: -item[1])
+    return [
+        f"{seconds:7.1f} s  {name} (estimate {JOBS[name].seconds:g} s)"
+        for name, seconds in ranked
+        if name in JOBS
+    ]
 
 
 class JobPool:
@@ -155,7 +182,7 @@ def wait_allowance(names: set[str]) -> float:
     timeouts = [JOBS[name].timeout for name in names & JOBS.keys()]
     if not timeouts:
         return 0.0
-    return max(max(timeouts), sum(timeouts) / CONCURRENT_JOBS)
+    return float(max(max(timeouts), sum(timeouts) / CONCURRENT_JOBS))
 
 
 def background(*, seconds: float, timeout: float) -> Callable[[Callable[[Path], Any]], Any]:

@@ -13,7 +13,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from background import JOBS, Job, close, pool, register, start_in_order, wait_allowance
+from background import (
+    JOBS,
+    Job,
+    close,
+    duration_report,
+    pool,
+    register,
+    start_in_order,
+    wait_allowance,
+)
 from launching import LaunchResult, free_port, run_distributed, run_processes
 
 LAUNCH_TIMEOUT = 150.0  # seconds per launch; a hung collective fails the tests, not CI
@@ -159,6 +168,15 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if session.config.option.collectonly:
         return
     start_in_order(_wanted(session.items))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Where the background time went: each job's wall seconds (two jobs run at a time)."""
+    lines = duration_report()
+    if lines:
+        terminalreporter.section("background jobs (wall seconds, 2 at a time)")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
