@@ -1,7 +1,7 @@
 """Record what each Python interpreter of a run costs (loaded through ``PYTHONPATH``).
 
 With this folder on ``PYTHONPATH``, every interpreter started below it (pytest, launchers,
-workers, benchmarks) appends one tab-separated line at exit to ``$ACCEL_CPU_LOG``
+workers, benchmarks) appends one tab-separated line at exit to ``$TESTTIME_LOG``
 (default ``/tmp/accel-cpu.tsv``): pid, parent pid, CPU seconds (user + system), wall
 seconds, whether it imported torch, the pytest test that started it and its command line.
 ``tools/testtime/report.py`` sums the lines. Interpreters killed by a signal write nothing.
@@ -17,7 +17,7 @@ import sys
 import time
 
 _STARTED = time.monotonic()
-_LOG = os.environ.get("ACCEL_CPU_LOG", "/tmp/accel-cpu.tsv")
+_LOG = os.environ.get("TESTTIME_LOG", "/tmp/accel-cpu.tsv")
 
 
 def _record() -> None:
