@@ -10,6 +10,8 @@ Example:
 
 from __future__ import annotations
 
+import sys
+
 import torch
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
@@ -125,5 +127,6 @@ def is_compiled_module(module: torch.nn.Module) -> bool:
         >>> is_compiled_module(torch.nn.Linear(2, 2))
         False
     """
-    dynamo = getattr(torch, "_dynamo", None)
-    return dynamo is not None and isinstance(module, dynamo.eval_frame.OptimizedModule)
+    # Only torch._dynamo makes that wrapper; importing it just to look costs seconds of CPU.
+    eval_frame = sys.modules.get("torch._dynamo.eval_frame")
+    return eval_frame is not None and isinstance(module, eval_frame.OptimizedModule)
