@@ -7,6 +7,7 @@ import doctest
 import importlib
 import logging
 import os
+import sys
 
 import pytest
 import torch
@@ -151,3 +152,12 @@ def test_accelerator_refuses_parallelism_it_cannot_run() -> None:
         core.Accelerator(megatron_lm_plugin=object())
     with pytest.raises(TypeError, match="dict"):
         core.Accelerator(parallelism_config={"tp_size": 2})
+
+
+def test_is_compiled_module_does_not_import_dynamo(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Looking at a plain module leaves ``torch._dynamo`` unimported (its import costs seconds)."""
+    for name in [name for name in sys.modules if name.startswith("torch._dynamo")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.delattr(torch, "_dynamo", raising=False)
+    assert core.is_compiled_module(torch.nn.Linear(2, 2)) is False
+    assert "torch._dynamo" not in sys.modules
