@@ -7,7 +7,7 @@ import sys
 from types import SimpleNamespace
 
 import pytest
-from launch_cli_helpers import ACCELERATE, accel, clean_env
+from launch_cli_helpers import ACCELERATE, accel, accel_in_process, clean_env
 
 from accel.launch.config_file import load_config
 
@@ -221,30 +221,40 @@ def test_update_legacy_file(tmp_path):
     )
 
 
-def test_update_bad_file_reports(tmp_path):
+@pytest.fixture
+def accel_here(tmp_path, monkeypatch, capsys):
+    """``accel *args`` in this process, home in ``tmp_path`` (see accel_in_process)."""
+    return lambda *args: accel_in_process(
+        *args, home=tmp_path, monkeypatch=monkeypatch, capsys=capsys
+    )
+
+
+def test_update_bad_file_reports(tmp_path, accel_here):
+    """In process, as the two tests below (the piped-answer tests run the console script
+    for the exit-2 wiring)."""
     target = tmp_path / "bad.yaml"
     target.write_text("distributed_type: 'NO'\nnum_procs: 2\n")
-    result = accel("config", "update", "--config_file", str(target), home=tmp_path)
+    result = accel_here("config", "update", "--config_file", str(target))
     assert result.returncode == 2
     assert "num_procs" in result.stderr and "num_processes" in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_update_without_any_file(tmp_path):
-    result = accel("config", "update", home=tmp_path)
+def test_update_without_any_file(accel_here):
+    result = accel_here("config", "update")
     assert result.returncode == 2 and "no config file found" in result.stderr
 
 
-def test_config_errors_name_the_path_and_exit_2(tmp_path):
+def test_config_errors_name_the_path_and_exit_2(tmp_path, accel_here):
     folder = tmp_path / "a_dir"
     folder.mkdir()
-    result = accel("config", "default", "--config_file", str(folder), home=tmp_path)
+    result = accel_here("config", "default", "--config_file", str(folder))
     assert result.returncode == 2
     assert f"{folder}: it is a directory; pass a file path" in result.stderr
-    result = accel("config", "update", "--config_file", str(folder), home=tmp_path)
+    result = accel_here("config", "update", "--config_file", str(folder))
     assert result.returncode == 2 and f"{folder} is a directory" in result.stderr
     assert "Errno" not in result.stderr
-    result = accel("config", "update", "--config_file", str(tmp_path / "no.yaml"), home=tmp_path)
+    result = accel_here("config", "update", "--config_file", str(tmp_path / "no.yaml"))
     assert result.returncode == 2 and "does not exist" in result.stderr
 
 
@@ -262,13 +272,10 @@ def test_env_report(tmp_path):
     assert "\t- num_processes: 2" in out
 
 
-def test_env_invalid_config_is_reported_not_raised(tmp_path, capsys):
+def test_env_invalid_config_is_reported_not_raised(tmp_path, accel_here):
     """In process (test_env_report runs the console script; a second interpreter importing
     torch adds nothing to what ``main`` prints and returns)."""
-    from accel.launch.cli import main
-
     bad = tmp_path / "bad.yaml"
     bad.write_text("distributed_type: NOPE\n")
-    code = main(["env", "--config_file", str(bad)])
-    out = capsys.readouterr().out
-    assert code == 0 and "INVALID" in out and "NOPE" in out
+    result = accel_here("env", "--config_file", str(bad))
+    assert result.returncode == 0 and "INVALID" in result.stdout and "NOPE" in result.stdout
