@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 BIN = Path(sys.executable).parent
 ACCEL = BIN / "accel"
@@ -42,3 +43,21 @@ def accel(
         env=env or clean_env(home),
         timeout=timeout,
     )
+
+
+def accel_in_process(*args: str, home: Path, monkeypatch, capsys) -> SimpleNamespace:
+    """``accel *args`` through ``cli.main`` in this process, with the environment
+    :func:`clean_env` gives the console script; ``returncode``/``stdout``/``stderr`` as from
+    :func:`accel`. For error messages, where a fresh interpreter adds nothing: the tests that
+    run the console script prove its wiring (exit status, streams)."""
+    from accel.launch.cli import main
+
+    env = clean_env(home)
+    for key in set(os.environ) - set(env):
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    capsys.readouterr()
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return SimpleNamespace(returncode=code, stdout=out, stderr=err)

@@ -4,70 +4,78 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
-from launch_cli_helpers import ACCELERATE, accel, clean_env
+from launch_cli_helpers import ACCELERATE, accel, accel_in_process, clean_env
 
 from accel.launch.config_file import load_config
 
 needs_accelerate = pytest.mark.skipif(not ACCELERATE.exists(), reason="accelerate not installed")
 
 
-@needs_accelerate
-def test_accel_default_loads_in_accelerate(tmp_path):
-    target = tmp_path / "accel.yaml"
-    assert (
-        accel(
-            "config",
-            "default",
-            "--mixed_precision",
-            "bf16",
-            "--config_file",
-            str(target),
-            home=tmp_path,
-        ).returncode
-        == 0
+# One interpreter with the real Accelerate serves both directions of the round trip (it
+# imports torch: ~3-5 CPU-s, which two interpreters paid twice). Each part prints its own
+# status line, so a failure of one direction fails only its test.
+ROUND_TRIP = """
+import sys, traceback
+ours, theirs = sys.argv[1:3]
+try:  # what the `accelerate` console script runs
+    from accelerate.commands.accelerate_cli import main
+    sys.argv = ["accelerate", "config", "default", "--mixed_precision", "fp16",
+                "--config_file", theirs]
+    main()
+    print("WROTE ok", flush=True)
+except BaseException:
+    traceback.print_exc()
+    print("WROTE failed", flush=True)
+try:
+    from accelerate.commands.config.config_args import load_config_from_file
+    cfg = load_config_from_file(ours)
+    print("LOADED", cfg.mixed_precision, cfg.distributed_type.value, cfg.num_processes,
+          cfg.use_cpu, flush=True)
+except Exception:
+    traceback.print_exc()
+    print("LOADED failed", flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def round_trip(tmp_path_factory):
+    """``accel config default`` writes ours; one Accelerate interpreter writes theirs with
+    ``accelerate config default`` and loads ours."""
+    home = tmp_path_factory.mktemp("round_trip")
+    ours, theirs = home / "accel.yaml", home / "theirs.yaml"
+    written = accel(
+        "config", "default", "--mixed_precision", "bf16", "--config_file", str(ours), home=home
     )
-    code = (
-        "import sys\n"
-        "from accelerate.commands.config.config_args import load_config_from_file\n"
-        "cfg = load_config_from_file(sys.argv[1])\n"
-        "print(cfg.mixed_precision, cfg.distributed_type.value, cfg.num_processes, cfg.use_cpu)\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code, str(target)],
+    done = subprocess.run(
+        [sys.executable, "-c", ROUND_TRIP, str(ours), str(theirs)],
         capture_output=True,
         text=True,
-        env=clean_env(tmp_path),
+        env=clean_env(home),
+        timeout=300,
     )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split()[:2] == ["bf16", "NO"]
+    status = dict(line.split(" ", 1) for line in done.stdout.splitlines() if " " in line)
+    return SimpleNamespace(home=home, theirs=theirs, written=written, done=done, status=status)
+
+
+@needs_accelerate
+def test_accel_default_loads_in_accelerate(round_trip):
+    assert round_trip.written.returncode == 0, round_trip.written.stderr
+    loaded = round_trip.status.get("LOADED", "")
+    assert loaded.split()[:2] == ["bf16", "NO"], round_trip.done.stderr
 
 
 @pytest.mark.slow
 @needs_accelerate
-def test_accelerate_default_loads_in_accel(tmp_path):
-    target = tmp_path / "theirs.yaml"
-    result = subprocess.run(
-        [
-            str(ACCELERATE),
-            "config",
-            "default",
-            "--mixed_precision",
-            "fp16",
-            "--config_file",
-            str(target),
-        ],
-        capture_output=True,
-        text=True,
-        env=clean_env(tmp_path),
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
+def test_accelerate_default_loads_in_accel(round_trip):
+    assert round_trip.status.get("WROTE") == "ok", round_trip.done.stderr
+    target, home = round_trip.theirs, round_trip.home
     cfg = load_config(target)
     assert cfg.mixed_precision == "fp16" and cfg.compute_environment == "LOCAL_MACHINE"
     # and ``accel config update`` rewrites it as YAML that Accelerate still reads
-    assert accel("config", "update", "--config_file", str(target), home=tmp_path).returncode == 0
+    assert accel("config", "update", "--config_file", str(target), home=home).returncode == 0
     assert not target.read_text().lstrip().startswith("{")
     assert load_config(target).to_dict() == cfg.to_dict()
 
@@ -213,30 +221,40 @@ def test_update_legacy_file(tmp_path):
     )
 
 
-def test_update_bad_file_reports(tmp_path):
+@pytest.fixture
+def accel_here(tmp_path, monkeypatch, capsys):
+    """``accel *args`` in this process, home in ``tmp_path`` (see accel_in_process)."""
+    return lambda *args: accel_in_process(
+        *args, home=tmp_path, monkeypatch=monkeypatch, capsys=capsys
+    )
+
+
+def test_update_bad_file_reports(tmp_path, accel_here):
+    """In process, as the two tests below (the piped-answer tests run the console script
+    for the exit-2 wiring)."""
     target = tmp_path / "bad.yaml"
     target.write_text("distributed_type: 'NO'\nnum_procs: 2\n")
-    result = accel("config", "update", "--config_file", str(target), home=tmp_path)
+    result = accel_here("config", "update", "--config_file", str(target))
     assert result.returncode == 2
     assert "num_procs" in result.stderr and "num_processes" in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_update_without_any_file(tmp_path):
-    result = accel("config", "update", home=tmp_path)
+def test_update_without_any_file(accel_here):
+    result = accel_here("config", "update")
     assert result.returncode == 2 and "no config file found" in result.stderr
 
 
-def test_config_errors_name_the_path_and_exit_2(tmp_path):
+def test_config_errors_name_the_path_and_exit_2(tmp_path, accel_here):
     folder = tmp_path / "a_dir"
     folder.mkdir()
-    result = accel("config", "default", "--config_file", str(folder), home=tmp_path)
+    result = accel_here("config", "default", "--config_file", str(folder))
     assert result.returncode == 2
     assert f"{folder}: it is a directory; pass a file path" in result.stderr
-    result = accel("config", "update", "--config_file", str(folder), home=tmp_path)
+    result = accel_here("config", "update", "--config_file", str(folder))
     assert result.returncode == 2 and f"{folder} is a directory" in result.stderr
     assert "Errno" not in result.stderr
-    result = accel("config", "update", "--config_file", str(tmp_path / "no.yaml"), home=tmp_path)
+    result = accel_here("config", "update", "--config_file", str(tmp_path / "no.yaml"))
     assert result.returncode == 2 and "does not exist" in result.stderr
 
 
@@ -254,8 +272,10 @@ def test_env_report(tmp_path):
     assert "\t- num_processes: 2" in out
 
 
-def test_env_invalid_config_is_reported_not_raised(tmp_path):
+def test_env_invalid_config_is_reported_not_raised(tmp_path, accel_here):
+    """In process (test_env_report runs the console script; a second interpreter importing
+    torch adds nothing to what ``main`` prints and returns)."""
     bad = tmp_path / "bad.yaml"
     bad.write_text("distributed_type: NOPE\n")
-    result = accel("env", "--config_file", str(bad), home=tmp_path)
+    result = accel_here("env", "--config_file", str(bad))
     assert result.returncode == 0 and "INVALID" in result.stdout and "NOPE" in result.stdout

@@ -107,32 +107,23 @@ def alive(pid: int) -> bool:
 
 
 @pytest.mark.slow
-def test_two_cpu_processes_form_one_gloo_group(tmp_path):
+def test_four_cpu_processes_form_one_gloo_group(tmp_path):
+    """One gloo launch checks what each process sees (a torch import costs ~3 CPU-s per
+    process, so the facts of the former two- and four-process launches share this one; the
+    default OMP_NUM_THREADS=1 is checked by the torch-free launches below)."""
     write(tmp_path, "job.py", ALL_REDUCE)
     code, out, err = launch(
-        ["--cpu", "--num-processes", "2", "--mixed_precision", "bf16", "job.py", "--lr", "1"],
+        ["--cpu", "--num-processes", "4", "--num_cpu_threads_per_process", "2",
+         "--mixed_precision", "bf16", "job.py", "--lr", "1"],
         tmp_path,
-    )
-    assert code == 0, err
-    got = reports(out)
-    assert [r["rank"] for r in got] == [0, 1]
-    assert all(r["world"] == 2 and r["sum"] == 3.0 for r in got)
-    assert [r["local_rank"] for r in got] == ["0", "1"]
-    assert all(r["omp"] == "1" and r["mp"] == "bf16" and r["cpu"] == "true" for r in got)
-    assert all(r["argv"] == ["--lr", "1"] for r in got)
-
-
-@pytest.mark.slow
-def test_four_processes(tmp_path):
-    write(tmp_path, "job.py", ALL_REDUCE)
-    code, out, err = launch(
-        ["--cpu", "--num_processes", "4", "--num_cpu_threads_per_process", "2", "job.py"],
-        tmp_path,
-    )
+    )  # fmt: skip
     assert code == 0, err
     got = reports(out)
     assert [r["rank"] for r in got] == [0, 1, 2, 3]
-    assert all(r["sum"] == 10.0 and r["world"] == 4 and r["omp"] == "2" for r in got)
+    assert all(r["world"] == 4 and r["sum"] == 10.0 for r in got)
+    assert [r["local_rank"] for r in got] == ["0", "1", "2", "3"]
+    assert all(r["omp"] == "2" and r["mp"] == "bf16" and r["cpu"] == "true" for r in got)
+    assert all(r["argv"] == ["--lr", "1"] for r in got)
 
 
 @pytest.mark.parametrize(
@@ -151,6 +142,8 @@ def test_cpu_with_multi_gpu_starts_n_cpu_processes(tmp_path, args, extra_env):
     got = reports(out)
     assert [r["RANK"] for r in got] == ["0", "1"]
     assert all(r["WORLD_SIZE"] == "2" and r["ACCEL_USE_CPU"] == "true" for r in got)
+    assert [r["LOCAL_RANK"] for r in got] == ["0", "1"]
+    assert all(r["OMP_NUM_THREADS"] == "1" for r in got)  # the default: one thread each
 
 
 def test_single_process_replaces_the_launcher(tmp_path):
@@ -326,8 +319,41 @@ BAD_INPUT = [
 ]  # fmt: skip
 
 
+def launch_in_process(args: list[str], tmp: Path, monkeypatch, capsys) -> tuple[int, str]:
+    """``accel launch *args`` through the CLI's ``main`` in this process, with the cwd and
+    environment :func:`launch` gives the console script; starting any job fails the test."""
+    from accel.launch import cli, elastic, spawn
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError(f"accel launch {args} started a job")
+
+    for module, name in ((spawn, "exec_single"), (spawn, "run_workers"), (elastic, "run_elastic")):
+        monkeypatch.setattr(module, name, refuse)
+    env = clean_env(tmp)
+    for key in set(os.environ) - set(env):
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(tmp)
+    capsys.readouterr()
+    code = cli.main(["launch", *args])
+    return code, capsys.readouterr().err
+
+
 @pytest.mark.parametrize(("args", "needle"), BAD_INPUT)
-def test_bad_input_is_one_line_and_exit_2(tmp_path, args, needle):
+def test_bad_input_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, args, needle):
+    """Each message, in process (a fresh interpreter adds nothing to what ``main`` prints and
+    returns); the test below runs the console script for the wiring."""
+    write(tmp_path, "job.py", "raise SystemExit('must not run')")
+    code, err = launch_in_process(args, tmp_path, monkeypatch, capsys)
+    assert code == 2
+    assert needle in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize(("args", "needle"), [BAD_INPUT[0], BAD_INPUT[-1]])
+def test_bad_input_from_the_console_script(tmp_path, args, needle):
+    """The real ``accel`` script: a settings error and a parser error, one line and exit 2."""
     write(tmp_path, "job.py", "raise SystemExit('must not run')")
     code, _, err = launch(args, tmp_path)
     assert code == 2
@@ -413,10 +439,16 @@ def test_rank_stuck_in_a_collective_is_reported_after_the_group_timeout(tmp_path
         tmp_path,
         "job.py",
         """
-        import time
+        import os, time
         from datetime import timedelta
         from accel.state import InitProcessGroupKwargs, PartialState
-        state = PartialState(**InitProcessGroupKwargs(timeout=timedelta(seconds=5)).to_kwargs())
+        # Both ranks have imported torch before the group forms, so the short group timeout
+        # is spent in the barrier below, not waiting for a slow import on a loaded machine.
+        open(f"ready{os.environ['RANK']}", "w").close()
+        while not (os.path.exists("ready0") and os.path.exists("ready1")):
+            time.sleep(0.01)
+        state = PartialState(**InitProcessGroupKwargs(timeout=timedelta(seconds=2)).to_kwargs())
+        open(f"joined{state.process_index}", "w").close()
         if state.process_index == 1:
             time.sleep(300)  # never reaches the barrier
         state.wait_for_everyone()
@@ -426,9 +458,11 @@ def test_rank_stuck_in_a_collective_is_reported_after_the_group_timeout(tmp_path
     code, _, err = launch(["--cpu", "--num_processes", "2", "job.py"], tmp_path, timeout=150)
     assert code != 0
     assert time.time() - began < 100
+    assert (tmp_path / "joined0").exists() and (tmp_path / "joined1").exists()
     summary = err[err.index("accel launch: rank 0") :]
     assert "job failed" in summary
     assert "barrier" in summary.lower() or "timed out" in summary.lower()
+    assert "rank 1 stopped by the launcher" in summary  # the stuck rank is named
 
 
 NOTEBOOK_JOB = """
