@@ -1,7 +1,14 @@
 """Run every accel benchmark side by side with the references and print the ratios.
 
     OMP_NUM_THREADS=1 uv run python tools/bench/run_all.py           # full run, ~5-6 min on an idle machine
-    OMP_NUM_THREADS=1 uv run python tools/bench/run_all.py --quick   # smoke run, few iterations
+    OMP_NUM_THREADS=1 uv run python tools/bench/run_all.py --quick   # few iterations, small sizes
+    OMP_NUM_THREADS=1 uv run python tools/bench/run_all.py --smoke   # the test suite's run
+
+``--smoke`` checks that every benchmark runs end to end and prints its tables, at the least
+CPU cost: ``--quick`` sizes, one round of everything, no warm-up rounds, the children of a
+benchmark that starts one fresh process per measurement served by one process per library,
+and the page cache left alone (its numbers are not measurements; use ``--quick`` or a full run
+for those, which ``--smoke`` does not change).
 
 1. ``collectives.py`` under ``torch.distributed.run`` with 2 CPU (gloo) processes: accel.ops
    vs Accelerate vs raw ``torch.distributed``, results checked equal before timing.
@@ -61,9 +68,13 @@ def main(argv: list[str] | None = None) -> None:
         >>> main(["--quick"])  # doctest: +SKIP
     """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="few iterations (smoke test)")
+    level = parser.add_mutually_exclusive_group()
+    level.add_argument("--quick", action="store_true", help="few iterations, small sizes")
+    level.add_argument(
+        "--smoke", action="store_true", help="fewest processes and rounds (the test suite's run)"
+    )
     args = parser.parse_args(argv)
-    extra = ["--quick"] if args.quick else []
+    extra = ["--smoke"] if args.smoke else ["--quick"] if args.quick else []
     env = dict(os.environ)
     if "OMP_NUM_THREADS" not in env:
         print("OMP_NUM_THREADS was not set; using OMP_NUM_THREADS=1")
@@ -76,8 +87,8 @@ def main(argv: list[str] | None = None) -> None:
     run([sys.executable, str(HERE / "import_time.py"), *extra], env)
     run([sys.executable, str(HERE / "training_loop.py"), *extra], env)
     run([sys.executable, str(HERE / "deepspeed_zero2.py"), *extra], env)
-    # --quick (the test suite's smoke run) leaves out the 4-process TP x FSDP part: 4 processes
-    # on 2 cores beside the other tests; the full run keeps it.
+    # --quick and --smoke leave out the 4-process TP x FSDP part: 4 processes on 2 cores beside
+    # the other tests; the full run keeps it.
     run(
         [sys.executable, str(HERE / "ndp_steps.py"), *extra, *(["--no-four"] if extra else [])], env
     )
