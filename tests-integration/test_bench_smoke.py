@@ -1,4 +1,9 @@
-"""Smoke test: the side-by-side benchmarks run end to end (no timing assertions)."""
+"""Smoke test: the side-by-side benchmarks run end to end (no timing assertions).
+
+``run_all.py --smoke`` runs every benchmark program through the code paths of a ``--quick``
+run (and prints the same lines) at the least CPU cost: one round, no warm-up rounds, the
+benchmarks that start a fresh process per measurement served by one process per library.
+"""
 
 from __future__ import annotations
 
@@ -41,11 +46,11 @@ CHECKPOINT_LINES = [
 
 
 @background(seconds=240, timeout=900)
-def bench_quick_run(out: Path) -> subprocess.CompletedProcess[str]:
-    """``run_all.py --quick``, in the background (see background.py)."""
+def bench_smoke_run(out: Path) -> subprocess.CompletedProcess[str]:
+    """``run_all.py --smoke``, in the background (see background.py)."""
     env = {**base_environment(), "OMP_NUM_THREADS": "1"}
     return subprocess.run(
-        [sys.executable, str(RUN_ALL), "--quick"],
+        [sys.executable, str(RUN_ALL), "--smoke"],
         capture_output=True,
         text=True,
         timeout=900,  # the DeepSpeed launch alone takes about a minute here
@@ -55,11 +60,11 @@ def bench_quick_run(out: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.slow
-def test_run_all_quick_prints_a_ratio_for_every_operation(
-    bench_quick_run: subprocess.CompletedProcess[str],
+def test_run_all_smoke_prints_a_ratio_for_every_operation(
+    bench_smoke_run: subprocess.CompletedProcess[str],
 ) -> None:
-    """``run_all.py --quick`` exits 0 and prints one ratio line per benchmarked operation."""
-    result = bench_quick_run
+    """``run_all.py --smoke`` exits 0 and prints one ratio line per benchmarked operation."""
+    result = bench_smoke_run
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     for operation in OPERATIONS:

@@ -20,7 +20,12 @@ RSS right after the imports is compared with the targets.
 Outputs of every run are checked bitwise against a reference computed when the checkpoint is
 written; a verification pass of each library runs before anything is timed::
 
-    OMP_NUM_THREADS=1 uv run python tools/bench/big_model_load.py [--quick]
+    OMP_NUM_THREADS=1 uv run python tools/bench/big_model_load.py [--quick | --smoke]
+
+``--smoke`` (the test suite's run: checks every case works, the numbers are not measurements):
+``--quick`` sizes, one run per case, and one long-lived child per library serves every load
+that otherwise runs in its own fresh process (the same functions, in 2 interpreters instead of
+11, so peak RSS is the child's highest so far); the page cache is not dropped ("cold" is warm).
 
 Targets: all-CPU cold <= 1.3x raw read, warm <= 2x; all-CPU peak RSS increase <= model + one
 shard; half on disk >= 3x faster than Accelerate to first output and steady forward >= 1.5x
@@ -224,6 +229,64 @@ def verify(spec: dict[str, Any]) -> dict[str, Any]:
     return {"ok": ok, "checked": checked}
 
 
+def serve() -> None:
+    """``--smoke``'s long-lived child: one JSON spec per stdin line, one ``RESULT`` line each."""
+    for line in sys.stdin:
+        child_main(json.loads(line))
+
+
+class Servers:
+    """``--smoke``: one long-lived ``--serve`` child per library, started on first use, its
+    stderr kept in a temporary file for a failure report (the raw reads, which import no
+    torch, still run in fresh ``--child`` processes)."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.procs: dict[str, tuple[subprocess.Popen[str], Any]] = {}
+
+    def ask(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Send ``spec`` to its library's child; its result (exit if the child died)."""
+        lib = spec["lib"]
+        if lib not in self.procs:
+            errors = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed in close())
+            command = [sys.executable, str(Path(__file__).resolve()), "--serve"]
+            proc = subprocess.Popen(
+                command,
+                env=self.env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=errors,
+                text=True,
+            )
+            self.procs[lib] = (proc, errors)
+        proc, errors = self.procs[lib]
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(json.dumps(spec) + "\n")
+        proc.stdin.flush()
+        for line in proc.stdout:
+            if line.startswith("RESULT "):
+                return json.loads(line[len("RESULT ") :])
+        errors.seek(0)
+        print(errors.read()[-4000:], file=sys.stderr)
+        sys.exit(f"benchmark child failed ({proc.wait()}): {spec}")
+
+    def close(self) -> None:
+        """End every child (stdin closed); exit if one did not exit 0."""
+        for lib, (proc, errors) in self.procs.items():
+            assert proc.stdin is not None
+            proc.stdin.close()
+            if proc.wait(timeout=300) != 0:
+                errors.seek(0)
+                print(errors.read()[-4000:], file=sys.stderr)
+                sys.exit(f"{lib} benchmark child failed ({proc.returncode})")
+            errors.close()
+        self.procs.clear()
+
+
+SERVERS: Servers | None = None  # set by --smoke
+KEEP_PAGE_CACHE = False  # --smoke: other tests run beside, leave the machine's page cache alone
+
+
 def child_main(spec: dict[str, Any]) -> None:
     """Entry point of a child process: run ``spec["task"]`` and print its result as JSON.
 
@@ -249,6 +312,8 @@ def drop_caches() -> str | None:
         >>> drop_caches() in (None,) or isinstance(drop_caches(), str)  # doctest: +SKIP
         True
     """
+    if KEEP_PAGE_CACHE:
+        return None
     os.sync()
     try:
         with open(DROP_CACHES, "w") as handle:
@@ -277,6 +342,8 @@ def spawn(spec: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     Example:
         >>> spawn({"task": "raw", "folder": ".", "direct": False}, dict(os.environ))  # doctest: +SKIP
     """
+    if SERVERS is not None and "lib" in spec:
+        return SERVERS.ask(spec)
     command = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
     proc = subprocess.run(command, env=env, capture_output=True, text=True)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
@@ -325,17 +392,28 @@ def main(argv: list[str] | None = None) -> None:
     """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="24 x Linear(512): smoke test")
+    parser.add_argument(
+        "--smoke", action="store_true", help="--quick in 2 long-lived children (test suite)"
+    )
     parser.add_argument("--repeat", type=int, help="runs per all-CPU case (default 3, quick 1)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         child_main(json.loads(args.child))
         return
+    if args.serve:
+        serve()
+        return
+    args.quick = args.quick or args.smoke
     hidden = 512 if args.quick else 4096
     args.repeat = args.repeat or (1 if args.quick else 3)
     forwards = 3 if args.quick else 5
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     env.pop("ACCEL_OFFLOAD_PREFETCH", None)
+    global SERVERS, KEEP_PAGE_CACHE
+    if args.smoke:
+        SERVERS, KEEP_PAGE_CACHE = Servers(env), True
     root = Path(tempfile.mkdtemp(prefix="accel-bench-big-model-"))
     try:
         free = shutil.disk_usage(root).free
@@ -410,6 +488,8 @@ def main(argv: list[str] | None = None) -> None:
                 f"  {key:<22} {seconds:8.3f} {file_bytes / seconds / 1e9:6.2f} GB/s "
                 f"{gb(row['peak_rss']):>10} {incr_text:>10}"
             )
+        if args.smoke:
+            print("  (--smoke: the page cache was left alone, 'cold' runs are warm)")
         if cold_reason is not None:
             print(f"  cold runs skipped: cannot write {DROP_CACHES} ({cold_reason})")
         else:
@@ -487,6 +567,8 @@ def main(argv: list[str] | None = None) -> None:
             f"({verdict(disk_incr <= disk_target)}); accelerate: "
             + ("fails" if "error" in offload_rows["disk accelerate"] else "works")
         )
+        if SERVERS is not None:
+            SERVERS.close()
         print(f"  big-model benchmark done in {time.perf_counter() - start:.0f} s", flush=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)

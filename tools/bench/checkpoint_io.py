@@ -24,7 +24,12 @@ times; the table shows medians.
 
 Loaded weights and optimizer states are checked bitwise against the saved ones::
 
-    OMP_NUM_THREADS=1 uv run python tools/bench/checkpoint_io.py [--quick] [--repeat 3]
+    OMP_NUM_THREADS=1 uv run python tools/bench/checkpoint_io.py [--quick | --smoke] [--repeat 3]
+
+``--smoke`` (the test suite's run: checks every step works, the numbers are not measurements):
+``--quick`` sizes, and one long-lived child per library serves every step that otherwise runs
+in its own fresh process (the same functions, in 2 interpreters instead of 8); the page cache
+is not dropped before the "cold" loads.
 
 Targets: save and load >= 1.5x faster than Accelerate; async blocked <= 20% of the
 synchronous save; save_model >= 70% of dd's throughput.
@@ -81,8 +86,14 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
+# --smoke's long-lived children leave the machine's page cache alone (other tests run beside).
+_KEEP_PAGE_CACHE = False
+
+
 def _drop_page_cache() -> bool:
     """Empty the page cache (as a job resumed later finds it); needs root. Whether it worked."""
+    if _KEEP_PAGE_CACHE:
+        return False
     os.sync()
     try:
         with open("/proc/sys/vm/drop_caches", "w") as handle:
@@ -197,7 +208,71 @@ def child_save_model(width: int, folder: str) -> dict[str, float]:
     return result
 
 
+def _child(mode: str, rest: list[str]) -> dict[str, float]:
+    """Run one step (``--child`` or a ``--smoke`` server's request); its result."""
+    if mode == "save":
+        return child_save(rest[0], int(rest[1]), rest[2])
+    if mode == "load":
+        return child_load(rest[0], int(rest[1]), rest[2], rest[3])
+    if mode == "async":
+        return child_async(int(rest[0]), rest[1])
+    return child_save_model(int(rest[0]), rest[1])
+
+
+def _serve() -> None:
+    """``--smoke``'s long-lived child: one JSON ``[mode, *args]`` request per stdin line, one
+    ``RESULT`` line per answer on stdout; exits non-zero on the first failing step."""
+    global _KEEP_PAGE_CACHE
+    _KEEP_PAGE_CACHE = True
+    for line in sys.stdin:
+        mode, *rest = json.loads(line)
+        print("RESULT " + json.dumps(_child(mode, rest)), flush=True)
+
+
+class _Servers:
+    """``--smoke``: one long-lived ``--serve`` child per library (async and save_model go to
+    accel's), started on first use, its stderr kept in a temporary file for a failure report."""
+
+    def __init__(self) -> None:
+        self.procs: dict[str, tuple[subprocess.Popen[str], Any]] = {}
+
+    def ask(self, mode: str, args: tuple[str, ...]) -> dict[str, float]:
+        library = args[0] if mode in ("save", "load") else "accel"
+        if library not in self.procs:
+            errors = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed in close())
+            command = [sys.executable, __file__, "--serve"]
+            proc = subprocess.Popen(
+                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, text=True
+            )
+            self.procs[library] = (proc, errors)
+        proc, errors = self.procs[library]
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(json.dumps([mode, *args]) + "\n")
+        proc.stdin.flush()
+        for line in proc.stdout:
+            if line.startswith("RESULT "):
+                return json.loads(line[len("RESULT ") :])
+        errors.seek(0)
+        raise RuntimeError(f"{mode} {args} failed ({proc.wait()}):\n{errors.read()[-3000:]}")
+
+    def close(self) -> None:
+        """End every server (stdin closed) and check it exited 0."""
+        for library, (proc, errors) in self.procs.items():
+            assert proc.stdin is not None
+            proc.stdin.close()
+            if proc.wait(timeout=300) != 0:
+                errors.seek(0)
+                raise RuntimeError(f"{library} server failed:\n{errors.read()[-3000:]}")
+            errors.close()
+        self.procs.clear()
+
+
+_SERVERS: _Servers | None = None  # set by --smoke
+
+
 def _spawn(mode: str, *args: str) -> dict[str, float]:
+    if _SERVERS is not None:
+        return _SERVERS.ask(mode, args)
     command = [sys.executable, __file__, "--child", mode, *args]
     done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
     if done.returncode != 0:
@@ -220,6 +295,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="17 MB model (smoke test)")
     parser.add_argument(
+        "--smoke", action="store_true", help="--quick in 2 long-lived children (test suite)"
+    )
+    parser.add_argument(
         "--repeat", type=int, default=None, help="saves per library (3; --quick: 1)"
     )
     parser.add_argument(
@@ -230,20 +308,20 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--dir", default=None, help="where to write (default: a temp folder)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         mode, *rest = args.child
-        if mode == "save":
-            out = child_save(rest[0], int(rest[1]), rest[2])
-        elif mode == "load":
-            out = child_load(rest[0], int(rest[1]), rest[2], rest[3])
-        elif mode == "async":
-            out = child_async(int(rest[0]), rest[1])
-        else:
-            out = child_save_model(int(rest[0]), rest[1])
-        print(json.dumps(out))
+        print(json.dumps(_child(mode, rest)))
+        return
+    if args.serve:
+        _serve()
         return
 
+    global _SERVERS
+    if args.smoke:
+        args.quick = True
+        _SERVERS = _Servers()
     width = 512 if args.quick else 4096
     if args.repeat is None:
         args.repeat = 1 if args.quick else 3
@@ -275,6 +353,8 @@ def main(argv: list[str] | None = None) -> None:
             (root / "sm").mkdir(exist_ok=True)
             models.append(_spawn("save_model", str(width), str(root / "sm")))
             shutil.rmtree(root / "sm", ignore_errors=True)
+        if _SERVERS is not None:
+            _SERVERS.close()
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -289,7 +369,9 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.repeat * args.loads} loads per cache state"
     )
     cold = all(r["cold"] for rows in loads.values() for r in rows if "cold" in r)
-    if not cold:
+    if args.smoke:
+        print("  (--smoke: the page cache was left alone, 'cold' loads are warm)")
+    elif not cold:
         print("  (not root: the page cache could not be dropped, 'cold' loads are warm)")
     print(f"  {'':<22} {'accel':>9} {'accelerate':>11}")
     for key, label in (

@@ -1,10 +1,12 @@
 """Wall time of ``accel`` commands vs the same ``accelerate`` commands (median of N runs).
 
-    OMP_NUM_THREADS=1 uv run python tools/bench/cli_startup.py [--quick] [--runs N]
+    OMP_NUM_THREADS=1 uv run python tools/bench/cli_startup.py [--quick | --smoke] [--runs N]
 
 Times ``--help``, ``env --help`` and ``config default --config_file <new file>`` of both tools
 (console scripts of the current environment), interleaved, and prints the medians and the ratio
 accel/accelerate; the target is a ratio of at most 0.1 (missed targets print ``MISSED``).
+A first, uncounted round warms the page cache; ``--smoke`` (the test suite's run: checks that
+every command works, the times mean little) runs each command once, without that round.
 """
 
 from __future__ import annotations
@@ -46,15 +48,17 @@ def main(argv: list[str] | None = None) -> int:
     """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 runs per command")
+    parser.add_argument("--smoke", action="store_true", help="1 run per command, no warm-up")
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args(argv)
-    runs = 2 if args.quick else args.runs
+    runs = 1 if args.smoke else 2 if args.quick else args.runs
+    first = 1 if args.smoke else 0  # round 0 warms the page cache and is not counted
     with tempfile.TemporaryDirectory() as home:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ACCEL_", "ACCELERATE_"))}
         env.update(HOME=home, XDG_CONFIG_HOME=f"{home}/xdg", HF_HOME=f"{home}/hf")
         env.setdefault("OMP_NUM_THREADS", "1")
         times: dict[tuple[str, int], list[float]] = {}
-        for run in range(runs + 1):  # run 0 warms the page cache and is not counted
+        for run in range(first, runs + 1):
             for index, case in enumerate(CASES):
                 for tool in ("accel", "accelerate"):
                     tmp = f"{home}/{tool}-{run}-{index}.yaml"

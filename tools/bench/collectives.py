@@ -3,7 +3,7 @@
 Run it under torchrun with two processes (``run_all.py`` does this for you)::
 
     OMP_NUM_THREADS=1 uv run python -m torch.distributed.run --nproc_per_node 2 \\
-        --master_port 29533 tools/bench/collectives.py [--quick]
+        --master_port 29533 tools/bench/collectives.py [--quick | --smoke]
 
 Every process creates ``accel.state.PartialState(cpu=True)`` (which starts the gloo group)
 and then Accelerate's ``PartialState(cpu=True)``, which adopts that group, so both libraries
@@ -44,11 +44,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few iterations (smoke test)")
+    parser.add_argument("--smoke", action="store_true", help="fewest iterations (test suite)")
     parser.add_argument("--warmup", type=int, default=None, help="warm-up calls per impl")
     parser.add_argument("--rounds", type=int, default=None, help="rounds of timed blocks")
     parser.add_argument("--block", type=int, default=None, help="timed calls per block")
     args = parser.parse_args(argv)
-    defaults = (1, 1, 2) if args.quick else (3, 5, 6)
+    defaults = (1, 1, 1) if args.smoke else (1, 1, 2) if args.quick else (3, 5, 6)
     for name, value in zip(("warmup", "rounds", "block"), defaults):
         if getattr(args, name) is None:
             setattr(args, name, value)

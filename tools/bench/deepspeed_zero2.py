@@ -3,7 +3,7 @@ directly against ``deepspeed.initialize``.
 
 Run it with plain Python (``run_all.py`` does this for you); it launches the workers itself::
 
-    OMP_NUM_THREADS=1 uv run python tools/bench/deepspeed_zero2.py [--quick]
+    OMP_NUM_THREADS=1 uv run python tools/bench/deepspeed_zero2.py [--quick | --smoke]
 
 One launch of 2 gloo processes on CPU (``torch.distributed.run``) builds two engines of the
 same MLP (3 ``Linear(512)`` + ReLU, batch 64 per process, ``AdamW``, ZeRO stage 2):
@@ -55,13 +55,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few steps (smoke test)")
+    parser.add_argument("--smoke", action="store_true", help="fewest iterations (test suite)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per block")
     parser.add_argument("--warmup", type=int, default=None, help="warm-up steps per variant")
     parser.add_argument("--repeats", type=int, default=None, help="timed blocks per variant")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    defaults = (10, 3, 1) if args.quick else (20, 20, 25)
+    defaults = (3, 2, 1) if args.smoke else (10, 3, 1) if args.quick else (20, 20, 25)
     for name, value in zip(("steps", "warmup", "repeats"), defaults):
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -279,7 +280,9 @@ def main(argv: list[str] | None = None) -> None:
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")
     counts = ["--steps", str(args.steps), "--warmup", str(args.warmup)]
-    counts += ["--repeats", str(args.repeats)] + (["--quick"] if args.quick else [])
+    counts += ["--repeats", str(args.repeats)] + (
+        ["--smoke"] if args.smoke else ["--quick"] if args.quick else []
+    )
     with tempfile.TemporaryDirectory() as tmp:
         out = str(Path(tmp) / "zero2.json")
         command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node"]

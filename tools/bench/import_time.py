@@ -5,7 +5,9 @@ the import of the library plus the first use of its ``gather`` (which, for accel
 collectives module lazily). The libraries are measured alternately, several times each, and
 the median is reported::
 
-    OMP_NUM_THREADS=1 uv run python tools/bench/import_time.py [--quick] [--repeat N]
+    OMP_NUM_THREADS=1 uv run python tools/bench/import_time.py [--quick | --smoke] [--repeat N]
+
+``--smoke`` (the test suite's run) measures each library once.
 """
 
 from __future__ import annotations
@@ -101,9 +103,10 @@ def main(argv: list[str] | None = None) -> None:
     """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 runs per library")
+    parser.add_argument("--smoke", action="store_true", help="1 run per library")
     parser.add_argument("--repeat", type=int, default=None, help="runs per library (default 5)")
     args = parser.parse_args(argv)
-    repeat = args.repeat or (2 if args.quick else 5)
+    repeat = args.repeat or (1 if args.smoke else 2 if args.quick else 5)
     print(f"\nOMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset (1 in children)')}")
     print(report(measure(repeat)), flush=True)
 

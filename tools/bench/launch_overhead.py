@@ -9,7 +9,7 @@ Each job starts 2 gloo processes that set up the process group, meet at a barrie
 
 The three run alternately, several times each; the median is reported::
 
-    OMP_NUM_THREADS=1 uv run python tools/bench/launch_overhead.py [--quick] [--repeat N]
+    OMP_NUM_THREADS=1 uv run python tools/bench/launch_overhead.py [--quick | --smoke] [--repeat N]
 
 Targets: accel <= 1.05x torchrun, and faster than Accelerate.
 """
@@ -107,9 +107,10 @@ def main(argv: list[str] | None = None) -> None:
     """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one run each (smoke test)")
+    parser.add_argument("--smoke", action="store_true", help="one run each (test suite)")
     parser.add_argument("--repeat", type=int, default=5, help="runs per launcher (median)")
     args = parser.parse_args(argv)
-    repeat = 1 if args.quick else args.repeat
+    repeat = 1 if args.quick or args.smoke else args.repeat
     folder = Path(tempfile.mkdtemp(prefix="bench-launch-"))
     scripts = {}
     for kind, text in SCRIPTS.items():

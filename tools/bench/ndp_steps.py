@@ -14,7 +14,7 @@ Model: 4 x ``Linear(512, 512)`` + ReLU, plan colwise/rowwise/colwise/rowwise, ba
 All variants run in one ``torch.distributed.run`` launch; rounds alternate between them and
 the median round counts::
 
-    OMP_NUM_THREADS=1 uv run python tools/bench/ndp_steps.py [--quick]
+    OMP_NUM_THREADS=1 uv run python tools/bench/ndp_steps.py [--quick | --smoke]
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few steps (smoke test)")
+    parser.add_argument("--smoke", action="store_true", help="fewest iterations (test suite)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per round")
     parser.add_argument("--rounds", type=int, default=None, help="alternating rounds")
     parser.add_argument("--no-four", action="store_true", help="skip the 4-process TP x FSDP part")
@@ -50,8 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--four", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    args.steps = args.steps or (5 if args.quick else 40)
-    args.rounds = args.rounds or (1 if args.quick else 5)
+    args.steps = args.steps or (2 if args.smoke else 5 if args.quick else 40)
+    args.rounds = args.rounds or (1 if args.quick or args.smoke else 5)
     return args
 
 

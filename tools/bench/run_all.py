@@ -1,7 +1,17 @@
 """Run every accel benchmark side by side with the references and print the ratios.
 
     OMP_NUM_THREADS=1 uv run python tools/bench/run_all.py           # full run, ~5-6 min on an idle machine
-    OMP_NUM_THREADS=1 uv run python tools/bench/run_all.py --quick   # smoke run, few iterations
+    OMP_NUM_THREADS=1 uv run python tools/bench/run_all.py --quick   # few iterations, small sizes
+    OMP_NUM_THREADS=1 uv run python tools/bench/run_all.py --smoke   # the test suite's run
+
+``--smoke`` checks that every benchmark runs end to end and prints its tables, at the least
+CPU cost: ``--quick`` sizes, one round of everything, no warm-up rounds, the children of a
+benchmark that starts one fresh process per measurement served by one process per library,
+the page cache left alone, and, where ``PYTHONDONTWRITEBYTECODE`` is set (no ``.pyc`` files: every
+interpreter compiles torch's sources again, about half of its import cost), one bytecode cache
+in a temporary folder shared by the run's ~30 interpreters (``PYTHONPYCACHEPREFIX``). Its
+numbers are not measurements; use ``--quick`` or a full run for those, which ``--smoke`` does
+not change.
 
 1. ``collectives.py`` under ``torch.distributed.run`` with 2 CPU (gloo) processes: accel.ops
    vs Accelerate vs raw ``torch.distributed``, results checked equal before timing.
@@ -34,6 +44,7 @@ import argparse
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -54,6 +65,28 @@ def run(command: list[str], env: dict[str, str]) -> None:
         sys.exit(code)
 
 
+def shared_bytecode_cache(env: dict[str, str]) -> tempfile.TemporaryDirectory[str] | None:
+    """``--smoke``: if ``env`` forbids writing ``.pyc`` files and names no bytecode cache,
+    point it at a new temporary one (returned, to clean up) so that the run's interpreters
+    compile each module once instead of once each; else ``None`` and ``env`` is left alone.
+
+    Example:
+        >>> env = {"PYTHONDONTWRITEBYTECODE": "1"}
+        >>> cache = shared_bytecode_cache(env)
+        >>> "PYTHONDONTWRITEBYTECODE" in env, env["PYTHONPYCACHEPREFIX"] == cache.name
+        (False, True)
+        >>> cache.cleanup()
+        >>> shared_bytecode_cache({}) is None
+        True
+    """
+    if not env.get("PYTHONDONTWRITEBYTECODE") or env.get("PYTHONPYCACHEPREFIX"):
+        return None
+    cache = tempfile.TemporaryDirectory(prefix="accel-bench-pycache-")
+    del env["PYTHONDONTWRITEBYTECODE"]
+    env["PYTHONPYCACHEPREFIX"] = cache.name
+    return cache
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the collectives (2 processes), import-time and training-loop benchmarks.
 
@@ -61,14 +94,21 @@ def main(argv: list[str] | None = None) -> None:
         >>> main(["--quick"])  # doctest: +SKIP
     """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="few iterations (smoke test)")
+    level = parser.add_mutually_exclusive_group()
+    level.add_argument("--quick", action="store_true", help="few iterations, small sizes")
+    level.add_argument(
+        "--smoke", action="store_true", help="fewest processes and rounds (the test suite's run)"
+    )
     args = parser.parse_args(argv)
-    extra = ["--quick"] if args.quick else []
+    extra = ["--smoke"] if args.smoke else ["--quick"] if args.quick else []
     env = dict(os.environ)
     if "OMP_NUM_THREADS" not in env:
         print("OMP_NUM_THREADS was not set; using OMP_NUM_THREADS=1")
         env["OMP_NUM_THREADS"] = "1"
     print(f"OMP_NUM_THREADS={env['OMP_NUM_THREADS']}, {os.cpu_count()} CPUs", flush=True)
+    cache = shared_bytecode_cache(env) if args.smoke else None
+    if cache is not None:
+        print(f"--smoke: PYTHONDONTWRITEBYTECODE is set; bytecode cache {cache.name}", flush=True)
     start = time.perf_counter()
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
     torchrun += ["--master_port", str(free_port()), str(HERE / "collectives.py"), *extra]
@@ -76,8 +116,8 @@ def main(argv: list[str] | None = None) -> None:
     run([sys.executable, str(HERE / "import_time.py"), *extra], env)
     run([sys.executable, str(HERE / "training_loop.py"), *extra], env)
     run([sys.executable, str(HERE / "deepspeed_zero2.py"), *extra], env)
-    # --quick (the test suite's smoke run) leaves out the 4-process TP x FSDP part: 4 processes
-    # on 2 cores beside the other tests; the full run keeps it.
+    # --quick and --smoke leave out the 4-process TP x FSDP part: 4 processes on 2 cores beside
+    # the other tests; the full run keeps it.
     run(
         [sys.executable, str(HERE / "ndp_steps.py"), *extra, *(["--no-four"] if extra else [])], env
     )
@@ -86,6 +126,8 @@ def main(argv: list[str] | None = None) -> None:
     run([sys.executable, str(HERE / "big_model_load.py"), *extra], env)
     run([sys.executable, str(HERE / "checkpoint_io.py"), *extra], env)
     print(f"\nall benchmarks done in {time.perf_counter() - start:.0f} s")
+    if cache is not None:
+        cache.cleanup()
 
 
 if __name__ == "__main__":

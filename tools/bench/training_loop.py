@@ -2,7 +2,7 @@
 
 Run it with plain Python (``run_all.py`` does this for you); it launches the workers itself::
 
-    OMP_NUM_THREADS=1 uv run python tools/bench/training_loop.py [--quick]
+    OMP_NUM_THREADS=1 uv run python tools/bench/training_loop.py [--quick | --smoke]
 
 1. Throughput (steps/s) of a training loop on 2 gloo processes (``torch.distributed.run
    --nproc_per_node 2``), for an MLP (3 ``Linear(512)`` + ReLU, batch 64 per process) and a
@@ -62,6 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few steps (smoke test)")
+    parser.add_argument("--smoke", action="store_true", help="fewest iterations (test suite)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per block")
     parser.add_argument("--warmup", type=int, default=None, help="warm-up steps per variant")
     parser.add_argument("--repeats", type=int, default=None, help="timed blocks per variant")
@@ -69,7 +70,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--worker", choices=("ddp", "overhead"), help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    defaults = (10, 3, 1, 100) if args.quick else (100, 20, 6, 2000)
+    defaults = (100, 20, 6, 2000)
+    if args.quick or args.smoke:
+        defaults = (3, 2, 1, 20) if args.smoke else (10, 3, 1, 100)
     for name, value in zip(("steps", "warmup", "repeats", "iters"), defaults):
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -336,7 +339,7 @@ def overhead_worker(args: argparse.Namespace) -> None:
         fn(max(args.iters // 10, 10))
     samples: dict[str, list[float]] = {name: [] for name in impls}
     names = list(impls)
-    blocks = 1 if args.quick else 7
+    blocks = 1 if args.quick or args.smoke else 7
     for block in range(blocks):
         rotation = names[block % len(names) :] + names[: block % len(names)]
         for name in rotation:
@@ -470,7 +473,7 @@ def main(argv: list[str] | None = None) -> None:
     env.setdefault("OMP_NUM_THREADS", "1")
     counts = ["--steps", str(args.steps), "--warmup", str(args.warmup)]
     counts += ["--repeats", str(args.repeats), "--iters", str(args.iters)]
-    counts += ["--quick"] if args.quick else []
+    counts += ["--smoke"] if args.smoke else ["--quick"] if args.quick else []
     with tempfile.TemporaryDirectory() as tmp:
         out = str(Path(tmp) / "ddp.json")
         command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node"]
