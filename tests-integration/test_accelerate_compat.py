@@ -1,6 +1,6 @@
 """The same 2-process scenario under accel and under the real Accelerate gives the same results.
 
-Both runs use ``python -m torch.distributed.run --nproc_per_node 2`` with
+Both runs use the same 2-process launch (``launching.run_distributed``) with
 ``ACCELERATE_USE_CPU=1`` and ``PartialState(cpu=True)``.
 """
 

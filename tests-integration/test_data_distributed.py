@@ -1,4 +1,4 @@
-"""accel.core.data in a real 2-process torchrun job (gloo, CPU): one launch, many checks."""
+"""accel.core.data in a real 2-process job (gloo, CPU): one launch, many checks."""
 
 from __future__ import annotations
 

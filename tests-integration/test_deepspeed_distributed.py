@@ -2,9 +2,10 @@
 
 ZeRO-1/2/3 train to DDP's weights, checkpoints resume exactly, ZeRO-3 ``save_model`` writes a
 full model, ``zero3_init_context`` builds partitioned models, ``"auto"`` values are filled,
-two plugins (student/teacher) work together, bad input is refused; CPU offload in its own
-launch (it compiles DeepSpeedCPUAdam on a clean machine). An example script runs end to end
-under ``accel launch --use_deepspeed``.
+two plugins (student/teacher) work together, bad input is refused, CPU offload matches DDP
+(it compiles DeepSpeedCPUAdam on a clean machine), all in one launch (which also runs the
+sequence-parallel checks of test_ndp_distributed.py). An example script runs end to end under
+``accel launch --use_deepspeed``.
 """
 
 from __future__ import annotations
@@ -22,31 +23,19 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 ACCEL = Path(sys.executable).parent / "accel"
-OFFLOAD_CHECKS = ["cpu_offload_matches_ddp"]
-CHECKS = [name for name in declared_checks("deepspeed_checks.py") if name not in OFFLOAD_CHECKS]
-
-
-def _finished(run: LaunchResult) -> None:
-    assert not run.timed_out and run.returncode == 0, run.diagnostics()
-    assert sorted(run.reports) == [0, 1], run.diagnostics()
+CHECKS = declared_checks("deepspeed_checks.py")  # the launch runs sp_checks.py's checks too
 
 
 def test_deepspeed_launch_finished(deepspeed_run: LaunchResult) -> None:
-    _finished(deepspeed_run)
+    assert not deepspeed_run.timed_out and deepspeed_run.returncode == 0, (
+        deepspeed_run.diagnostics()
+    )
+    assert sorted(deepspeed_run.reports) == [0, 1], deepspeed_run.diagnostics()
 
 
 @pytest.mark.parametrize("check", CHECKS)
 def test_deepspeed(deepspeed_run: LaunchResult, check: str) -> None:
     deepspeed_run.assert_passed(check, (0, 1))
-
-
-def test_deepspeed_offload_launch_finished(deepspeed_offload_run: LaunchResult) -> None:
-    _finished(deepspeed_offload_run)
-
-
-@pytest.mark.parametrize("check", OFFLOAD_CHECKS)
-def test_deepspeed_offload(deepspeed_offload_run: LaunchResult, check: str) -> None:
-    deepspeed_offload_run.assert_passed(check, (0, 1))
 
 
 @background(seconds=60, timeout=600)

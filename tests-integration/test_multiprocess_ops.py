@@ -1,4 +1,4 @@
-"""accel.ops collectives in a real 2-process torchrun job (gloo, CPU)."""
+"""accel.ops collectives in a real 2-process job (gloo, CPU)."""
 
 from __future__ import annotations
 

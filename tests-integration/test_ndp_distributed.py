@@ -1,7 +1,8 @@
 """N-D parallelism on real gloo CPU processes: one launch of 2 processes (FSDP2 over
 ``dp_shard``, TP on an MLP and on a tiny transformers LLaMA, TP save/resume, gather, batches,
-invalid configurations), one of 4 (HSDP 2x2, ``dp_shard`` 2 x ``tp`` 2) and one of 2 under
-DeepSpeed ZeRO-2 with Ulysses sequence parallelism (``sp_size=2``, ``workers/sp_checks.py``).
+invalid configurations), one of 4 (HSDP 2x2, ``dp_shard`` 2 x ``tp`` 2); DeepSpeed ZeRO-2 with
+Ulysses sequence parallelism (``sp_size=2``, ``workers/sp_checks.py``) runs on 2 processes in
+the DeepSpeed launch (``deepspeed_run``, after the ZeRO checks of test_deepspeed_distributed).
 Each worker rank also trains the 1-process reference, so the numbers are compared inside one
 launch.
 """
@@ -44,11 +45,11 @@ def test_results_equal_the_one_process_run(ndp2_run: LaunchResult, ndp4_run: Lau
 
 
 @pytest.mark.parametrize("name", declared_checks("sp_checks.py"))
-def test_sequence_parallel(sp_run: LaunchResult, name: str) -> None:
-    sp_run.assert_passed(name, [0, 1])
+def test_sequence_parallel(deepspeed_run: LaunchResult, name: str) -> None:
+    deepspeed_run.assert_passed(name, [0, 1])
 
 
-def test_sequence_parallel_equals_the_one_process_run(sp_run: LaunchResult) -> None:
+def test_sequence_parallel_equals_the_one_process_run(deepspeed_run: LaunchResult) -> None:
     for name in ("ulysses_loss_difference", "ulysses_weight_difference"):
-        difference = sp_run.value(name, 0)
+        difference = deepspeed_run.value(name, 0)
         assert difference is not None and difference < TOLERANCE, (name, difference)

@@ -42,6 +42,19 @@ class Checks:
         self._checks.append((function.__name__, function))
         return function
 
+    def include(self, other: Checks) -> None:
+        """Run ``other``'s checks after these, in this report (another worker's checks in the
+        same launch); ``other``'s recorded values land in this report too.
+
+        Example:
+            >>> first, second = Checks(), Checks()
+            >>> _ = second.add(lambda: None)
+            >>> first.include(second); len(first._checks)
+            1
+        """
+        self._checks.extend(other._checks)
+        other.report = self.report
+
     def record(self, name: str, value: Any) -> None:
         """Keep a JSON-able ``value`` in the report for pytest to compare across ranks or runs.
 

@@ -1,4 +1,4 @@
-"""accel.core's Accelerator in a real 2-process torchrun job (gloo, CPU), and its 1-process twin.
+"""accel.core's Accelerator in a real 2-process job (gloo, CPU), and its 1-process twin.
 
 Two modes, chosen by ``CORE_IT_MODE``:
 

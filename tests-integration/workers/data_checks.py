@@ -1,4 +1,4 @@
-"""accel.core.data under a real 2-process torchrun job (gloo, CPU): sharding, RNG, dispatch.
+"""accel.core.data under a real 2-process job (gloo, CPU): sharding, RNG, dispatch.
 
 Run through ``tests-integration/launching.py``; writes ``rank<N>.json`` into ``ACCEL_IT_OUT``.
 Cross-rank comparisons use raw torch collectives, independent of the code under test.

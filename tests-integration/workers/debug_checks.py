@@ -1,4 +1,4 @@
-"""Debug mode of accel.ops under a real 2-process torchrun job: mismatches raise everywhere.
+"""Debug mode of accel.ops under a real 2-process job: mismatches raise everywhere.
 
 With ``ACCEL_DEBUG_MODE=1`` (or ``ACCELERATE_DEBUG_MODE=1``) every collective first compares
 what each process passes and raises ``DistributedOperationException`` on all of them when

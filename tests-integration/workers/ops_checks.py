@@ -1,4 +1,4 @@
-"""accel.ops collectives under a real 2-process torchrun job (gloo, CPU), with real values.
+"""accel.ops collectives under a real 2-process job (gloo, CPU), with real values.
 
 Every rank builds its inputs from its rank (``_payload``), so each check can compute what a
 gather, reduce or broadcast must return and compare exactly.

@@ -1,4 +1,4 @@
-"""save_model, save and trackers under a real 2-process torchrun job (gloo, CPU, FSDP2).
+"""save_model, save and trackers under a real 2-process job (gloo, CPU, FSDP2).
 
 Run through ``tests-integration/launching.py``; writes ``rank<N>.json`` into ``ACCEL_IT_OUT``.
 Every rank calls ``save_model`` (the state dict is gathered from the shards first); rank 0

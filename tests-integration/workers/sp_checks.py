@@ -1,5 +1,6 @@
 """DeepSpeed Ulysses sequence parallelism (``ParallelismConfig(sp_size=2)``) on 2 gloo CPU
-processes, ZeRO-2, a tiny transformers LLaMA built from a config in code.
+processes, ZeRO-2, a tiny transformers LLaMA built from a config in code. Runs in the DeepSpeed
+launch (``deepspeed_checks.py`` imports this module and runs its checks last), or alone.
 
 Each rank first trains the 1-process reference (plain torch, one sample per step over the whole
 sequence) before Ulysses is registered (registration replaces transformers' ``sdpa`` attention
