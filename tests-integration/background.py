@@ -32,7 +32,9 @@ from typing import Any
 import pytest
 from launching import environment_base
 
-CONCURRENT_JOBS = 2
+# Three at a time: most launches spend part of their time waiting (process start, rendezvous,
+# a rank waiting for the other, teardown), and two jobs left the cores idle in those waits.
+CONCURRENT_JOBS = 3
 # The environment before any test ran: what every background job starts from.
 SESSION_ENVIRON = dict(os.environ)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from background import (
+    CONCURRENT_JOBS,
     JOBS,
     Job,
     close,
@@ -116,18 +117,18 @@ LAUNCHES: dict[str, Callable[[Path], LaunchResult]] = {
 # Rough seconds of each launch on an idle 2-core machine (queue order: longest first) and its
 # timeout (what a test may wait for it).
 _COSTS: dict[str, tuple[float, float]] = {
-    "deepspeed_run": (200.0, 1200.0),
-    "ndp4_run": (90.0, 600.0),
-    "ndp2_run": (60.0, 600.0),
-    "core_run": (45.0, 240.0),
-    "core_reference_run": (15.0, 240.0),
-    "migration_run": (20.0, 240.0),
-    "sbs_accel_run": (20.0, 240.0),
-    "sbs_accelerate_run": (20.0, 240.0),
+    "deepspeed_run": (80.0, 1200.0),
+    "ndp4_run": (25.0, 600.0),
+    "ndp2_run": (20.0, 600.0),
+    "core_run": (20.0, 240.0),
+    "core_reference_run": (8.0, 240.0),
+    "migration_run": (14.0, 240.0),
+    "sbs_accel_run": (10.0, 240.0),
+    "sbs_accelerate_run": (17.0, 240.0),
 }
 
 for _name, _run in LAUNCHES.items():
-    _seconds, _timeout = _COSTS.get(_name, (15.0, LAUNCH_TIMEOUT))
+    _seconds, _timeout = _COSTS.get(_name, (6.0, LAUNCH_TIMEOUT))
     register(Job(_name, _run, _seconds, _timeout))
 
 
@@ -171,10 +172,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Where the background time went: each job's wall seconds (two jobs run at a time)."""
+    """Where the background time went: each job's wall seconds."""
     lines = duration_report()
     if lines:
-        terminalreporter.section("background jobs (wall seconds, 2 at a time)")
+        terminalreporter.section(f"background jobs (wall seconds, {CONCURRENT_JOBS} at a time)")
         for line in lines:
             terminalreporter.write_line(line)
 

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 CHECKS = declared_checks("async_save_checks.py")
 
 
-@background(seconds=25, timeout=150)
+@background(seconds=11, timeout=150)
 def async_save_run(out: Path) -> LaunchResult:
     return run_distributed("async_save_checks.py", timeout=150.0, out_dir=out)
 

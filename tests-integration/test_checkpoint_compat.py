@@ -46,12 +46,12 @@ def _save_then_load(writer: str, reader: str, tmp_path: Path) -> tuple[Path, dic
 
 
 # Each direction is a background job (background.py): two fresh processes one after the other.
-@background(seconds=25, timeout=2 * 180)
+@background(seconds=15, timeout=2 * 180)
 def accelerate_to_accel(tmp_path: Path) -> tuple[Path, dict, dict]:
     return _save_then_load("accelerate", "accel", tmp_path)
 
 
-@background(seconds=25, timeout=2 * 180)
+@background(seconds=15, timeout=2 * 180)
 def accel_to_accelerate(tmp_path: Path) -> tuple[Path, dict, dict]:
     return _save_then_load("accel", "accelerate", tmp_path)
 

@@ -43,7 +43,7 @@ KILL_POINTS = (
 COMPLETED_POINTS = {"prune_mid_delete"}
 
 
-@background(seconds=25, timeout=TIMEOUT)
+@background(seconds=10, timeout=TIMEOUT)
 def crash_reference_run(root: Path) -> LaunchResult:
     """A: the uninterrupted run."""
     return run_distributed(
@@ -51,7 +51,7 @@ def crash_reference_run(root: Path) -> LaunchResult:
     )
 
 
-@background(seconds=75, timeout=3 * TIMEOUT)
+@background(seconds=35, timeout=3 * TIMEOUT)
 def crash_resumed_runs(root: Path) -> dict[str, LaunchResult]:
     """B, C, D of the kill-and-resume scenario, one after another on one project."""
     project = str(root / "project")
@@ -76,7 +76,7 @@ class Chain:
     project: Path
 
 
-@background(seconds=60, timeout=(len(KILL_POINTS) + 1) * TIMEOUT)
+@background(seconds=45, timeout=(len(KILL_POINTS) + 1) * TIMEOUT)
 def crash_chain_runs(root: Path) -> Chain:
     """One single-process launch per kill point, then a last one that saves without dying."""
     project = root / "project"

@@ -62,7 +62,7 @@ def _launch_mode(mode: str, root: Path) -> list[str]:
     return failures
 
 
-@background(seconds=120, timeout=240 * sum(DEFAULT_RUNS.values()))
+@background(seconds=80, timeout=240 * sum(DEFAULT_RUNS.values()))
 def clean_exit_failures(root: Path) -> dict[str, list[str]]:
     """What went wrong in each mode's launches (in the background, see background.py)."""
     return {mode: _launch_mode(mode, root / mode) for mode in DEFAULT_RUNS}

@@ -1,6 +1,6 @@
 """The Accelerator on 2 real gloo CPU processes: same results as 1 process, and as Accelerate.
 
-Five launches (registered in ``conftest.py``, run once per session, two at a time):
+Five launches (registered in ``conftest.py``, run once per session, in the background):
 
 - ``core_run``: ``workers/core_checks.py`` on 2 processes (training scenarios on half batches,
   ``no_sync``, FSDP2, ``gather_for_metrics``, bad input);

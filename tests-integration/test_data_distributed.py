@@ -14,7 +14,7 @@ RANKS = (0, 1)
 WORKER = "data_checks.py"
 
 
-@background(seconds=25, timeout=150)
+@background(seconds=7, timeout=150)
 def data_run(out: Path) -> LaunchResult:
     """The report of one run of the data worker on 2 processes."""
     return run_distributed(WORKER, nproc=2, timeout=150.0, out_dir=out)

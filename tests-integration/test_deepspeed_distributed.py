@@ -38,7 +38,7 @@ def test_deepspeed(deepspeed_run: LaunchResult, check: str) -> None:
     deepspeed_run.assert_passed(check, (0, 1))
 
 
-@background(seconds=60, timeout=600)
+@background(seconds=20, timeout=600)
 def deepspeed_example_run(tmp_path: Path) -> subprocess.CompletedProcess[str]:
     """examples/train_deepspeed.py under ``accel launch``, writing into ``tmp_path``."""
     tmp_path.mkdir(parents=True, exist_ok=True)

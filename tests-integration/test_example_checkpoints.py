@@ -38,7 +38,7 @@ class ExampleRuns:
     second: str
 
 
-@background(seconds=40, timeout=2 * 240)
+@background(seconds=32, timeout=2 * 240)
 def example_runs(tmp_path: Path) -> ExampleRuns:
     """First launch, the last checkpoint removed, second launch (in the background)."""
     project = tmp_path / "run"

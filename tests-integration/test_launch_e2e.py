@@ -56,7 +56,7 @@ accelerator.wait_for_everyone()
 """
 
 
-@background(seconds=20, timeout=240)
+@background(seconds=9, timeout=240)
 def e2e_launch(tmp_path: Path) -> subprocess.CompletedProcess[str]:
     """``accel launch`` of TRAIN in ``tmp_path``, in the background (see background.py)."""
     tmp_path.mkdir(parents=True, exist_ok=True)

@@ -58,7 +58,7 @@ def _sleep_past_timeout(
     return SleeperRun(result, pids, [pid for pid in pids if _alive(pid)])
 
 
-@background(seconds=50, timeout=60)
+@background(seconds=45, timeout=60)
 def sleeper_runs(tmp_path: Path) -> dict[str, SleeperRun]:
     """A 2-process job that sleeps past its 45 s timeout, under each launcher at once (mostly
     idle: runs in the background); its workers are looked for right after the launch returns."""

@@ -22,7 +22,7 @@ RANKS = (0, 1)
 FP16_TOLERANCE = 1e-3
 
 
-@background(seconds=30, timeout=240)
+@background(seconds=18, timeout=240)
 def fp16_run(out: Path) -> LaunchResult:
     out.mkdir(parents=True, exist_ok=True)
     environ = clean_environment({"ACCEL_IT_OUT": str(out), "XDG_CONFIG_HOME": str(out / "xdg")})

@@ -57,7 +57,7 @@ class ResumeRuns:
     fresh: LaunchResult
 
 
-@background(seconds=150, timeout=2 * TIMEOUT)
+@background(seconds=50, timeout=2 * TIMEOUT)
 def resume_runs(root: Path) -> ResumeRuns:
     matrix = run_distributed(
         "resume_matrix.py", args=[str(root)], timeout=TIMEOUT, out_dir=root / "matrix"

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 CHECKS = declared_checks("saving_checks.py")
 
 
-@background(seconds=25, timeout=150)
+@background(seconds=21, timeout=150)
 def saving_run(out: Path) -> LaunchResult:
     return run_distributed("saving_checks.py", timeout=150.0, out_dir=out)
 

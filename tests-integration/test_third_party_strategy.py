@@ -98,7 +98,7 @@ def _install(site: Path) -> None:
     (info / "RECORD").write_text("")
 
 
-@background(seconds=15, timeout=300)
+@background(seconds=4, timeout=300)
 def toy_strategy_run(tmp_path: Path) -> subprocess.CompletedProcess[str]:
     """DRIVER with the toy distribution installed in ``tmp_path/site`` (in the background)."""
     site = tmp_path / "site"

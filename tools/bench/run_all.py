@@ -3,6 +3,7 @@
     OMP_NUM_THREADS=1 uv run python tools/bench/run_all.py           # full run, ~5-6 min on an idle machine
     OMP_NUM_THREADS=1 uv run python tools/bench/run_all.py --quick   # few iterations, small sizes
     OMP_NUM_THREADS=1 uv run python tools/bench/run_all.py --smoke   # the test suite's run
+    OMP_NUM_THREADS=1 uv run python tools/bench/run_all.py --quick --only collectives cli_startup
 
 ``--smoke`` checks that every benchmark runs end to end and prints its tables, at the least
 CPU cost: ``--quick`` sizes, one round of everything, no warm-up rounds, the children of a
@@ -53,6 +54,40 @@ from accel.launch.spawn import free_port
 HERE = Path(__file__).resolve().parent
 
 
+# The benchmarks in the order a whole run takes them (names of their scripts here).
+BENCHMARKS = (
+    "collectives",
+    "import_time",
+    "training_loop",
+    "deepspeed_zero2",
+    "ndp_steps",
+    "launch_overhead",
+    "cli_startup",
+    "big_model_load",
+    "checkpoint_io",
+)
+
+
+def benchmark_command(name: str, extra: list[str]) -> list[str]:
+    """The command that runs benchmark ``name`` with the run-level flags ``extra``.
+
+    Example:
+        >>> benchmark_command("import_time", ["--smoke"])[1:]  # doctest: +ELLIPSIS
+        ['.../import_time.py', '--smoke']
+        >>> "torch.distributed.run" in benchmark_command("collectives", [])
+        True
+    """
+    script = str(HERE / f"{name}.py")
+    if name == "collectives":
+        torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+        return [*torchrun, "--master_port", str(free_port()), script, *extra]
+    if name == "ndp_steps" and extra:
+        # --quick and --smoke leave out the 4-process TP x FSDP part: 4 processes on 2 cores
+        # beside the other tests; the full run keeps it.
+        return [sys.executable, script, *extra, "--no-four"]
+    return [sys.executable, script, *extra]
+
+
 def run(command: list[str], env: dict[str, str]) -> None:
     """Run ``command`` with its output passed through; exit with its code if it fails.
 
@@ -88,7 +123,7 @@ def shared_bytecode_cache(env: dict[str, str]) -> tempfile.TemporaryDirectory[st
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the collectives (2 processes), import-time and training-loop benchmarks.
+    """Run every benchmark (or the ``--only`` ones) at the run level the flags choose.
 
     Example:
         >>> main(["--quick"])  # doctest: +SKIP
@@ -98,6 +133,13 @@ def main(argv: list[str] | None = None) -> None:
     level.add_argument("--quick", action="store_true", help="few iterations, small sizes")
     level.add_argument(
         "--smoke", action="store_true", help="fewest processes and rounds (the test suite's run)"
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=BENCHMARKS,
+        metavar="NAME",
+        help=f"run only these benchmarks, in this order (of: {', '.join(BENCHMARKS)})",
     )
     args = parser.parse_args(argv)
     extra = ["--smoke"] if args.smoke else ["--quick"] if args.quick else []
@@ -110,21 +152,8 @@ def main(argv: list[str] | None = None) -> None:
     if cache is not None:
         print(f"--smoke: PYTHONDONTWRITEBYTECODE is set; bytecode cache {cache.name}", flush=True)
     start = time.perf_counter()
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
-    torchrun += ["--master_port", str(free_port()), str(HERE / "collectives.py"), *extra]
-    run(torchrun, env)
-    run([sys.executable, str(HERE / "import_time.py"), *extra], env)
-    run([sys.executable, str(HERE / "training_loop.py"), *extra], env)
-    run([sys.executable, str(HERE / "deepspeed_zero2.py"), *extra], env)
-    # --quick and --smoke leave out the 4-process TP x FSDP part: 4 processes on 2 cores beside
-    # the other tests; the full run keeps it.
-    run(
-        [sys.executable, str(HERE / "ndp_steps.py"), *extra, *(["--no-four"] if extra else [])], env
-    )
-    run([sys.executable, str(HERE / "launch_overhead.py"), *extra], env)
-    run([sys.executable, str(HERE / "cli_startup.py"), *extra], env)
-    run([sys.executable, str(HERE / "big_model_load.py"), *extra], env)
-    run([sys.executable, str(HERE / "checkpoint_io.py"), *extra], env)
+    for name in args.only or BENCHMARKS:
+        run(benchmark_command(name, extra), env)
     print(f"\nall benchmarks done in {time.perf_counter() - start:.0f} s")
     if cache is not None:
         cache.cleanup()
