@@ -24,6 +24,15 @@ if importlib.util.find_spec("torch_xla") is None:
 # (torchrun workers, fresh venvs) inherit this too.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+# Bytecode caching on. An environment that sets PYTHONDONTWRITEBYTECODE (this machine's does)
+# makes every interpreter of the suite compile from source each module it imports that has no
+# .pyc yet: torch._dynamo, deepspeed, transformers and wandb have none in a fresh `uv sync`, so
+# each subprocess importing them paid 4-8 CPU seconds of compile() (the DeepSpeed
+# single-process script: 16 s CPU without, 8 s with). A .pyc is checked against its source's
+# mtime and size, so nothing a test sees changes; children inherit the setting.
+if os.environ.pop("PYTHONDONTWRITEBYTECODE", None) is not None:
+    sys.dont_write_bytecode = False
+
 # DeepSpeed's JIT-built CPU ops (shm comm, cpu_adam) compile in minutes and are cached per
 # folder; the default folder is shared by every environment of the machine, and each one's
 # torch headers differ, so they rebuilt each other's. One folder per environment, set here so
