@@ -8,6 +8,8 @@ dev environment (so a warm cache is a cache hit). Each venv runs several checks.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import importlib.metadata
 import os
 import shutil
@@ -114,16 +116,51 @@ def constraints(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-class Venv:
-    """A fresh venv with the built wheels on ``--find-links``; commands run in a clean env."""
+@pytest.fixture(scope="session")
+def slot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Where each test makes its fresh venv, one after another, and their bytecode cache.
 
-    def __init__(self, folder: Path, dist: Path, constraints: Path) -> None:
+    uv installs every venv's files as hard links of its cache: torch's ``linear.py`` is the
+    same file (same size and mtime) at the same path in each venv made here, so the ``.pyc``
+    that one venv's interpreters write under ``PYTHONPYCACHEPREFIX`` are valid in the next and
+    an import of torch or transformers no longer compiles them again (7 CPU s for the
+    big-model script's first run). A ``.pyc`` is checked against its source's mtime and size:
+    a file that differs (the freshly built accel wheels) compiles. The folder is one per
+    checkout and kept between sessions; a second session of the same checkout running at the
+    same time gets a folder of its own.
+    """
+    kept = Path.home() / ".cache" / "accel-tests" / f"wheel-venv-{_checkout_id()}"
+    kept.mkdir(parents=True, exist_ok=True)
+    with open(kept / "lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            yield tmp_path_factory.mktemp("venv-slot")
+            return
+        yield kept
+        shutil.rmtree(kept / "venv", ignore_errors=True)
+
+
+def _checkout_id() -> str:
+    return hashlib.sha1(str(ROOT).encode()).hexdigest()[:12]
+
+
+class Venv:
+    """A fresh venv with the built wheels on ``--find-links``; commands run in a clean env.
+
+    The venv replaces the previous test's in ``slot`` (see ``slot``); scripts and HOME live in
+    ``folder``.
+    """
+
+    def __init__(self, folder: Path, dist: Path, constraints: Path, slot: Path) -> None:
         self.folder, self.dist, self.constraints = folder, dist, constraints
-        proc = _run([_uv(), "venv", "-q", "--python", sys.executable, str(folder / "venv")])
+        self.pycache = slot / "pycache"
+        shutil.rmtree(slot / "venv", ignore_errors=True)
+        proc = _run([_uv(), "venv", "-q", "--python", sys.executable, str(slot / "venv")])
         assert proc.returncode == 0, proc.stderr
-        self.bin = folder / "venv" / "bin"
+        self.bin = slot / "venv" / "bin"
         self.home = folder / "home"
-        self.home.mkdir()
+        self.home.mkdir(parents=True)
 
     def install(self, *requirements: str, dry_run: bool = False) -> subprocess.CompletedProcess:
         args = [_uv(), "pip", "install", "--python", str(self.bin / "python")]
@@ -141,6 +178,7 @@ class Venv:
             "HOME": str(self.home),
             "OMP_NUM_THREADS": "1",
             "UV_CACHE_DIR": os.environ.get("UV_CACHE_DIR", ""),
+            "PYTHONPYCACHEPREFIX": str(self.pycache),
         }
 
     def accel(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -158,11 +196,13 @@ def _quiet(proc: subprocess.CompletedProcess, what: str) -> None:
     assert "warning" not in proc.stderr.lower(), f"{what} warned:\n{proc.stderr}"
 
 
-def test_accel_core_cuda_installs_and_trains(dist: Path, constraints: Path, tmp_path: Path) -> None:
-    venv = Venv(tmp_path, dist, constraints)
+def test_accel_core_cuda_installs_and_trains(
+    dist: Path, constraints: Path, slot: Path, tmp_path: Path
+) -> None:
+    venv = Venv(tmp_path, dist, constraints, slot)
     _quiet(venv.install(f"accel-core[cuda]=={VERSION}"), "install accel-core[cuda]")
     site = venv.python("-c", "import accel.core, pynvml; print(accel.core.__file__)")
-    assert str(tmp_path) in site.stdout, site.stdout + site.stderr
+    assert str(venv.bin.parent) in site.stdout, site.stdout + site.stderr
 
     helped = venv.accel("--help")
     _quiet(helped, "accel --help")
@@ -186,7 +226,7 @@ def test_accel_core_cuda_installs_and_trains(dist: Path, constraints: Path, tmp_
 
 
 def test_bad_input_mismatched_versions_and_missing_extra(
-    dist: Path, constraints: Path, tmp_path: Path
+    dist: Path, constraints: Path, slot: Path, tmp_path: Path
 ) -> None:
     """A wheel of accel-state from another release does not install beside accel-core, nor
     import when forced in; an extra that does not exist is named."""
@@ -222,7 +262,7 @@ def test_bad_input_mismatched_versions_and_missing_extra(
     assert bad.returncode != 0
     assert "'0.0.1-final' is not a release version" in bad.stderr, bad.stderr
 
-    venv = Venv(tmp_path / "v", dist, constraints)
+    venv = Venv(tmp_path / "v", dist, constraints, slot)
     # An extra that does not exist is named in one line.
     nosuch = venv.install(f"accel-core[nosuch]=={VERSION}", dry_run=True)
     assert "does not have an extra named `nosuch`" in nosuch.stderr, nosuch.stderr
@@ -246,9 +286,9 @@ def test_bad_input_mismatched_versions_and_missing_extra(
 
 
 def test_accel_big_model_alone_offloads_a_transformers_model(
-    dist: Path, constraints: Path, tmp_path: Path
+    dist: Path, constraints: Path, slot: Path, tmp_path: Path
 ) -> None:
-    venv = Venv(tmp_path, dist, constraints)
+    venv = Venv(tmp_path, dist, constraints, slot)
     _quiet(venv.install(f"accel-big-model=={VERSION}", "transformers"), "install big-model")
     assert not (venv.bin / "accel").exists(), "accel-big-model alone brought the accel command"
     (tmp_path / "big.py").write_text(BIG_MODEL)
@@ -257,8 +297,8 @@ def test_accel_big_model_alone_offloads_a_transformers_model(
     assert "placed on ['cpu', 'disk'] generate equal" in ran.stdout, ran.stdout
 
 
-def test_accel_launch_alone(dist: Path, constraints: Path, tmp_path: Path) -> None:
-    venv = Venv(tmp_path, dist, constraints)
+def test_accel_launch_alone(dist: Path, constraints: Path, slot: Path, tmp_path: Path) -> None:
+    venv = Venv(tmp_path, dist, constraints, slot)
     _quiet(venv.install(f"accel-launch=={VERSION}"), "install accel-launch")
 
     _quiet(venv.accel("--help"), "accel --help")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 import torch
 from torch import nn
 
+from accel.big_model.commands.estimate_memory import register
 from accel.big_model.estimate import (
     EstimateError,
     create_empty_model,
@@ -156,30 +158,57 @@ def test_cli_help_does_not_import_torch():
     assert "--trust_remote_code" in result.stdout and "MODEL" in result.stdout
 
 
-def test_cli_table_for_a_transformers_config(config_dir):
+def run_in_process(capsys, *args: str) -> tuple[int, str, str]:
+    """``accel estimate-memory ARGS`` in this process: the command's own parser and ``run``.
+
+    The ``accel`` front end (parsing, exit status) is proven by the real runs of
+    ``test_cli_factory_and_errors``; here each message costs no new interpreter.
+    """
+    capsys.readouterr()
+    parser = register(argparse.ArgumentParser(prog="accel").add_subparsers())
+    namespace = parser.parse_args(list(args))
+    status = namespace.func(namespace)
+    out = capsys.readouterr()
+    return status, out.out, out.err
+
+
+def test_cli_table_for_a_transformers_config(config_dir, capsys):
     pytest.importorskip("transformers")
-    result = run_cli(str(config_dir), "--dtypes", "float32", "int4")
-    assert result.returncode == 0, result.stderr
+    status, stdout, stderr = run_in_process(capsys, str(config_dir), "--dtypes", "float32", "int4")
+    assert status == 0, stderr
     rows = estimate_memory(create_empty_model(str(config_dir)), ["float32"])
-    lines = result.stdout.splitlines()
-    assert "Training using Adam" in result.stdout
+    lines = stdout.splitlines()
+    assert "Training using Adam" in stdout
     float32 = next(line for line in lines if "float32" in line)
     assert format_bytes(rows[0].total_size) in float32
     assert format_bytes(rows[0].training_size) in float32
     assert "N/A" in next(line for line in lines if "int4" in line)
 
 
-def test_cli_factory_and_errors(factory_file):
-    ok = run_cli(f"{factory_file}:build", "--library_name", "torch")
-    assert ok.returncode == 0, ok.stderr
-    assert "bfloat16" in ok.stdout
+def test_cli_factory_and_errors(factory_file, capsys):
+    # The real command, once for a bad target (exit 2, one line, no traceback) and once for a
+    # bad option: the wiring from `accel` to the subcommand and back to the exit status.
+    bad = run_cli(str(factory_file.parent / "missing"))
+    assert bad.returncode == 2
+    assert "does not exist" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in bad.stderr
+    wrong_dtype = run_cli(f"{factory_file}:build", "--dtypes", "fp8")
+    assert wrong_dtype.returncode == 2
+    assert "fp8" in wrong_dtype.stderr, wrong_dtype.stderr
+    # The other outcomes of the same `run`, in process.
+    status, stdout, stderr = run_in_process(
+        capsys, f"{factory_file}:build", "--library_name", "torch"
+    )
+    assert status == 0, stderr
+    assert "bfloat16" in stdout
     for target, words in [
         (str(factory_file.parent / "missing"), "does not exist"),
         (f"{factory_file}:nope", "has no attribute"),
     ]:
-        bad = run_cli(target)
-        assert bad.returncode == 2
-        assert words in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
-        assert "Traceback" not in bad.stderr
-    wrong_dtype = run_cli(f"{factory_file}:build", "--dtypes", "fp8")
-    assert wrong_dtype.returncode == 2
+        status, stdout, stderr = run_in_process(capsys, target)
+        assert status == 2
+        assert words in stderr and len(stderr.strip().splitlines()) == 1
+        assert "Traceback" not in stderr
+    with pytest.raises(SystemExit) as exited:
+        run_in_process(capsys, f"{factory_file}:build", "--dtypes", "fp8")
+    assert exited.value.code == 2
