@@ -48,6 +48,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from child_servers import RESULT, ChildServers, serve
+
 LAYERS = 24
 SHARDS = 6
 BATCH = 4
@@ -229,61 +231,7 @@ def verify(spec: dict[str, Any]) -> dict[str, Any]:
     return {"ok": ok, "checked": checked}
 
 
-def serve() -> None:
-    """``--smoke``'s long-lived child: one JSON spec per stdin line, one ``RESULT`` line each."""
-    for line in sys.stdin:
-        child_main(json.loads(line))
-
-
-class Servers:
-    """``--smoke``: one long-lived ``--serve`` child per library, started on first use, its
-    stderr kept in a temporary file for a failure report (the raw reads, which import no
-    torch, still run in fresh ``--child`` processes)."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.env = env
-        self.procs: dict[str, tuple[subprocess.Popen[str], Any]] = {}
-
-    def ask(self, spec: dict[str, Any]) -> dict[str, Any]:
-        """Send ``spec`` to its library's child; its result (exit if the child died)."""
-        lib = spec["lib"]
-        if lib not in self.procs:
-            errors = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed in close())
-            command = [sys.executable, str(Path(__file__).resolve()), "--serve"]
-            proc = subprocess.Popen(
-                command,
-                env=self.env,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=errors,
-                text=True,
-            )
-            self.procs[lib] = (proc, errors)
-        proc, errors = self.procs[lib]
-        assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(json.dumps(spec) + "\n")
-        proc.stdin.flush()
-        for line in proc.stdout:
-            if line.startswith("RESULT "):
-                return json.loads(line[len("RESULT ") :])
-        errors.seek(0)
-        print(errors.read()[-4000:], file=sys.stderr)
-        sys.exit(f"benchmark child failed ({proc.wait()}): {spec}")
-
-    def close(self) -> None:
-        """End every child (stdin closed); exit if one did not exit 0."""
-        for lib, (proc, errors) in self.procs.items():
-            assert proc.stdin is not None
-            proc.stdin.close()
-            if proc.wait(timeout=300) != 0:
-                errors.seek(0)
-                print(errors.read()[-4000:], file=sys.stderr)
-                sys.exit(f"{lib} benchmark child failed ({proc.returncode})")
-            errors.close()
-        self.procs.clear()
-
-
-SERVERS: Servers | None = None  # set by --smoke
+SERVERS: ChildServers | None = None  # set by --smoke: one long-lived child per library
 KEEP_PAGE_CACHE = False  # --smoke: other tests run beside, leave the machine's page cache alone
 
 
@@ -293,13 +241,16 @@ def child_main(spec: dict[str, Any]) -> None:
     Example:
         >>> child_main({"task": "raw", "folder": "...", "direct": False})  # doctest: +SKIP
     """
+    print(RESULT + json.dumps(run_spec(spec)), flush=True)
+
+
+def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run ``spec["task"]`` in this process and return its result."""
     if spec["task"] == "raw":
-        result = raw_read(Path(spec["folder"]), spec["direct"])
-    elif spec["task"] == "verify":
-        result = verify(spec)
-    else:
-        result = load_and_run(spec)
-    print("RESULT " + json.dumps(result), flush=True)
+        return raw_read(Path(spec["folder"]), spec["direct"])
+    if spec["task"] == "verify":
+        return verify(spec)
+    return load_and_run(spec)
 
 
 # --------------------------------------------------------------------------- parent
@@ -343,7 +294,7 @@ def spawn(spec: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
         >>> spawn({"task": "raw", "folder": ".", "direct": False}, dict(os.environ))  # doctest: +SKIP
     """
     if SERVERS is not None and "lib" in spec:
-        return SERVERS.ask(spec)
+        return SERVERS.ask(spec["lib"], spec)
     command = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
     proc = subprocess.run(command, env=env, capture_output=True, text=True)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
@@ -403,7 +354,7 @@ def main(argv: list[str] | None = None) -> None:
         child_main(json.loads(args.child))
         return
     if args.serve:
-        serve()
+        serve(run_spec)
         return
     args.quick = args.quick or args.smoke
     hidden = 512 if args.quick else 4096
@@ -413,7 +364,7 @@ def main(argv: list[str] | None = None) -> None:
     env.pop("ACCEL_OFFLOAD_PREFETCH", None)
     global SERVERS, KEEP_PAGE_CACHE
     if args.smoke:
-        SERVERS, KEEP_PAGE_CACHE = Servers(env), True
+        SERVERS, KEEP_PAGE_CACHE = ChildServers(str(Path(__file__).resolve()), env), True
     root = Path(tempfile.mkdtemp(prefix="accel-bench-big-model-"))
     try:
         free = shutil.disk_usage(root).free

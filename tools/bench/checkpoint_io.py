@@ -49,6 +49,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from child_servers import ChildServers, serve
+
 TARGET_SPEEDUP = 1.5
 TARGET_ASYNC_BLOCKED = 0.20
 TARGET_DD = 0.70
@@ -220,59 +222,20 @@ def _child(mode: str, rest: list[str]) -> dict[str, float]:
 
 
 def _serve() -> None:
-    """``--smoke``'s long-lived child: one JSON ``[mode, *args]`` request per stdin line, one
-    ``RESULT`` line per answer on stdout; exits non-zero on the first failing step."""
+    """``--smoke``'s long-lived child: answers ``[mode, *args]`` requests (child_servers.py);
+    exits non-zero on the first failing step."""
     global _KEEP_PAGE_CACHE
     _KEEP_PAGE_CACHE = True
-    for line in sys.stdin:
-        mode, *rest = json.loads(line)
-        print("RESULT " + json.dumps(_child(mode, rest)), flush=True)
+    serve(lambda request: _child(request[0], request[1:]))
 
 
-class _Servers:
-    """``--smoke``: one long-lived ``--serve`` child per library (async and save_model go to
-    accel's), started on first use, its stderr kept in a temporary file for a failure report."""
-
-    def __init__(self) -> None:
-        self.procs: dict[str, tuple[subprocess.Popen[str], Any]] = {}
-
-    def ask(self, mode: str, args: tuple[str, ...]) -> dict[str, float]:
-        library = args[0] if mode in ("save", "load") else "accel"
-        if library not in self.procs:
-            errors = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed in close())
-            command = [sys.executable, __file__, "--serve"]
-            proc = subprocess.Popen(
-                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, text=True
-            )
-            self.procs[library] = (proc, errors)
-        proc, errors = self.procs[library]
-        assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(json.dumps([mode, *args]) + "\n")
-        proc.stdin.flush()
-        for line in proc.stdout:
-            if line.startswith("RESULT "):
-                return json.loads(line[len("RESULT ") :])
-        errors.seek(0)
-        raise RuntimeError(f"{mode} {args} failed ({proc.wait()}):\n{errors.read()[-3000:]}")
-
-    def close(self) -> None:
-        """End every server (stdin closed) and check it exited 0."""
-        for library, (proc, errors) in self.procs.items():
-            assert proc.stdin is not None
-            proc.stdin.close()
-            if proc.wait(timeout=300) != 0:
-                errors.seek(0)
-                raise RuntimeError(f"{library} server failed:\n{errors.read()[-3000:]}")
-            errors.close()
-        self.procs.clear()
-
-
-_SERVERS: _Servers | None = None  # set by --smoke
+_SERVERS: ChildServers | None = None  # set by --smoke: one long-lived child per library
 
 
 def _spawn(mode: str, *args: str) -> dict[str, float]:
     if _SERVERS is not None:
-        return _SERVERS.ask(mode, args)
+        library = args[0] if mode in ("save", "load") else "accel"  # async, save_model: accel's
+        return _SERVERS.ask(library, [mode, *args])
     command = [sys.executable, __file__, "--child", mode, *args]
     done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
     if done.returncode != 0:
@@ -321,7 +284,7 @@ def main(argv: list[str] | None = None) -> None:
     global _SERVERS
     if args.smoke:
         args.quick = True
-        _SERVERS = _Servers()
+        _SERVERS = ChildServers(__file__)
     width = 512 if args.quick else 4096
     if args.repeat is None:
         args.repeat = 1 if args.quick else 3
