@@ -8,11 +8,8 @@
 ``--smoke`` checks that every benchmark runs end to end and prints its tables, at the least
 CPU cost: ``--quick`` sizes, one round of everything, no warm-up rounds, the children of a
 benchmark that starts one fresh process per measurement served by one process per library,
-the page cache left alone, and, where ``PYTHONDONTWRITEBYTECODE`` is set (no ``.pyc`` files: every
-interpreter compiles torch's sources again, about half of its import cost), one bytecode cache
-in a temporary folder shared by the run's ~30 interpreters (``PYTHONPYCACHEPREFIX``). Its
-numbers are not measurements; use ``--quick`` or a full run for those, which ``--smoke`` does
-not change.
+the page cache left alone. Its numbers are not measurements; use ``--quick`` or a full run
+for those, which ``--smoke`` does not change.
 
 1. ``collectives.py`` under ``torch.distributed.run`` with 2 CPU (gloo) processes: accel.ops
    vs Accelerate vs raw ``torch.distributed``, results checked equal before timing.
@@ -45,7 +42,6 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -100,28 +96,6 @@ def run(command: list[str], env: dict[str, str]) -> None:
         sys.exit(code)
 
 
-def shared_bytecode_cache(env: dict[str, str]) -> tempfile.TemporaryDirectory[str] | None:
-    """``--smoke``: if ``env`` forbids writing ``.pyc`` files and names no bytecode cache,
-    point it at a new temporary one (returned, to clean up) so that the run's interpreters
-    compile each module once instead of once each; else ``None`` and ``env`` is left alone.
-
-    Example:
-        >>> env = {"PYTHONDONTWRITEBYTECODE": "1"}
-        >>> cache = shared_bytecode_cache(env)
-        >>> "PYTHONDONTWRITEBYTECODE" in env, env["PYTHONPYCACHEPREFIX"] == cache.name
-        (False, True)
-        >>> cache.cleanup()
-        >>> shared_bytecode_cache({}) is None
-        True
-    """
-    if not env.get("PYTHONDONTWRITEBYTECODE") or env.get("PYTHONPYCACHEPREFIX"):
-        return None
-    cache = tempfile.TemporaryDirectory(prefix="accel-bench-pycache-")
-    del env["PYTHONDONTWRITEBYTECODE"]
-    env["PYTHONPYCACHEPREFIX"] = cache.name
-    return cache
-
-
 def main(argv: list[str] | None = None) -> None:
     """Run every benchmark (or the ``--only`` ones) at the run level the flags choose.
 
@@ -148,15 +122,10 @@ def main(argv: list[str] | None = None) -> None:
         print("OMP_NUM_THREADS was not set; using OMP_NUM_THREADS=1")
         env["OMP_NUM_THREADS"] = "1"
     print(f"OMP_NUM_THREADS={env['OMP_NUM_THREADS']}, {os.cpu_count()} CPUs", flush=True)
-    cache = shared_bytecode_cache(env) if args.smoke else None
-    if cache is not None:
-        print(f"--smoke: PYTHONDONTWRITEBYTECODE is set; bytecode cache {cache.name}", flush=True)
     start = time.perf_counter()
     for name in args.only or BENCHMARKS:
         run(benchmark_command(name, extra), env)
     print(f"\nall benchmarks done in {time.perf_counter() - start:.0f} s")
-    if cache is not None:
-        cache.cleanup()
 
 
 if __name__ == "__main__":
