@@ -106,6 +106,9 @@ def clean_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return environ
 
 
+EXIT_ABORT = "terminate called without an active exception"
+
+
 @dataclass
 class LaunchResult:
     """What a launch produced: exit status, output, and each rank's report.
@@ -178,6 +181,24 @@ class LaunchResult:
             f"--- stdout (tail) ---\n{self.stdout[-tail:]}\n"
             f"--- stderr (tail) ---\n{self.stderr[-tail:]}"
         )
+
+    def assert_finished(self, ranks: Sequence[int], reference: bool = False) -> None:
+        """Fail unless the job exited 0 in time and every one of ``ranks`` wrote its report.
+
+        ``reference=True`` is for runs of the real Accelerate: there, a rank aborting at exit
+        after the script finished (torch's gloo worker freeing a collective while Python
+        finalizes; accel waits for those workers at exit, see accel.state.teardown) counts as
+        finished, since it is the reference's exit and not the behaviour compared.
+
+        Example:
+            >>> LaunchResult("j", 0, "", "", {0: {}}).assert_finished([0])
+        """
+        reported = sorted(self.reports) == sorted(ranks)
+        aborted_at_exit = reference and self.returncode != 0 and EXIT_ABORT in self.stderr
+        clean = self.returncode == 0 or aborted_at_exit
+        assert not self.timed_out and clean and reported, self.diagnostics()
+        if aborted_at_exit:
+            print(f"{self.name}: the reference run finished, then a rank aborted at exit")
 
     def assert_passed(self, name: str, ranks: Sequence[int]) -> None:
         """Fail with every rank's outcome unless check ``name`` passed on all of ``ranks``.

@@ -38,7 +38,7 @@ def _info(result: LaunchResult, rank: int) -> dict:
 @pytest.mark.parametrize("launch", ["compat_accel_run", "compat_accelerate_run"])
 def test_scenario_ran_in_one_gloo_group(request: pytest.FixtureRequest, launch: str) -> None:
     result: LaunchResult = request.getfixturevalue(launch)
-    assert not result.timed_out and result.returncode == 0, result.diagnostics()
+    result.assert_finished(RANKS, reference=launch == "compat_accelerate_run")
     for rank in RANKS:
         result.assert_passed("state_info", RANKS)
         info = _info(result, rank)

@@ -68,14 +68,8 @@ def largest_difference(
     return worst
 
 
-def assert_finished(result: LaunchResult, ranks: tuple[int, ...] = RANKS) -> None:
-    """The launch exited cleanly, in time, and every rank wrote a report."""
-    assert not result.timed_out and result.returncode == 0, result.diagnostics()
-    assert sorted(result.reports) == list(ranks), result.diagnostics()
-
-
 def test_core_launch_finished(core_run: LaunchResult) -> None:
-    assert_finished(core_run)
+    core_run.assert_finished(RANKS)
 
 
 @pytest.mark.parametrize("check", DISTRIBUTED_CHECKS)
@@ -85,7 +79,7 @@ def test_core(core_run: LaunchResult, check: str) -> None:
 
 @pytest.mark.parametrize("check", REFERENCE_CHECKS)
 def test_core_reference(core_reference_run: LaunchResult, check: str) -> None:
-    assert_finished(core_reference_run, ranks=(0,))
+    core_reference_run.assert_finished((0,))
     core_reference_run.assert_passed(check, [0])
 
 
@@ -121,7 +115,7 @@ def test_fsdp_full_state_dict_only_on_rank_0(core_run: LaunchResult) -> None:
 def test_migration_guide_script_on_two_processes(
     migration_run: LaunchResult, core_reference_run: LaunchResult
 ) -> None:
-    assert_finished(migration_run)
+    migration_run.assert_finished(RANKS)
     migration_run.assert_passed("finished_training", RANKS)
     core_reference_run.assert_passed("migration_script_single_process", [0])
     reference = core_reference_run.value("migration", 0)
@@ -139,7 +133,7 @@ def test_side_by_side_runs_form_a_2_process_cpu_group(
     request: pytest.FixtureRequest, launch: str
 ) -> None:
     result: LaunchResult = request.getfixturevalue(launch)
-    assert_finished(result)
+    result.assert_finished(RANKS, reference=launch == "sbs_accelerate_run")
     for rank in RANKS:
         result.assert_passed("state_info", RANKS)
         result.assert_passed("train", RANKS)

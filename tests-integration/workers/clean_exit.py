@@ -10,8 +10,15 @@ is torn down at interpreter exit by ``accel.state.teardown``. The mode is the fi
   writer's own gloo group and thread are alive when the script returns (the checkpoint goes
   to ``$ACCEL_IT_OUT/ckpt``, shared by the ranks).
 - ``deepspeed``: DeepSpeed ZeRO-2 (accel-deepspeed).
+- ``starved_gloo_workers``: DDP whose last step runs with torch's gloo worker threads starved
+  (the process on one CPU, the workers at ``SCHED_IDLE``), then the script destroys the group
+  itself. A worker then frees the last gradient all-reduce (which holds a Python object) late,
+  as a loaded machine makes it do now and then; without accel's wait at exit, a rank aborted
+  in about half of these runs (Linux only).
 
-A second argument ``end_training`` calls ``accelerator.end_training()`` before returning.
+A second argument ``end_training`` calls ``accelerator.end_training()`` before returning;
+``destroy_process_group`` has the script destroy the group itself, as many scripts do (the
+model still holds it, so its gloo worker threads live on into the exit).
 
 Example:
     accel launch --cpu --num_processes 2 clean_exit.py ddp
@@ -28,7 +35,17 @@ from torch import nn
 
 from accel.core import Accelerator
 
-MODES = ("ddp", "fsdp2", "async_save", "deepspeed")
+MODES = ("ddp", "fsdp2", "async_save", "deepspeed", "starved_gloo_workers")
+
+
+def starve_gloo_workers() -> None:
+    """Put this process on one CPU and torch's gloo worker threads below every other thread."""
+    cpu = min(os.sched_getaffinity(0))
+    for tid in os.listdir("/proc/self/task"):
+        os.sched_setaffinity(int(tid), {cpu})  # per thread: existing threads keep their own
+        with open(f"/proc/self/task/{tid}/comm") as comm:
+            if comm.read().strip() == "pt_gloo_runloop":
+                os.sched_setscheduler(int(tid), os.SCHED_IDLE, os.sched_param(0))
 
 
 def make_accelerator(mode: str) -> Accelerator:
@@ -54,7 +71,9 @@ def main() -> None:
     model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    for inputs, targets in loader:
+    for step, (inputs, targets) in enumerate(loader):
+        if mode == "starved_gloo_workers" and step == len(loader) - 1:
+            starve_gloo_workers()
         loss = nn.functional.mse_loss(model(inputs), targets)
         accelerator.backward(loss)
         optimizer.step()
@@ -64,6 +83,9 @@ def main() -> None:
         accelerator.save_state(folder, async_save=True)
     if "end_training" in sys.argv[2:]:
         accelerator.end_training()
+    if "destroy_process_group" in sys.argv[2:] or mode == "starved_gloo_workers":
+        accelerator.wait_for_everyone()
+        torch.distributed.destroy_process_group()
     print(f"done rank {accelerator.process_index}", flush=True)
 
 

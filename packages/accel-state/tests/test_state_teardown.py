@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import pytest
+import torch
 import torch.distributed as dist
 
-from accel.state.teardown import register_process_group, register_shutdown, run_teardown
+from accel.state import teardown
+from accel.state.teardown import (
+    register_process_group,
+    register_shutdown,
+    run_teardown,
+    wait_for_idle_gloo_workers,
+)
+
+linux_only = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="reads thread states from /proc (Linux)"
+)
 
 
 def _init_default(tmp_path: Path, name: str = "store") -> None:
@@ -124,3 +139,47 @@ def test_runs_at_interpreter_exit(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["done", "initialized", "at", "the", "end:", "False"]
+
+
+@linux_only
+def test_finds_torchs_gloo_worker_threads_by_name(tmp_path):
+    """The waiting keys on the name torch gives its gloo workers: a torch that renames them
+    fails here instead of silently skipping the wait."""
+    _init_default(tmp_path)
+    register_process_group()
+    tensor = torch.ones(4)
+    dist.all_reduce(tensor)
+    assert teardown._gloo_workers_running("/proc/self/task") is not None
+    assert wait_for_idle_gloo_workers()
+
+
+def _name_this_thread(name: bytes) -> None:
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    assert libc.prctl(15, name, 0, 0, 0) == 0  # PR_SET_NAME
+
+
+@linux_only
+def test_waits_while_a_gloo_worker_runs_and_gives_up_at_the_limit():
+    """A thread named like a gloo worker spins for 0.4 s, then blocks: the wait lasts until
+    it blocks, and a shorter limit returns False at the limit."""
+    named, release = threading.Event(), threading.Event()
+
+    def worker() -> None:
+        _name_this_thread(teardown.GLOO_WORKER_THREAD.encode())
+        named.set()
+        end = time.monotonic() + 0.4
+        while time.monotonic() < end:
+            pass
+        release.wait()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    try:
+        named.wait()
+        started = time.monotonic()
+        assert not wait_for_idle_gloo_workers(limit=0.1)
+        assert wait_for_idle_gloo_workers(limit=5.0)
+        assert time.monotonic() - started >= 0.35
+    finally:
+        release.set()
+        thread.join()

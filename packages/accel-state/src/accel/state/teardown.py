@@ -12,7 +12,14 @@ and, at interpreter exit (``atexit``), whether or not the script called ``end_tr
    default group (a group the user created, or one already destroyed, is left alone). On gloo
    the ranks first meet in a barrier bounded by :data:`EXIT_BARRIER_SECONDS`, so no rank
    destroys its group (and exits) while a peer still uses it; a peer that never arrives
-   (crashed, or stuck) delays the exit by that bound, never forever.
+   (crashed, or stuck) delays the exit by that bound, never forever;
+4. before and after the groups go, waits (at most :data:`SETTLE_SECONDS`) until torch's gloo
+   worker threads are idle. Such a thread frees each finished collective itself, and a
+   collective launched from ``backward`` holds a Python object (the ``contextvars`` context
+   torch stashes for the autograd engine), so freeing it takes the GIL. If the interpreter
+   is already finalizing by then, Python ends that thread inside a C++ destructor and the
+   process aborts, even when the script destroyed its process group itself. A loaded machine
+   makes the window wide (about 1 exit in 100 with 3 jobs on 2 cores).
 
 Groups already destroyed (by ``end_training``, ``reset_state(destroy_process_group=True)`` or
 the script itself) are skipped. :func:`run_teardown` does the same on demand; it is
@@ -33,8 +40,10 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import os
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -46,6 +55,8 @@ _default: list[Any] = []  # at most one: the default group accel created
 _callbacks: list[tuple[str, Callable[[], None]]] = []
 _installed = False
 EXIT_BARRIER_SECONDS = 30.0
+SETTLE_SECONDS = 2.0
+GLOO_WORKER_THREAD = "pt_gloo_runloop"  # the name torch gives ProcessGroupGloo's workers
 
 
 def _install() -> None:
@@ -131,12 +142,14 @@ def run_teardown() -> None:
         and dist.is_initialized()
         and dist.group.WORLD is default[0]
     )
+    wait_for_idle_gloo_workers()
     if owns_default:
         _meet_peers(dist)
     for group in groups:
         _destroy(group)
     if owns_default:
         _destroy(None)
+    wait_for_idle_gloo_workers()
 
 
 def _meet_peers(dist: Any) -> None:
@@ -147,3 +160,52 @@ def _meet_peers(dist: Any) -> None:
 
     with contextlib.suppress(Exception):  # a missing peer: exit anyway, after the bound
         dist.monitored_barrier(timeout=timedelta(seconds=EXIT_BARRIER_SECONDS))
+
+
+def wait_for_idle_gloo_workers(limit: float = SETTLE_SECONDS, poll: float = 0.005) -> bool:
+    """Sleep (the GIL released) until no gloo worker thread of this process is running.
+
+    Idle means none of torch's ``pt_gloo_runloop`` threads was runnable at three polls in a
+    row, ``poll`` seconds apart: each has freed its last collective and waits for the next.
+    Returns ``True`` once idle (at once without such threads), ``False`` after ``limit``
+    seconds. Reads ``/proc/self/task`` (Linux); elsewhere it sleeps three polls and returns
+    ``True``.
+
+    Example:
+        >>> wait_for_idle_gloo_workers()
+        True
+    """
+    tasks = "/proc/self/task"
+    if not os.path.isdir(tasks):
+        time.sleep(3 * poll)
+        return True
+    deadline = time.monotonic() + limit
+    quiet = 0
+    while True:
+        busy = _gloo_workers_running(tasks)
+        if busy is None:
+            return True
+        quiet = 0 if busy else quiet + 1
+        if quiet >= 3:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll)
+
+
+def _gloo_workers_running(tasks: str) -> bool | None:
+    """Whether a gloo worker thread is runnable now (``None``: this process has none)."""
+    found = False
+    for tid in os.listdir(tasks):
+        try:
+            with open(f"{tasks}/{tid}/comm") as comm:
+                if comm.read().strip() != GLOO_WORKER_THREAD:
+                    continue
+            with open(f"{tasks}/{tid}/stat") as stat:
+                fields = stat.read()
+        except OSError:  # the thread ended between listdir and open
+            continue
+        found = True
+        if fields[fields.rindex(")") + 2] == "R":
+            return True
+    return False if found else None
