@@ -56,3 +56,17 @@ def test_a_foreign_plugin_type_is_refused() -> None:
 
     with pytest.raises(TypeError, match=r"pass accel.deepspeed.DeepSpeedPlugin"):
         Accelerator(deepspeed_plugin=NotOurs())
+
+
+def test_launcher_precision_reaches_the_plugin_the_strategy_creates(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from accel.core import Accelerator
+
+    monkeypatch.setenv("ACCEL_USE_DEEPSPEED", "true")
+    monkeypatch.setenv("ACCEL_MIXED_PRECISION", "bf16")
+    accelerator = Accelerator()
+    plugin = accelerator.state.deepspeed_plugin
+    assert isinstance(plugin, DeepSpeedPlugin)
+    assert plugin.deepspeed_config["bf16"]["enabled"] is True
+    assert accelerator.state.mixed_precision == "bf16"

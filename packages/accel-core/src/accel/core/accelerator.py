@@ -147,7 +147,7 @@ class Accelerator(
         device = partial.device
         if mixed_precision is not None:
             mixed_precision = check_mixed_precision(mixed_precision, device)
-        elif not AcceleratorState._shared_state:
+        elif not AcceleratorState.is_initialized():
             # not given: the first Accelerator takes the launcher's choice (or "no"); a later
             # one shares whatever the first decided, as in Accelerate (spec 004)
             raw, source = read_setting("mixed_precision")

@@ -50,10 +50,10 @@ class TrainingStepMixin(AcceleratorParts):
         state = self.gradient_state
         if state.sync_with_dataloader and state.end_of_dataloader:
             self.step = 0
-            state._set_sync_gradients(True)
+            state.sync_gradients = True
         else:
             self.step += 1
-            state._set_sync_gradients(self.step % state.num_steps == 0)
+            state.sync_gradients = self.step % state.num_steps == 0
 
     @contextlib.contextmanager
     def accumulate(self, *models: torch.nn.Module) -> Iterator[None]:

@@ -67,7 +67,7 @@ class DeepSpeedStrategy(TrainingStrategy):
         state = accelerator.state
         if state.deepspeed_plugins is None:
             plugin = DeepSpeedPlugin()  # from what accel launch passed
-            plugin.set_mixed_precision(state._mixed_precision)
+            plugin.set_mixed_precision(state.mixed_precision)
             state.deepspeed_plugins = plugin
         plugins = state.deepspeed_plugins
         for name, plugin in plugins.items() if isinstance(plugins, dict) else [("", plugins)]:

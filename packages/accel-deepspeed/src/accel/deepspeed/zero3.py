@@ -44,8 +44,7 @@ logger = library_logger(__name__)
 
 
 def _active_plugin() -> PluginLike:
-    state = AcceleratorState._shared_state
-    plugin = state.get("deepspeed_plugins") and AcceleratorState().deepspeed_plugin
+    plugin = AcceleratorState().deepspeed_plugin if AcceleratorState.is_initialized() else None
     if plugin is None:
         raise ValueError(
             "no DeepSpeed plugin is active: create Accelerator(deepspeed_plugin=...) (or run "

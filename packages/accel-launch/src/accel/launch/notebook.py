@@ -81,7 +81,7 @@ class _Worker:
 def _check_parent_state(start_method: str) -> None:
     from accel.state.accelerator_state import AcceleratorState
 
-    if AcceleratorState._shared_state:
+    if AcceleratorState.is_initialized():
         raise RuntimeError(
             "an Accelerator (AcceleratorState) already exists in this process; create it inside "
             "the function you pass to notebook_launcher, then restart the notebook kernel"

@@ -158,6 +158,25 @@ class AcceleratorState:
         return self._shared_state != {}
 
     @classmethod
+    def is_initialized(cls) -> bool:
+        """Whether an ``Accelerator`` has set the state up, asked without creating an instance.
+
+        ``AcceleratorState()`` itself refuses to run before an ``Accelerator`` exists, so code
+        that only needs to know (launchers, ``zero3_init_context``) asks the class.
+
+        Example:
+            >>> from accel.state import reset_state
+            >>> reset_state()
+            >>> AcceleratorState.is_initialized()
+            False
+            >>> AcceleratorState(_from_accelerator=True).initialized
+            True
+            >>> AcceleratorState.is_initialized()
+            True
+        """
+        return cls._shared_state != {}
+
+    @classmethod
     def _reset_state(cls, reset_partial_state: bool = False) -> None:
         """Forget the shared state (Accelerate's spelling; prefer :func:`accel.state.reset_state`).
 
@@ -171,6 +190,10 @@ class AcceleratorState:
     @property
     def mixed_precision(self) -> str:
         """The mixed-precision mode; under DeepSpeed, read from its config.
+
+        Under DeepSpeed before any ``DeepSpeedPlugin`` exists (``accel launch --use_deepspeed``
+        with none passed to ``Accelerator``), this is the mode the ``Accelerator`` was given or
+        read from the launcher, which the DeepSpeed strategy writes into the plugin it creates.
 
         Example:
             >>> AcceleratorState(_from_accelerator=True).mixed_precision

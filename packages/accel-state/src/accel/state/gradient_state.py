@@ -157,14 +157,36 @@ class GradientState:
     def is_xla_gradients_synced(self, synced: bool) -> None:
         self._is_xla_gradients_synced = synced
 
+    def add_dataloader(self, dataloader: Any) -> None:
+        """Make ``dataloader`` the active one (a prepared dataloader calls this as a pass starts).
+
+        Example:
+            >>> class Loader:
+            ...     end_of_dataloader, remainder = False, -1
+            >>> loader = Loader()
+            >>> GradientState().add_dataloader(loader)
+            >>> GradientState().active_dataloader is loader
+            True
+            >>> GradientState().remove_dataloader(loader)
+        """
+        self.dataloader_references = [*self.dataloader_references, dataloader]
+
+    def remove_dataloader(self, dataloader: Any) -> None:
+        """Forget ``dataloader``; the one it interrupted, if any, becomes active again.
+
+        Example:
+            >>> GradientState().remove_dataloader(object())
+            >>> GradientState().active_dataloader is None
+            True
+        """
+        self.dataloader_references = [d for d in self.dataloader_references if d is not dataloader]
+
+    # Accelerate's private spellings, which its users (transformers' Trainer) call.
     def _set_sync_gradients(self, sync_gradients: bool) -> None:
         self.sync_gradients = sync_gradients
 
-    def _add_dataloader(self, dataloader: Any) -> None:
-        self.dataloader_references = [*self.dataloader_references, dataloader]
-
-    def _remove_dataloader(self, dataloader: Any) -> None:
-        self.dataloader_references = [d for d in self.dataloader_references if d is not dataloader]
+    _add_dataloader = add_dataloader
+    _remove_dataloader = remove_dataloader
 
     def __repr__(self) -> str:
         return (

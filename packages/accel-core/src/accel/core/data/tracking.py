@@ -100,7 +100,7 @@ class DataLoaderStateMixin:
         """
         self.reset()
         self.remainder = self._initial_remainder()
-        self.gradient_state._add_dataloader(self)
+        self.gradient_state.add_dataloader(self)
 
     def end(self) -> None:
         """Finish a pass: stop being the active dataloader.
@@ -108,7 +108,7 @@ class DataLoaderStateMixin:
         Example:
             >>> # called by ``__iter__`` of the prepared dataloaders, also when the loop breaks
         """
-        self.gradient_state._remove_dataloader(self)
+        self.gradient_state.remove_dataloader(self)
 
     @property
     def iteration(self) -> int:
