@@ -8,7 +8,7 @@ Checks, per distribution:
   the LICENSE; the compat wheel ships only ``accelerate/``, the ``accelerate`` command, and a
   version ``<API level>+accel<VERSION>`` matching ``accelerate/_version.py``; the sdist carries LICENSE, README, ``VERSION`` and the metadata hook, so it
   builds a wheel on its own (``uv build`` builds each wheel from its sdist);
-- classifiers, project URLs, keywords, the license expression, and a README with an install
+- classifiers, keywords, the license expression, and a README with an install
   line and an example.
 
 Usage::
@@ -38,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 SDIST_FILES = ("LICENSE", "README.md", "pyproject.toml", "hatch_build.py", "VERSION", "PKG-INFO")
 SDIST_FILES += ("_release/metadata_hook.py",)
-REQUIRED_FIELDS = ("Classifier", "Project-URL", "Keywords", "License-Expression", "Summary")
+REQUIRED_FIELDS = ("Classifier", "Keywords", "License-Expression", "Summary")
 
 
 def _toml(path: Path) -> dict:

@@ -11,8 +11,11 @@ Each ``packages/<dist>/hatch_build.py`` loads this file (sdists carry a copy in
   ``siblings`` list names, for a wheel outside the workspace such as the ``accelerate`` compat
   wheel) written without a version gets ``==<VERSION>``, so the wheels of one release always
   install together.
-- ``classifiers`` and ``urls``: the ones every accel wheel shares, plus the package's
+- ``classifiers``: the ones every accel wheel shares, plus the package's
   ``[tool.hatch.metadata.hooks.custom] classifiers``.
+
+No project URLs: the repository declares no public home (no remote, no published docs), so
+the wheels carry none rather than a made-up address.
 
 ``VERSION`` is looked up in the project folder first (an sdist), then in its parents (the
 workspace).
@@ -20,7 +23,7 @@ workspace).
 Example (``packages/accel-ops/pyproject.toml``)::
 
     [project]
-    dynamic = ["version", "dependencies", "classifiers", "urls"]
+    dynamic = ["version", "dependencies", "classifiers"]
     [tool.hatch.metadata.hooks.custom]
     dependencies = ["accel-state", "numpy>=1.22", "torch>=2.4"]
     [tool.uv.sources]
@@ -35,13 +38,6 @@ from typing import Any
 
 from hatchling.metadata.plugin.interface import MetadataHookInterface
 
-REPOSITORY = "https://github.com/accel-ml/accel"
-URLS = {
-    "Homepage": REPOSITORY,
-    "Documentation": f"{REPOSITORY}/tree/main/docs",
-    "Repository": REPOSITORY,
-    "Issues": f"{REPOSITORY}/issues",
-}
 CLASSIFIERS = [
     "Development Status :: 3 - Alpha",
     "Intended Audience :: Developers",
@@ -125,7 +121,7 @@ def pin_siblings(
 
 
 class AccelMetadataHook(MetadataHookInterface):
-    """Fills version, dependencies, extras, classifiers and URLs (see the module docstring).
+    """Fills version, dependencies, extras and classifiers (see the module docstring).
 
     Example (``pyproject.toml``)::
 
@@ -157,8 +153,6 @@ class AccelMetadataHook(MetadataHookInterface):
             }
         if "classifiers" in dynamic:
             metadata["classifiers"] = sorted({*CLASSIFIERS, *self.config.get("classifiers", [])})
-        if "urls" in dynamic:
-            metadata["urls"] = dict(URLS)
 
 
 def _listed_siblings(config: dict[str, Any], where: str) -> set[str]:
