@@ -122,15 +122,41 @@ def pytest_collect_directory(path: Path, parent: pytest.Collector) -> pytest.Col
     return pytest.Dir.from_parent(parent, path=path)
 
 
-def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-    """Every docstring example of the shipped source runs, as if with ``--doctest-modules``.
+class _ToolDoctests(DoctestModule):
+    """The examples of one ``tools/`` script, imported as its own run sees it: by file name,
+    with its folder first on ``sys.path`` (the benchmarks import their siblings that way)."""
 
-    Only ``packages/<dist>/src``: test helpers and worker scripts are not imported.
+    def collect(self):
+        relative = self.path.relative_to(ROOT).as_posix()
+        needed = _TOOL_REQUIRES.get(relative)
+        if needed is not None and importlib.util.find_spec(needed) is None:
+            pytest.skip(f"{relative} runs inside {needed}, which this environment lacks")
+        return super().collect()
+
+
+# hatchling is the wheels' build backend: it is installed in each build's own environment
+# (tools/release/check.py builds them), not in the dev group.
+_TOOL_REQUIRES = {"tools/release/metadata_hook.py": "hatchling"}
+# Importing it installs the per-interpreter CPU recorder; it has no examples.
+_TOOL_NOT_IMPORTED = {"tools/testtime/sitecustomize.py"}
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    """Every docstring example of the shipped source and of ``tools/`` runs, as if with
+    ``--doctest-modules``.
+
+    Only ``packages/<dist>/src`` and ``tools``: test helpers and worker scripts are not
+    imported.
     Example:
-        ``uv run pytest packages/accel-ops/src`` runs accel-ops' examples.
+        ``uv run pytest packages/accel-ops/src`` runs accel-ops' examples, ``uv run pytest
+        tools`` the tools'.
     """
     if file_path.suffix != ".py" or parent.config.getoption("doctestmodules"):
         return None  # an explicit --doctest-modules collects them itself
+    if file_path.is_relative_to(ROOT / "tools"):
+        if file_path.relative_to(ROOT).as_posix() in _TOOL_NOT_IMPORTED:
+            return None
+        return _ToolDoctests.from_parent(parent, path=file_path)
     if _source_dist(file_path) in (None, *_DOCTESTS_ELSEWHERE):
         return None
     return _SourceDoctests.from_parent(parent, path=file_path)
