@@ -124,7 +124,7 @@ LAUNCHES: dict[str, Callable[[Path], LaunchResult]] = {
 _COSTS: dict[str, tuple[float, float]] = {
     # ~30 s once DeepSpeed's CPU ops are built; a new environment builds them here (minutes)
     "deepspeed_run": (240.0, 1200.0),
-    # 4 DeepSpeed ranks on 2 cores, ops built: 68-78 s beside the 2-process DeepSpeed launch
+    # 4 DeepSpeed ranks on 2 cores, ops built: 46-78 s beside the 2-process DeepSpeed launch
     "deepspeed_sp4_run": (80.0, 900.0),
     "ndp4_run": (25.0, 600.0),
     "ndp2_run": (20.0, 600.0),
