@@ -111,6 +111,11 @@ LAUNCHES: dict[str, Callable[[Path], LaunchResult]] = {
     "deepspeed_run": lambda out: run_distributed(
         "deepspeed_checks.py", timeout=1200.0, out_dir=out
     ),
+    # test_ndp_distributed.py: Ulysses sp_size=2 x 2 data-parallel groups on 4 processes
+    # (workers/sp4_checks.py), only the comparison with the 1-process run
+    "deepspeed_sp4_run": lambda out: run_distributed(
+        "sp4_checks.py", nproc=4, timeout=900.0, out_dir=out
+    ),
 }
 
 
@@ -119,6 +124,8 @@ LAUNCHES: dict[str, Callable[[Path], LaunchResult]] = {
 _COSTS: dict[str, tuple[float, float]] = {
     # ~30 s once DeepSpeed's CPU ops are built; a new environment builds them here (minutes)
     "deepspeed_run": (240.0, 1200.0),
+    # 4 DeepSpeed ranks on 2 cores, ops built: 46-78 s beside the 2-process DeepSpeed launch
+    "deepspeed_sp4_run": (80.0, 900.0),
     "ndp4_run": (25.0, 600.0),
     "ndp2_run": (20.0, 600.0),
     "core_run": (20.0, 240.0),

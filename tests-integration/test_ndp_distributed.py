@@ -1,8 +1,10 @@
 """N-D parallelism on real gloo CPU processes: one launch of 2 processes (FSDP2 over
 ``dp_shard``, TP on an MLP and on a tiny transformers LLaMA, TP save/resume, gather, batches,
 invalid configurations), one of 4 (HSDP 2x2, ``dp_shard`` 2 x ``tp`` 2); DeepSpeed ZeRO-2 with
-Ulysses sequence parallelism (``sp_size=2``, ``workers/sp_checks.py``) runs on 2 processes in
-the DeepSpeed launch (``deepspeed_run``, after the ZeRO checks of test_deepspeed_distributed).
+Ulysses sequence parallelism (``sp_size=2``, ``workers/sp_checks.py``: training, save/load,
+``gather_for_metrics``) runs on 2 processes in the DeepSpeed launch (``deepspeed_run``, after
+the ZeRO checks of test_deepspeed_distributed), and ``sp_size=2`` x 2 data-parallel groups in
+a 4-process DeepSpeed launch (``deepspeed_sp4_run``, ``workers/sp4_checks.py``).
 Each worker rank also trains the 1-process reference, so the numbers are compared inside one
 launch.
 """
@@ -49,7 +51,19 @@ def test_sequence_parallel(deepspeed_run: LaunchResult, name: str) -> None:
     deepspeed_run.assert_passed(name, [0, 1])
 
 
-def test_sequence_parallel_equals_the_one_process_run(deepspeed_run: LaunchResult) -> None:
-    for name in ("ulysses_loss_difference", "ulysses_weight_difference"):
-        difference = deepspeed_run.value(name, 0)
-        assert difference is not None and difference < TOLERANCE, (name, difference)
+@pytest.mark.parametrize("name", declared_checks("sp4_checks.py"))
+def test_sequence_parallel_with_data_parallel(deepspeed_sp4_run: LaunchResult, name: str) -> None:
+    deepspeed_sp4_run.assert_passed(name, [0, 1, 2, 3])
+
+
+def test_sequence_parallel_equals_the_one_process_run(
+    deepspeed_run: LaunchResult, deepspeed_sp4_run: LaunchResult
+) -> None:
+    for run, prefix in ((deepspeed_run, "ulysses"), (deepspeed_sp4_run, "ulysses_sp2_dp2")):
+        for name in (f"{prefix}_loss_difference", f"{prefix}_weight_difference"):
+            difference = run.value(name, 0)
+            assert difference is not None and difference < TOLERANCE, (name, difference)
+
+
+def test_sequence_parallel_resumes_bitwise(deepspeed_run: LaunchResult) -> None:
+    assert deepspeed_run.value("ulysses_resume_weight_difference", 0) == 0.0

@@ -19,6 +19,7 @@ import torch
 
 from accel.core.accelerator_parts import AcceleratorParts
 from accel.core.device_mesh import data_parallel_position
+from accel.core.mesh_gather import refuse_uneven_sequence_parallel_end
 from accel.ops import gather as _gather
 from accel.ops import gather_object, pad_across_processes, recursively_apply
 from accel.ops import reduce as _reduce
@@ -144,7 +145,10 @@ class ProcessControlMixin(AcceleratorParts):
     def gather_for_metrics(self, input_data: Any, use_gather_object: bool = False) -> Any:
         """Gather for evaluation, dropping the samples repeated to even out the last batch.
 
-        Non-tensor data (or ``use_gather_object=True``) goes through ``gather_object``.
+        Non-tensor data (or ``use_gather_object=True``) goes through ``gather_object``. Under
+        DeepSpeed Ulysses (``sp_size > 1``) each row is one rank's chunk of a sequence, in rank
+        order, as in Accelerate; an uneven last batch is refused there (Accelerate would cut
+        rows that are chunks, not samples).
 
         Example:
             >>> preds = accelerator.gather_for_metrics(logits.argmax(-1))  # doctest: +SKIP
@@ -167,6 +171,7 @@ class ProcessControlMixin(AcceleratorParts):
         state = self.gradient_state
         if not state.end_of_dataloader or state.remainder <= 0:
             return data
+        refuse_uneven_sequence_parallel_end(self.parallelism_config, state.remainder)
         keep = state.remainder
         if use_gather_object:
             return data[:keep]

@@ -54,3 +54,26 @@ def gather_data_parallel(
         return kept
     gathered = gather(data)
     return recursively_apply(lambda t: _first_of_each_group(t, world, copies), gathered)
+
+
+def refuse_uneven_sequence_parallel_end(config: ParallelismConfig | None, remainder: int) -> None:
+    """Raise when ``gather_for_metrics`` would drop the ``remainder`` repeated samples of a last
+    batch under DeepSpeed Ulysses: its rows are chunks of sequences there, not samples.
+
+    Example:
+        >>> from accel.core.parallelism_config import ParallelismConfig
+        >>> refuse_uneven_sequence_parallel_end(ParallelismConfig(sp_size=1), 3)  # no-op
+        >>> refuse_uneven_sequence_parallel_end(ParallelismConfig(sp_size=2), 3)
+        Traceback (most recent call last):
+        ...
+        ValueError: gather_for_metrics under sequence parallelism (sp_size=2): the last batch repeats samples to even out the processes (3 real ones), but each gathered row is one rank's chunk of a sequence, so they cannot be dropped by row; give the dataloader drop_last=True or a dataset size divisible by batch_size x num_processes
+    """
+    if config is None or not config.sp_enabled:
+        return
+    raise ValueError(
+        f"gather_for_metrics under sequence parallelism (sp_size={config.sp_size}): the last "
+        f"batch repeats samples to even out the processes ({remainder} real ones), but each "
+        "gathered row is one rank's chunk of a sequence, so they cannot be dropped by row; give "
+        "the dataloader drop_last=True or a dataset size divisible by batch_size x "
+        "num_processes"
+    )

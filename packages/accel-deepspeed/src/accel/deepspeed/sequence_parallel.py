@@ -66,7 +66,8 @@ def register_ulysses(model: torch.nn.Module, parallelism_config: Any, micro_batc
     attention = handler.sp_attn_implementation or getattr(config, "_attn_implementation", None)
     from deepspeed.runtime.sequence_parallel.ulysses_sp import UlyssesSPAttentionHF
 
-    return UlyssesSPAttentionHF.register_with_transformers(
+    _undo_earlier_registration(attention)
+    mpu = UlyssesSPAttentionHF.register_with_transformers(
         model_name_or_path=model,
         core_attn_implementation=attention,
         sequence_parallel_size=parallelism_config.sp_size,
@@ -75,6 +76,38 @@ def register_ulysses(model: torch.nn.Module, parallelism_config: Any, micro_batc
         seq_length_is_variable=handler.sp_seq_length_is_variable,
         disable_in_eval=True,
     )
+    if attention in _ORIGINAL:
+        _REPLACED[attention] = _attention_functions()[attention]
+    return mpu
+
+
+# attention name -> the core function Ulysses wrapped; -> the wrapper it put in its place
+_ORIGINAL: dict[str, Any] = {}
+_REPLACED: dict[str, Any] = {}
+
+
+def _attention_functions() -> Any:
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    return ALL_ATTENTION_FUNCTIONS
+
+
+def _undo_earlier_registration(attention: str | None) -> None:
+    """Let Ulysses register again in this process (a second ``prepare``, or a new
+    ``Accelerator`` after ``reset_state``): DeepSpeed asserts its sequence-parallel groups are
+    new, and would wrap its own wrapper of ``attention`` (a nested all-to-all). The groups are
+    made anew (collective: every rank prepares) and the core attention function restored."""
+    import deepspeed.runtime.sequence_parallel.parallel_state_sp as state
+
+    state._SEQUENCE_PARALLEL_GROUP = None
+    state._SEQUENCE_DATA_PARALLEL_GROUP = None
+    functions = _attention_functions()
+    if attention is None or attention not in functions:
+        return
+    if functions[attention] is _REPLACED.get(attention):
+        functions[attention] = _ORIGINAL[attention]
+    else:
+        _ORIGINAL[attention] = functions[attention]
 
 
 def current_mpu() -> Any:
@@ -107,3 +140,23 @@ def wrap_loader(loader: Any, mpu: Any, device: torch.device) -> Any:
         sp_world_size=mpu.get_sequence_parallel_world_size(),
         device=device,
     )
+
+
+def refuse_partly_dealt_chunks(loaders: list[Any]) -> None:
+    """Raise if a Ulysses-wrapped loader still holds chunks of its last refill: the saved
+    dataloader position counts the wrapped loader's batches, so a resumed run would skip them.
+    Saving after a multiple of ``sp_size`` steps of each pass is exact.
+
+    Example:
+        >>> refuse_partly_dealt_chunks([])  # nothing pending
+    """
+    for loader in loaders:
+        pending = len(loader.micro_batches)
+        if pending:
+            size = loader.sp_world_size
+            raise ValueError(
+                f"save_state under sequence parallelism (sp_size={size}) with {pending} of the "
+                f"{size} sequence chunks of the current batches not yet trained on: the "
+                "checkpoint records whole batches of the wrapped dataloader, so a resumed run "
+                f"would skip them; save after a multiple of {size} steps of each pass"
+            )

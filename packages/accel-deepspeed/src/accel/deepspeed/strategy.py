@@ -26,6 +26,7 @@ from accel.deepspeed.group import ensure_process_group
 from accel.deepspeed.plugin import DeepSpeedPlugin
 from accel.deepspeed.sequence_parallel import (
     current_mpu,
+    refuse_partly_dealt_chunks,
     register_ulysses,
     sequence_parallel_size,
     wrap_loader,
@@ -80,6 +81,7 @@ class DeepSpeedStrategy(TrainingStrategy):
             self._reconcile_accumulation(plugin)
         self._wrappers: list[tuple[DeepSpeedEngineWrapper, DeepSpeedPlugin]] = []
         self._batch_sizes: list[tuple[int, str]] = []
+        self._ulysses_loaders: list[Any] = []
 
     # -- configuration -------------------------------------------------------------------
 
@@ -207,7 +209,9 @@ class DeepSpeedStrategy(TrainingStrategy):
                 "same prepare() call as the model, or call "
                 "accelerator.deepspeed_ulysses_dl_adapter(loader, model) after preparing it"
             )
-        return wrap_loader(loader, mpu, self.accelerator.device)
+        wrapped = wrap_loader(loader, mpu, self.accelerator.device)
+        self._ulysses_loaders.append(wrapped)
+        return wrapped
 
     @staticmethod
     def _check_counts(
@@ -429,6 +433,7 @@ class DeepSpeedStrategy(TrainingStrategy):
         Example:
             >>> accelerator.save_state("ckpt")  # doctest: +SKIP
         """
+        refuse_partly_dealt_chunks(self._ulysses_loaders)
         save_deepspeed_checkpoint(
             folder, context, self, self.engines(), safe_serialization, **model_kwargs
         )
