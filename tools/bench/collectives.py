@@ -103,7 +103,7 @@ def ragged_structure(rank: int) -> dict[str, Any]:
     """Like :func:`nested_structure` but dim 0 is ``3 + rank`` (so rank 0's tensors get padded).
 
     Example:
-        >>> ragged_structure(1)["block0"]["w0"].shape
+        >>> ragged_structure(1)["block0"]["t0"].shape
         torch.Size([4, 2])
     """
     out: dict[str, Any] = {}
