@@ -514,7 +514,8 @@ def main(argv: list[str] | None = None) -> None:
                 f"\ncollectives: 2 processes, gloo on CPU, OMP_NUM_THREADS={threads}, "
                 f"torch {torch.__version__}, accelerate {accelerate.__version__}; "
                 f"median per call over {args.rounds}x{args.block} calls "
-                f"(after {args.warmup} warm-up), slowest process"
+                f"({args.rounds}x{args.block * SMALL_BLOCK_SCALE} for one small tensor; "
+                f"after {args.warmup} warm-up), slowest process"
             )
             print(header)
             print("-" * len(header))
