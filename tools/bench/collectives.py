@@ -166,12 +166,18 @@ def assert_same(name: str, ours: Any, theirs: Any) -> None:
 
 
 def time_calls(
-    impls: dict[str, Callable[[], Any]], warmup: int, rounds: int, block: int
+    impls: dict[str, Callable[[], Any]],
+    warmup: int,
+    rounds: int,
+    block: int,
+    cpu: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """Median per-call milliseconds of each implementation (slowest process).
 
     Implementations alternate block by block so drift hits them all alike; a barrier precedes
-    every block.
+    every block. Given a ``cpu`` dict, also fills it with the median main-thread CPU time per
+    call (``time.thread_time``): what the call itself costs, steadier than the wall clock
+    when the collective's latency and a busy machine's noise dominate.
 
     Example:
         >>> time_calls({"accel": lambda: None}, 1, 1, 1)  # doctest: +SKIP
@@ -181,16 +187,23 @@ def time_calls(
         for _ in range(warmup):
             fn()
     samples: dict[str, list[float]] = {name: [] for name in impls}
+    cpu_samples: dict[str, list[float]] = {name: [] for name in impls}
     for _ in range(rounds):
         for name, fn in impls.items():
             dist.barrier()
             for _ in range(block):
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.thread_time()
                 fn()
+                cpu_samples[name].append(time.thread_time() - start_cpu)
                 samples[name].append(time.perf_counter() - start)
-    medians = torch.tensor([statistics.median(samples[name]) * 1e3 for name in impls])
+    medians = torch.tensor(
+        [statistics.median(found[name]) * 1e3 for found in (samples, cpu_samples) for name in impls]
+    )
     dist.all_reduce(medians, op=dist.ReduceOp.MAX)
-    return dict(zip(impls, medians.tolist()))
+    values = medians.tolist()
+    if cpu is not None:
+        cpu.update(zip(impls, values[len(impls) :]))
+    return dict(zip(impls, values[: len(impls)]))
 
 
 def nested_cases(rank: int) -> list[tuple[str, dict[str, Callable[[], Any]], float]]:
@@ -493,10 +506,14 @@ def main(argv: list[str] | None = None) -> None:
             (False, SMALL_BLOCK_SCALE, small_cases(rank)),
             (True, 1, large_cases(rank)),
         )
+        cpu_rows = []
         for large, scale, cases in groups:
             for label, impls, target in cases:
-                times = time_calls(impls, args.warmup, args.rounds, args.block * scale)
+                cpu: dict[str, float] = {}
+                times = time_calls(impls, args.warmup, args.rounds, args.block * scale, cpu)
                 rows.append(format_row(label, times, target, large))
+                if scale == SMALL_BLOCK_SCALE:
+                    cpu_rows.append(format_row(f"cpu: {label}", cpu, target, large))
         clone_ms = clone_cost()
         if rank == 0:
             header = " | ".join(
@@ -520,6 +537,11 @@ def main(argv: list[str] | None = None) -> None:
             print(header)
             print("-" * len(header))
             for row in rows:
+                print(row, flush=True)
+            print(
+                "main-thread CPU ms per call (time.thread_time), the one-small-tensor calls above:"
+            )
+            for row in cpu_rows:
                 print(row, flush=True)
             print(
                 f"(for reference: clone of the 4M float32 tensor alone = {clone_ms:.3f} ms; "
