@@ -11,7 +11,14 @@ import threading
 import torch
 
 from accel.ops.fingerprint import layout_fingerprint
-from accel.ops.gather_slots import INLINE_BYTES, MAX_LAYOUTS, GatherSlot, gather_slot
+from accel.ops.gather_slots import (
+    INLINE_BYTES,
+    MAX_KEPT_BYTES,
+    MAX_LAYOUTS,
+    SLOT_BYTES,
+    GatherSlot,
+    gather_slot,
+)
 
 CPU = torch.device("cpu")
 
@@ -73,6 +80,16 @@ def test_one_slot_per_layout_and_at_most_max_layouts_per_thread() -> None:
     assert gather_slot([torch.ones(1, 1)], CPU, 1) is oldest  # MAX_LAYOUTS layouts so far: all kept
     gather_slot([torch.ones(1, MAX_LAYOUTS + 1)], CPU, 1)
     assert gather_slot([torch.ones(1, 1)], CPU, 1) is not oldest  # the oldest gave way
+
+
+def test_many_processes_keep_fewer_layouts() -> None:
+    count = MAX_KEPT_BYTES // SLOT_BYTES  # one slot's buffers pass MAX_KEPT_BYTES: one is kept
+    first = gather_slot([torch.ones(1)], CPU, count)
+    assert first.output.numel() == count * SLOT_BYTES
+    assert gather_slot([torch.ones(1)], CPU, count) is first
+    second = gather_slot([torch.ones(2)], CPU, count)
+    assert gather_slot([torch.ones(2)], CPU, count) is second
+    assert gather_slot([torch.ones(1)], CPU, count) is not first
 
 
 def test_each_thread_has_its_own_slots() -> None:

@@ -6,7 +6,8 @@ allocating that buffer, writing the fingerprint and cutting the views in and out
 than the collective. A :class:`GatherSlot` does that work once per layout (dtypes, shapes,
 device, process count): a repeated gather (a loss or a batch of logits every step) then
 copies its tensors in, runs the collective and copies the results out. Each thread keeps
-the slots of its last ``MAX_LAYOUTS`` layouts, about ``(num_processes + 1) * 4 KB`` each.
+the slots of its last ``MAX_LAYOUTS`` layouts, about ``(num_processes + 1) * 4 KB`` each, and
+fewer when that would pass ``MAX_KEPT_BYTES`` (with thousands of processes, one).
 
 Example:
     >>> import torch
@@ -30,6 +31,7 @@ HEADER_BYTES = 16  # the fingerprint (int64), then zeros up to the first tensor
 SLOT_BYTES = HEADER_BYTES + INLINE_BYTES
 _ALIGN = 16  # every tensor starts 16-byte aligned, so the buffer can be viewed in its dtype
 MAX_LAYOUTS = 8
+MAX_KEPT_BYTES = 16 << 20  # fewer layouts are kept when the process count makes slots large
 
 _local = threading.local()
 
@@ -128,7 +130,8 @@ def gather_slot(leaves: list[torch.Tensor], device: torch.device, count: int) ->
         key = (device, count, *[(leaf.dtype, leaf.shape) for leaf in leaves])
     slot = slots.get(key)
     if slot is None:
-        if len(slots) >= MAX_LAYOUTS:
+        kept = max(1, min(MAX_LAYOUTS, MAX_KEPT_BYTES // ((count + 1) * SLOT_BYTES)))
+        while len(slots) >= kept:
             del slots[next(iter(slots))]
         slot = slots[key] = GatherSlot(leaves, device, count)
     return slot
