@@ -365,6 +365,58 @@ def gather_mismatch_between_inline_and_bucketed_sizes_raises():
 
 
 @checks.add
+def gather_repeated_layout_gives_new_tensors_each_call():
+    # a gather of a layout seen before reuses its buffers; each result is still its own tensor
+    first = gather(torch.tensor([RANK + 0.5, RANK + 1.5]))
+    second = gather(torch.tensor([RANK + 10.0, RANK + 20.0]))
+    same(first, torch.tensor([0.5, 1.5, 1.5, 2.5]))
+    same(second, torch.tensor([10.0, 20.0, 11.0, 21.0]))
+    losses = [gather(torch.tensor(step + RANK / 10)) for step in range(3)]
+    for step, loss in enumerate(losses):
+        same(loss, torch.tensor([step, step + 0.1]))
+    weight = torch.ones(3, requires_grad=True)
+    out = gather({"w": weight * (RANK + 1), "b": weight})
+    same(out["w"], torch.tensor([1.0] * 3 + [2.0] * 3))
+    assert not out["w"].requires_grad
+
+
+@checks.add
+def gather_more_layouts_than_are_kept_in_rotation():
+    for _ in range(2):
+        for size in range(1, 13):
+            same(gather(torch.arange(size) + RANK * size), torch.arange(2 * size))
+
+
+@checks.add
+def gather_mismatch_after_the_layout_was_gathered_raises():
+    # the layout's buffers exist on both ranks; rank 1 then passes another shape
+    same(gather(torch.ones(4) * RANK), torch.tensor([0.0] * 4 + [1.0] * 4))
+    text = raises(DistributedOperationException, gather, torch.ones(4 + RANK))
+    assert "float32[4]" in text and "float32[5]" in text, text
+    text = raises(DistributedOperationException, gather, torch.ones(4, dtype=DTYPES[RANK]))
+    assert "float32[4]" in text and "float64[4]" in text, text
+    same(gather(torch.ones(4) * RANK), torch.tensor([0.0] * 4 + [1.0] * 4))
+
+
+@checks.add
+def reduce_and_broadcast_one_tensor():
+    loss = torch.tensor(RANK + 0.5)
+    same(reduce(loss), torch.tensor(1.0))
+    same(loss, torch.tensor(RANK + 0.5))
+    same(
+        reduce(torch.arange(6.0).reshape(2, 3).t() * (RANK + 1), "sum", scale=2.0),
+        torch.arange(6.0).reshape(2, 3).t() * 6,
+    )
+    column = torch.zeros(3, 2)[:, 0]  # not contiguous: broadcast copies back into it
+    column += RANK + 1
+    broadcast(column, from_process=1)
+    same(column, torch.full((3,), 2.0))
+    flat = torch.arange(4) * (RANK + 1)
+    assert broadcast(flat, from_process=1) is flat
+    same(flat, torch.arange(4) * 2)
+
+
+@checks.add
 def collectives_work_after_a_mismatch():
     same(gather(torch.tensor([RANK])), torch.tensor([0, 1]))
     same(pad_across_processes(torch.ones(1 + RANK)), torch.tensor([1.0, float(RANK)]))

@@ -33,6 +33,9 @@ from accel.state import PartialState
 
 NESTED_TENSORS = 100
 LARGE_NUMEL = 4 * 1024 * 1024
+# One small tensor takes a fraction of a millisecond: its blocks run this many times more
+# calls, so its medians rest on as many samples as the noise of a shared machine needs.
+SMALL_BLOCK_SCALE = 50
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -163,12 +166,18 @@ def assert_same(name: str, ours: Any, theirs: Any) -> None:
 
 
 def time_calls(
-    impls: dict[str, Callable[[], Any]], warmup: int, rounds: int, block: int
+    impls: dict[str, Callable[[], Any]],
+    warmup: int,
+    rounds: int,
+    block: int,
+    cpu: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """Median per-call milliseconds of each implementation (slowest process).
 
     Implementations alternate block by block so drift hits them all alike; a barrier precedes
-    every block.
+    every block. Given a ``cpu`` dict, also fills it with the median main-thread CPU time per
+    call (``time.thread_time``): what the call itself costs, steadier than the wall clock
+    when the collective's latency and a busy machine's noise dominate.
 
     Example:
         >>> time_calls({"accel": lambda: None}, 1, 1, 1)  # doctest: +SKIP
@@ -178,16 +187,23 @@ def time_calls(
         for _ in range(warmup):
             fn()
     samples: dict[str, list[float]] = {name: [] for name in impls}
+    cpu_samples: dict[str, list[float]] = {name: [] for name in impls}
     for _ in range(rounds):
         for name, fn in impls.items():
             dist.barrier()
             for _ in range(block):
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.thread_time()
                 fn()
+                cpu_samples[name].append(time.thread_time() - start_cpu)
                 samples[name].append(time.perf_counter() - start)
-    medians = torch.tensor([statistics.median(samples[name]) * 1e3 for name in impls])
+    medians = torch.tensor(
+        [statistics.median(found[name]) * 1e3 for found in (samples, cpu_samples) for name in impls]
+    )
     dist.all_reduce(medians, op=dist.ReduceOp.MAX)
-    return dict(zip(impls, medians.tolist()))
+    values = medians.tolist()
+    if cpu is not None:
+        cpu.update(zip(impls, values[len(impls) :]))
+    return dict(zip(impls, values[: len(impls)]))
 
 
 def nested_cases(rank: int) -> list[tuple[str, dict[str, Callable[[], Any]], float]]:
@@ -300,6 +316,87 @@ def nested_cases(rank: int) -> list[tuple[str, dict[str, Callable[[], Any]], flo
     return cases
 
 
+def small_cases(rank: int) -> list[tuple[str, dict[str, Callable[[], Any]], float]]:
+    """One small tensor per call, as a training or eval loop does: (label, {impl: call}, target).
+
+    A scalar loss, a (8,) tensor and (64, 10) logits gathered; a scalar loss reduced; a (8,)
+    tensor broadcast. "raw" is the bare torch.distributed call (``all_gather_into_tensor``,
+    clone + ``all_reduce``, ``broadcast``). Results are checked equal before timing.
+
+    Example:
+        >>> cases = small_cases(0)  # doctest: +SKIP
+    """
+    world = dist.get_world_size()
+    cases = []
+    for label, shape in (("scalar", ()), ("(8,)", (8,)), ("(64, 10) logits", (64, 10))):
+        numel = max(1, int(torch.Size(shape).numel()))
+        value = (torch.arange(numel, dtype=torch.float32) + 1000 * rank).reshape(shape)
+
+        def raw_gather(value: torch.Tensor = value) -> torch.Tensor:
+            flat = value.reshape(-1)
+            out = flat.new_empty((world * flat.numel(),))
+            dist.all_gather_into_tensor(out, flat)
+            rows = value.shape[0] if value.dim() else 1
+            return out.view(world * rows, *value.shape[1:])
+
+        got, want, raw = accel_ops.gather(value), acc_ops.gather(value), raw_gather()
+        assert_same(f"gather {label}", got, want)
+        assert_same(f"gather {label} vs raw", got, raw)
+        cases.append(
+            (
+                f"gather one {label} tensor",
+                {
+                    "accel": lambda value=value: accel_ops.gather(value),
+                    "accelerate": lambda value=value: acc_ops.gather(value),
+                    "raw": raw_gather,
+                },
+                1.0,
+            )
+        )
+
+    loss = torch.tensor(0.25 + rank, dtype=torch.float32)
+
+    def raw_reduce() -> torch.Tensor:
+        out = loss.clone()
+        dist.all_reduce(out)
+        return out.div_(world)
+
+    got, want, raw = accel_ops.reduce(loss), acc_ops.reduce(loss), raw_reduce()
+    assert_same("reduce scalar", got, want)
+    assert_same("reduce scalar vs raw", got, raw)
+    assert_same("reduce scalar input untouched", loss, torch.tensor(0.25 + rank))
+    cases.append(
+        (
+            "reduce(mean) one scalar",
+            {
+                "accel": lambda: accel_ops.reduce(loss),
+                "accelerate": lambda: acc_ops.reduce(loss),
+                "raw": raw_reduce,
+            },
+            1.0,
+        )
+    )
+
+    ours, theirs, raw = (torch.arange(8.0) + 10 * rank for _ in range(3))
+    got, want = accel_ops.broadcast(ours), acc_ops.broadcast(theirs)
+    dist.broadcast(raw, src=0)
+    assert_same("broadcast (8,)", got, want)
+    assert_same("broadcast (8,) vs raw", got, raw)
+    assert_same("broadcast (8,) in place", ours, torch.arange(8.0))
+    cases.append(
+        (
+            "broadcast one (8,) tensor",
+            {
+                "accel": lambda: accel_ops.broadcast(ours),
+                "accelerate": lambda: acc_ops.broadcast(theirs),
+                "raw": lambda: dist.broadcast(raw, src=0),
+            },
+            1.0,
+        )
+    )
+    return cases
+
+
 def large_cases(rank: int) -> list[tuple[str, dict[str, Callable[[], Any]], float]]:
     """The one-big-tensor operations: (label, {impl: call}, max accel/raw ratio).
 
@@ -388,8 +485,8 @@ def format_row(label: str, times: dict[str, float], target: float, large: bool) 
     else:
         ratio = times["accelerate"] / times["accel"]
         verdict = "ok" if ratio >= target else "MISSED"
-        cells.append(f"accelerate/accel = {ratio:.1f}x")
-        cells.append(f"target >= {target:.0f}x {verdict}")
+        cells.append(f"accelerate/accel = {ratio:.{1 if target >= 10 else 2}f}x")
+        cells.append(f"target >= {target:g}x {verdict}")
     return " | ".join(cells)
 
 
@@ -404,10 +501,19 @@ def main(argv: list[str] | None = None) -> None:
     rank = ours.process_index
     rows = []
     try:
-        for large, cases in ((False, nested_cases(rank)), (True, large_cases(rank))):
+        groups = (
+            (False, 1, nested_cases(rank)),
+            (False, SMALL_BLOCK_SCALE, small_cases(rank)),
+            (True, 1, large_cases(rank)),
+        )
+        cpu_rows = []
+        for large, scale, cases in groups:
             for label, impls, target in cases:
-                times = time_calls(impls, args.warmup, args.rounds, args.block)
+                cpu: dict[str, float] = {}
+                times = time_calls(impls, args.warmup, args.rounds, args.block * scale, cpu)
                 rows.append(format_row(label, times, target, large))
+                if scale == SMALL_BLOCK_SCALE:
+                    cpu_rows.append(format_row(f"cpu: {label}", cpu, target, large))
         clone_ms = clone_cost()
         if rank == 0:
             header = " | ".join(
@@ -425,11 +531,17 @@ def main(argv: list[str] | None = None) -> None:
                 f"\ncollectives: 2 processes, gloo on CPU, OMP_NUM_THREADS={threads}, "
                 f"torch {torch.__version__}, accelerate {accelerate.__version__}; "
                 f"median per call over {args.rounds}x{args.block} calls "
-                f"(after {args.warmup} warm-up), slowest process"
+                f"({args.rounds}x{args.block * SMALL_BLOCK_SCALE} for one small tensor; "
+                f"after {args.warmup} warm-up), slowest process"
             )
             print(header)
             print("-" * len(header))
             for row in rows:
+                print(row, flush=True)
+            print(
+                "main-thread CPU ms per call (time.thread_time), the one-small-tensor calls above:"
+            )
+            for row in cpu_rows:
                 print(row, flush=True)
             print(
                 f"(for reference: clone of the 4M float32 tensor alone = {clone_ms:.3f} ms; "

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from accel.ops import DistributedOperationException
-from accel.ops.shape_check import fingerprint_probe, layout_fingerprint, raise_on_mismatch
+from accel.ops.fingerprint import layout_fingerprint
+from accel.ops.shape_check import fingerprint_probe, raise_on_mismatch
 from accel.state import PartialState
 
 

@@ -15,11 +15,11 @@ import torch.distributed as dist
 
 from accel.ops.buckets import from_wire, make_buckets
 from accel.ops.consistency import check_consistent, describe
+from accel.ops.fingerprint import layout_fingerprint
 from accel.ops.shape_check import (
     all_gather_rows,
     checked_gather,
     fingerprint_probe,
-    layout_fingerprint,
     raise_on_mismatch,
 )
 from accel.ops.structures import recursively_apply
@@ -157,20 +157,30 @@ def reduce(tensor: Any, reduction: str = "mean", scale: float = 1.0) -> Any:
         results = [leaf.clone() if scale == 1.0 else leaf * scale for leaf in leaves]
         return _rebuild(tensor, results)
     _verify(state, "reduce", tensor, leaves)
+    count = state.num_processes
+    if len(leaves) == 1 and leaves[0].dtype != torch.bool:
+        # one tensor (a loss, a metric): no bucket to build, reduce a contiguous copy
+        buffer = leaves[0].clone(memory_format=torch.contiguous_format)
+        _all_reduce(buffer, _REDUCE_OPS[reduction], reduction, count, scale)
+        return _rebuild(tensor, [buffer])
     reduced: list[Any] = [None] * len(leaves)
     for bucket in make_buckets(leaves):
         buffer = bucket.flat.clone() if len(bucket.tensors) == 1 else bucket.flat
         op = _REDUCE_OPS[reduction]
         if bucket.dtype == torch.bool:
             op = dist.ReduceOp.MIN if reduction == "min" else dist.ReduceOp.MAX
-        dist.all_reduce(buffer, op=op)
-        if reduction == "mean":
-            buffer.div_(state.num_processes)
-        if scale != 1.0:
-            buffer.mul_(scale)
+        _all_reduce(buffer, op, reduction, count, scale)
         for index, view in zip(bucket.indices, bucket.views(buffer)):
             reduced[index] = view
     return _rebuild(tensor, reduced)
+
+
+def _all_reduce(buffer: torch.Tensor, op: Any, reduction: str, count: int, scale: float) -> None:
+    dist.all_reduce(buffer, op=op)
+    if reduction == "mean":
+        buffer.div_(count)
+    if scale != 1.0:
+        buffer.mul_(scale)
 
 
 def broadcast(tensor: Any, from_process: int = 0) -> Any:
@@ -192,6 +202,11 @@ def broadcast(tensor: Any, from_process: int = 0) -> Any:
     _check_source(from_process, state)
     leaves = _leaves(tensor, "broadcast")
     _verify(state, "broadcast", tensor, leaves)
+    if len(leaves) == 1:
+        leaf = leaves[0]
+        if leaf.dtype != torch.bool and leaf.is_contiguous():
+            dist.broadcast(leaf, src=from_process)  # straight into the tensor
+            return tensor
     sending = state.process_index == from_process
     # Receivers do not pack their own values (they are about to be overwritten): they
     # receive into an empty buffer and copy it back with one batched copy per bucket.
