@@ -45,6 +45,10 @@ OPTIONAL_INTEGRATIONS = {
         "torchao": "fp8 training (mixed_precision='fp8') with the torchao the user installs",
         "peft": "recognises a PEFT model the user passes (is_peft_model, adapter_only)",
     },
+    "accel-deepspeed": {
+        "transformers": "Ulysses (sp_size > 1) swaps the attention of the transformers model "
+        "the user passes",
+    },
 }
 
 
