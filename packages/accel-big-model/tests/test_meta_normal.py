@@ -1,48 +1,22 @@
-"""Meta-device init skips ``normal_`` (no ``torch._dynamo`` import) and builds the same models."""
+"""Meta-device init skips ``normal_`` (no ``torch._dynamo`` import), builds the same models."""
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
 from torch import nn
 
+import accel.big_model
 from accel.big_model.init import init_empty_weights, init_on_device
 from accel.big_model.meta_normal import SkipMetaNormal
-
-# What a fresh interpreter builds on the meta device; it must not import torch._dynamo.
-FRESH_BUILD = """
-import sys
-import torch
-from torch import nn
-from accel.big_model import init_empty_weights, init_on_device
-
-with init_empty_weights():
-    embedding = nn.Embedding(1000, 64)
-    linear = nn.Linear(64, 64)
-    nn.init.normal_(linear.weight, std=0.02)
-    linear.weight.data.normal_(mean=0.0, std=0.02)
-    nn.init.xavier_normal_(linear.weight)
-    nn.init.kaiming_normal_(linear.weight)
-with init_empty_weights(include_buffers=True):
-    nn.Embedding(10, 4)
-with init_on_device("meta"):
-    nn.Embedding(10, 4)
-assert embedding.weight.is_meta and linear.weight.is_meta
-print("torch._dynamo" in sys.modules)
-"""
-
-
-def test_meta_init_with_normal_weights_does_not_import_dynamo():
-    """torch's meta ``normal_`` imports ``torch._dynamo`` (seconds of CPU); accel skips it."""
-    result = subprocess.run(
-        [sys.executable, "-c", FRESH_BUILD], capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["False"]
 
 
 class TinyLM(nn.Module):
@@ -84,22 +58,59 @@ MODELS: dict[str, Callable[[], nn.Module]] = {
 }
 
 
-@pytest.mark.parametrize("include_buffers", [False, True])
-@pytest.mark.parametrize("name", sorted(MODELS))
-def test_models_are_the_ones_accelerate_builds(name, include_buffers):
-    """Same names, classes, shapes, dtypes, devices, requires_grad and version counters as
-    Accelerate's ``init_empty_weights`` and ``init_on_device("meta")``, which run ``normal_``."""
+def built(library: ModuleType) -> dict[tuple[str, bool, str], list[tuple]]:
+    """Every model of MODELS built under ``library``'s two meta contexts, described."""
+    contexts = {
+        "init_empty_weights": library.init_empty_weights,
+        "init_on_device": partial(library.init_on_device, torch.device("meta")),
+    }
+    models = {}
+    for name, build in MODELS.items():
+        for include_buffers in (False, True):
+            for context, enter in contexts.items():
+                with enter(include_buffers=include_buffers):
+                    models[name, include_buffers, context] = described(build())
+    return models
+
+
+# A fresh interpreter: accel builds every model first, without importing torch._dynamo, then
+# Accelerate (whose meta normal_ imports it) builds them too, and they must be the same.
+FRESH_COMPARISON = """
+import sys
+sys.path.insert(0, {tests!r})
+import accel.big_model
+from test_meta_normal import built
+
+ours = built(accel.big_model)
+print("torch._dynamo" in sys.modules)
+import accelerate
+
+print(ours == built(accelerate))
+"""
+
+
+def test_meta_init_in_a_fresh_interpreter_skips_dynamo_and_matches_accelerate():
+    """torch's meta ``normal_`` imports ``torch._dynamo`` (seconds of CPU); accel skips it and
+    builds the models Accelerate builds: same names, classes, shapes, dtypes, devices,
+    requires_grad and version counters (tied weights under each name)."""
+    pytest.importorskip("accelerate")
+    code = FRESH_COMPARISON.format(tests=str(Path(__file__).parent))
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=180
+    )
+    assert result.returncode == 0, result.stderr
+    imported_dynamo, same_models = result.stdout.split()
+    assert imported_dynamo == "False"
+    assert same_models == "True"
+
+
+def test_models_match_accelerate_once_dynamo_is_imported():
+    """With ``torch._dynamo`` imported the skip is off (it would cost more than it saves)."""
     accelerate = pytest.importorskip("accelerate")
-    with init_empty_weights(include_buffers=include_buffers):
-        ours = MODELS[name]()
-    with accelerate.init_empty_weights(include_buffers=include_buffers):
-        theirs = MODELS[name]()
-    assert described(ours) == described(theirs)
-    with init_on_device("meta", include_buffers=include_buffers):
-        ours = MODELS[name]()
-    with accelerate.init_on_device(torch.device("meta"), include_buffers=include_buffers):
-        theirs = MODELS[name]()
-    assert described(ours) == described(theirs)
+    importlib.import_module("torch._dynamo")
+    with init_empty_weights():
+        assert not torch.overrides.has_torch_function((torch.empty(1),))
+    assert built(accel.big_model) == built(accelerate)
 
 
 class Logged(torch.Tensor):

@@ -8,7 +8,7 @@ from contextlib import ExitStack, contextmanager
 import torch
 from torch import nn
 
-from accel.big_model.meta_normal import SkipMetaNormal
+from accel.big_model.meta_normal import skip_meta_normal
 from accel.state import env
 
 #: ``ACCEL_INIT_INCLUDE_BUFFERS`` (or Accelerate's ``ACCELERATE_INIT_INCLUDE_BUFFERS``) sets the
@@ -46,9 +46,9 @@ def init_on_device(
     is already on ``device`` (tying weights) keeps the tie. The previous
     behaviour is restored on exit, also after an exception.
     Nesting a real device inside ``"meta"`` cannot work (meta tensors have no data).
-    On ``"meta"``, ``normal_`` calls on meta tensors return at once (they have nothing to
-    fill, and torch's meta ``normal_`` imports ``torch._dynamo``: seconds of CPU); see
-    :mod:`accel.big_model.meta_normal`.
+    On ``"meta"``, while ``torch._dynamo`` is not imported, ``normal_`` calls on meta tensors
+    return at once: they have nothing to fill, and torch's meta ``normal_`` would import
+    ``torch._dynamo``, seconds of CPU (:mod:`accel.big_model.meta_normal`).
 
     Example:
         >>> with init_on_device("meta"):
@@ -91,7 +91,7 @@ def init_on_device(
     try:
         with ExitStack() as stack:
             if device.type == "meta":
-                stack.enter_context(SkipMetaNormal())
+                stack.enter_context(skip_meta_normal())
             if include_buffers:
                 stack.enter_context(device)
             yield

@@ -7,10 +7,17 @@ torch runs ``normal_`` on the meta device through ``torch._refs``, and its first
 and leave nothing behind but the tensor's version counter, which it bumps as the op does;
 every other call (a bad ``std``, an integer tensor, a generator, autograd recording, tensor
 subclasses with their own ``__torch_function__``, ...) runs the real op unchanged.
+
+A torch function mode costs a few microseconds on every torch call made under it, so
+:func:`skip_meta_normal` enters it only while ``torch._dynamo`` is not imported yet: once it
+is (transformers' ``modeling_utils`` imports it), skipping saves less than the mode costs on
+a typical model.
 """
 
 from __future__ import annotations
 
+import sys
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
@@ -107,3 +114,17 @@ class SkipMetaNormal(TorchFunctionMode):
                 increment_version(tensor)
                 return tensor
         return func(*args, **kwargs)
+
+
+def skip_meta_normal() -> AbstractContextManager[object]:
+    """:class:`SkipMetaNormal` while ``torch._dynamo`` is not imported, else a no-op context.
+
+    Example:
+        >>> with skip_meta_normal():
+        ...     weight = nn.Embedding(10, 4, device="meta").weight
+        >>> weight.is_meta
+        True
+    """
+    if "torch._dynamo" in sys.modules:
+        return nullcontext()
+    return SkipMetaNormal()
