@@ -39,6 +39,7 @@ EXPECTED_LINES: dict[str, list[tuple[str, str]]] = {
     "import_time": [("import accel.ops + .gather", RATIO)],
     "meta_init": [
         ("TinyLM under init_empty_weights (CPU)", RATIO),
+        ("TinyLM under init_empty_weights, torch._dynamo imported first (CPU)", RATIO),
         ("estimate-memory process (CPU)", RATIO),
     ],
     "training_loop": [

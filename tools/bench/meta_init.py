@@ -4,10 +4,11 @@ The model is transformers-style (token and position embeddings, attention and ML
 tied LM head, GPT-2's ``normal_(std=0.02)`` weight init). Each measurement runs in a fresh
 interpreter that has already imported torch and the library (untimed), then times the build
 (wall and CPU) and reports whether it imported ``torch._dynamo``: meta ``normal_`` runs
-through ``torch._refs``, which imports it. The parameters and buffers both libraries built
-must be the same (name, class, shape, dtype, device, requires_grad; a tied weight is listed
-under each name, since Accelerate's context unties it and accel's keeps it), else the run
-fails.
+through ``torch._refs``, which imports it. The same builds run again in interpreters that
+imported ``torch._dynamo`` first, where accel's skip is off. All builds must give the same
+parameters and buffers (name, class, shape, dtype, device, requires_grad; a tied weight is
+listed under each name, since Accelerate's context unties it and accel's keeps it), else the
+run fails.
 A second table times the whole ``accel estimate-memory file.py:build`` process against a
 Python process that does the same with Accelerate's ``init_empty_weights`` and
 ``calculate_maximum_sizes`` (``accelerate estimate-memory`` only takes Hub models)::
@@ -72,6 +73,7 @@ IMPORTS = {
 CHILD = """
 import json, sys, time, torch
 {imports}
+{preimport}
 sys.path.insert(0, {folder!r})
 from bench_model import build
 wall, cpu = time.perf_counter(), time.process_time()
@@ -97,14 +99,16 @@ print(calculate_maximum_sizes(model.float()))
 """
 
 
-def build_once(library: str, folder: str, env: dict[str, str]) -> dict:
-    """What one fresh interpreter measured building the model with ``library``.
+def build_once(library: str, folder: str, env: dict[str, str], dynamo_first: bool) -> dict:
+    """What one fresh interpreter measured building the model with ``library``
+    (``dynamo_first``: after importing ``torch._dynamo``, untimed).
 
     Example:
-        >>> build_once("accel", folder, env)["dynamo"]  # doctest: +SKIP
+        >>> build_once("accel", folder, env, dynamo_first=False)["dynamo"]  # doctest: +SKIP
         False
     """
-    code = CHILD.format(imports=IMPORTS[library], folder=folder)
+    preimport = "import torch._dynamo" if dynamo_first else ""
+    code = CHILD.format(imports=IMPORTS[library], folder=folder, preimport=preimport)
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     )
@@ -156,7 +160,9 @@ def main(argv: list[str] | None = None) -> None:
     runs = 1 if args.smoke else 2 if args.quick else args.runs
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ACCEL_", "ACCELERATE_"))}
     env.setdefault("OMP_NUM_THREADS", "1")
-    builds: dict[str, list[dict]] = {name: [] for name in IMPORTS}
+    builds: dict[tuple[str, bool], list[dict]] = {
+        (name, first): [] for first in (False, True) for name in IMPORTS
+    }
     processes: dict[str, list[tuple[float, float]]] = {name: [] for name in IMPORTS}
     with tempfile.TemporaryDirectory() as folder:
         Path(folder, "bench_model.py").write_text(MODEL_SOURCE)
@@ -165,22 +171,29 @@ def main(argv: list[str] | None = None) -> None:
             "accelerate": [sys.executable, "-c", REFERENCE_ESTIMATE.format(folder=folder)],
         }
         for _ in range(runs):
+            for (name, first), samples in builds.items():
+                samples.append(build_once(name, folder, env, dynamo_first=first))
             for name in IMPORTS:
-                builds[name].append(build_once(name, folder, env))
                 processes[name].append(process_once(commands[name], env))
-    if builds["accel"][0]["tensors"] != builds["accelerate"][0]["tensors"]:
+    if len({json.dumps(samples[0]["tensors"]) for samples in builds.values()}) != 1:
         sys.exit("meta_init: accel and accelerate built different parameters/buffers")
     print(f"\nmeta-device build of a transformers-style model, fresh interpreters, {runs} runs")
-    print(f"{'library':<10} | wall ms | CPU ms | imports torch._dynamo")
+    print(f"{'library':<10} | torch._dynamo imported first | wall ms | CPU ms | imports it")
     medians = {}
-    for name, samples in builds.items():
+    for (name, first), samples in builds.items():
         wall = statistics.median(1e3 * s["wall"] for s in samples)
-        cpu = statistics.median(1e3 * s["cpu"] for s in samples)
-        medians[name] = cpu
-        dynamo = "yes" if any(s["dynamo"] for s in samples) else "no"
-        print(f"{name:<10} | {wall:>7.1f} | {cpu:>6.1f} | {dynamo}")
-    label = "TinyLM under init_empty_weights (CPU)"
-    print(ratio_line(label, medians["accel"], medians["accelerate"], "ms"))
+        medians[name, first] = cpu = statistics.median(1e3 * s["cpu"] for s in samples)
+        imports = "-" if first else "yes" if any(s["dynamo"] for s in samples) else "no"
+        first_text = "yes" if first else "no"
+        print(f"{name:<10} | {first_text:<28} | {wall:>7.1f} | {cpu:>6.1f} | {imports}")
+    for first, label in ((False, ""), (True, ", torch._dynamo imported first")):
+        line = ratio_line(
+            f"TinyLM under init_empty_weights{label} (CPU)",
+            medians["accel", first],
+            medians["accelerate", first],
+            "ms",
+        )
+        print(line)
     print("\nwhole process: `accel estimate-memory file.py:build` vs Python + Accelerate's API")
     print(f"{'library':<10} | wall s | CPU s")
     cpus = {}
