@@ -47,6 +47,11 @@ EXPECTED_LINES: dict[str, list[tuple[str, str]]] = {
         )
     ],
     "import_time": [("import accel.ops + .gather", RATIO)],
+    "meta_init": [
+        ("TinyLM under init_empty_weights (CPU)", RATIO),
+        ("TinyLM under init_empty_weights, torch._dynamo imported first (CPU)", RATIO),
+        ("estimate-memory process (CPU)", RATIO),
+    ],
     "training_loop": [
         (operation, RATIO)
         for operation in (
@@ -73,7 +78,7 @@ EXPECTED_LINES: dict[str, list[tuple[str, str]]] = {
 # background job -> the benchmarks it runs (about a third of the smoke run's CPU time each)
 GROUPS: dict[str, tuple[str, ...]] = {
     "bench_smoke_ddp": ("training_loop", "collectives"),
-    "bench_smoke_engines": ("deepspeed_zero2", "ndp_steps", "import_time"),
+    "bench_smoke_engines": ("deepspeed_zero2", "ndp_steps", "import_time", "meta_init"),
     "bench_smoke_io": ("launch_overhead", "big_model_load", "cli_startup", "checkpoint_io"),
 }
 
@@ -96,9 +101,9 @@ def bench_smoke_ddp(out: Path) -> subprocess.CompletedProcess[str]:
     return _run_all(*GROUPS["bench_smoke_ddp"])
 
 
-@background(seconds=100, timeout=600)
+@background(seconds=115, timeout=600)
 def bench_smoke_engines(out: Path) -> subprocess.CompletedProcess[str]:
-    """``run_all.py --smoke --only`` DeepSpeed, N-D parallelism and import time."""
+    """``run_all.py --smoke --only`` DeepSpeed, N-D parallelism, import and meta-init time."""
     return _run_all(*GROUPS["bench_smoke_engines"])
 
 

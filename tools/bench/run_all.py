@@ -14,6 +14,8 @@ for those, which ``--smoke`` does not change.
 1. ``collectives.py`` under ``torch.distributed.run`` with 2 CPU (gloo) processes: accel.ops
    vs Accelerate vs raw ``torch.distributed``, results checked equal before timing.
 2. ``import_time.py``: import cost of ``accel.ops`` vs ``accelerate`` above ``import torch``.
+   ``meta_init.py``: building a model with embeddings under ``init_empty_weights`` (fresh
+   interpreters, results checked equal), and the whole ``accel estimate-memory`` process.
 3. ``training_loop.py``: steps/s of a DDP training loop (2 gloo processes) with accel vs
    Accelerate vs raw torch, and the per-step Python overhead on 1 process.
    ``deepspeed_zero2.py``: steps/s of a DeepSpeed ZeRO-2 loop (2 gloo processes) through accel
@@ -54,6 +56,7 @@ HERE = Path(__file__).resolve().parent
 BENCHMARKS = (
     "collectives",
     "import_time",
+    "meta_init",
     "training_loop",
     "deepspeed_zero2",
     "ndp_steps",

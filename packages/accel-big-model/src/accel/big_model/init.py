@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import torch
 from torch import nn
 
+from accel.big_model.meta_normal import skip_meta_normal
 from accel.state import env
 
 #: ``ACCEL_INIT_INCLUDE_BUFFERS`` (or Accelerate's ``ACCELERATE_INIT_INCLUDE_BUFFERS``) sets the
@@ -45,6 +46,9 @@ def init_on_device(
     is already on ``device`` (tying weights) keeps the tie. The previous
     behaviour is restored on exit, also after an exception.
     Nesting a real device inside ``"meta"`` cannot work (meta tensors have no data).
+    On ``"meta"``, while ``torch._dynamo`` is not imported, ``normal_`` calls on meta tensors
+    return at once: they have nothing to fill, and torch's meta ``normal_`` would import
+    ``torch._dynamo``, seconds of CPU (:mod:`accel.big_model.meta_normal`).
 
     Example:
         >>> with init_on_device("meta"):
@@ -85,10 +89,11 @@ def init_on_device(
     if include_buffers:
         setattr(nn.Module, "register_buffer", register_buffer)  # noqa: B010
     try:
-        if include_buffers:
-            with device:
-                yield
-        else:
+        with ExitStack() as stack:
+            if device.type == "meta":
+                stack.enter_context(skip_meta_normal())
+            if include_buffers:
+                stack.enter_context(device)
             yield
     finally:
         nn.Module.register_parameter = original_register_parameter
