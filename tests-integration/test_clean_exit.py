@@ -3,14 +3,15 @@
 ``workers/clean_exit.py`` trains a few steps, prints "done" and returns without
 ``end_training``; launched with ``accel launch --cpu --num_processes 2`` it must exit 0 every
 time, in each mode: DDP, FSDP2, an ``async_save`` still in flight at the end, DeepSpeed
-ZeRO-2, and DDP with torch's gloo worker threads starved at the end (Linux). Before ``accel.state.teardown`` a rank sometimes aborted at interpreter exit
-("terminate called without an active exception") and the launcher reported the job failed.
+ZeRO-2, and DDP with torch's gloo worker threads starved at the end (Linux). Before
+``accel.state.teardown`` a rank sometimes aborted at interpreter exit ("terminate called
+without an active exception") and the launcher reported the job failed.
 
-The default run count is small so CI stays fast (ddp 3, starved_gloo_workers 4, the others 1;
-the second ddp run
-destroys the process group itself and the last calls ``end_training`` first, so teardown
-after an explicit destroy is covered too);
-``ACCEL_IT_EXIT_RUNS=30`` launches every mode 30 times in a row.
+The default run count is small so CI stays fast: ddp 3, starved_gloo_workers 6, the others 1.
+The second ddp run destroys the process group itself and the last calls ``end_training``
+first, so teardown after an explicit destroy is covered too; every other starved run starts
+the process group in the script (accel adopts it). ``ACCEL_IT_EXIT_RUNS=30`` launches every
+mode 30 times in a row.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from launching import LaunchResult, accel_launch
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
-DEFAULT_RUNS = {"ddp": 3, "fsdp2": 1, "async_save": 1, "deepspeed": 1, "starved_gloo_workers": 4}
+DEFAULT_RUNS = {"ddp": 3, "fsdp2": 1, "async_save": 1, "deepspeed": 1, "starved_gloo_workers": 6}
 CHECKPOINT_MARKER = "accel_checkpoint.json"  # written when a save_state folder is complete
 
 
@@ -62,6 +63,8 @@ def _launch_mode(mode: str, root: Path) -> list[str]:
             args.append("end_training")
         elif mode == "ddp" and index == 1:
             args.append("destroy_process_group")
+        elif mode == "starved_gloo_workers" and index % 2:
+            args.append("user_group")
         run = accel_launch("clean_exit.py", args=args, out_dir=out_dir)
         problem = _problem(run, mode, out_dir)
         if problem is not None:

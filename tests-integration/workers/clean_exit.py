@@ -16,7 +16,8 @@ is torn down at interpreter exit by ``accel.state.teardown``. The mode is the fi
   as a loaded machine makes it do now and then; without accel's wait at exit, a rank aborted
   in about half of these runs (Linux only).
 
-A second argument ``end_training`` calls ``accelerator.end_training()`` before returning;
+A second argument ``user_group`` has the script start the process group itself before
+``Accelerator()`` (accel adopts it). A second argument ``end_training`` calls ``accelerator.end_training()`` before returning;
 ``destroy_process_group`` has the script destroy the group itself, as many scripts do (the
 model still holds it, so its gloo worker threads live on into the exit).
 
@@ -64,6 +65,8 @@ def main() -> None:
     mode = sys.argv[1] if len(sys.argv) > 1 else "ddp"
     if mode not in MODES:
         raise SystemExit(f"clean_exit.py: unknown mode {mode!r}; valid: {', '.join(MODES)}")
+    if "user_group" in sys.argv[2:]:
+        torch.distributed.init_process_group("gloo")
     accelerator = make_accelerator(mode)
     torch.manual_seed(0)
     data = torch.utils.data.TensorDataset(torch.randn(64, 8), torch.randn(64, 1))

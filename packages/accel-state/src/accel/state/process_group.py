@@ -23,7 +23,7 @@ from accel.state.backends import (
 )
 from accel.state.devices import detect_device_type
 from accel.state.enums import DistributedType
-from accel.state.teardown import register_process_group
+from accel.state.teardown import install_exit_teardown, register_process_group
 from accel.state.world import WorldInfo, discover_world
 
 
@@ -35,6 +35,7 @@ def adopt_existing_group() -> tuple[WorldInfo, CollectiveBackend]:
         (WorldInfo(rank=0, world_size=2, ...), CollectiveBackend(name='gloo', ...))
     """
     dist = torch.distributed
+    install_exit_teardown()  # the group stays the script's; the exit still waits for gloo
     name = str(dist.get_backend())
     try:
         backend = get_backend(name, source="the existing process group's backend")

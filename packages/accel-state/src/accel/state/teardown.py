@@ -90,6 +90,19 @@ def register_process_group(group: Any = None) -> None:
         _install()
 
 
+def install_exit_teardown() -> None:
+    """Have :func:`run_teardown` run at interpreter exit even if nothing is registered.
+
+    For a process group accel adopts (the script called ``init_process_group`` itself): the
+    group stays the script's, but the exit still waits for idle gloo workers.
+
+    Example:
+        >>> install_exit_teardown()
+    """
+    with _lock:
+        _install()
+
+
 def register_shutdown(callback: Callable[[], None], name: str) -> None:
     """Run ``callback`` at interpreter exit before any process group is destroyed.
 
