@@ -16,6 +16,23 @@ from pathlib import Path
 from typing import Any
 
 
+def refused(call: Callable[[], object], *fragments: str, accepted: str) -> str:
+    """Run ``call``, which must raise ``ValueError`` with every one of ``fragments`` in its
+    message; returns the message. ``accepted`` is the failure when it returns instead.
+
+    Example:
+        >>> refused(lambda: int("x"), "invalid literal", accepted="int('x') worked")
+        "invalid literal for int() with base 10: 'x'"
+    """
+    try:
+        call()
+    except ValueError as error:
+        message = str(error)
+        assert all(fragment in message for fragment in fragments), message
+        return message
+    raise AssertionError(accepted)
+
+
 class Checks:
     """An ordered list of named checks and the report of running them on this rank.
 
